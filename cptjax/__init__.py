@@ -1,0 +1,21 @@
+"""cptjax: predict, fit and optimise LLM continual pre-training loss curves in JAX."""
+
+from . import _schedules as schedules
+from ._areas import Areas as Areas
+from ._areas import areas as areas
+from ._areas import momentum as momentum
+from ._laws import CPTLaw as CPTLaw
+from ._laws import LawPair as LawPair
+from ._laws import LossPair as LossPair
+from ._laws import MultiPowerLaw as MultiPowerLaw
+from ._laws import OpenCPTLaw as OpenCPTLaw
+from ._laws import PTLaw as PTLaw
+from ._laws import ReplayCPTLaw as ReplayCPTLaw
+from ._laws import SizeCPTLaw as SizeCPTLaw
+from ._laws import law_from_dict as law_from_dict
+from ._laws import predict as predict
+from ._presets import PRESETS as PRESETS
+from ._presets import preset as preset
+from ._presets import replay_beta as replay_beta
+
+__version__ = "0.1.0"

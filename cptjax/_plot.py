@@ -1,0 +1,65 @@
+"""Matplotlib figures (imported lazily by the CLI; the maths never imports this)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, path) -> None:
+    """Write ``fig`` atomically (temp file + rename), so a failed save leaves no partial file."""
+    path = os.fspath(path)
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(path)[1] or ".png", dir=d)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        _plt().close(fig)
+
+
+def prediction(steps, lr, curves: dict, n_pt: int | None, path, title: str = "", observed=None):
+    """Loss curves (one line per entry of ``curves``) over steps with the LR below and the transfer
+    point marked; ``observed`` = {name: (steps, loss)} adds data points."""
+    plt = _plt()
+    fig, (ax, axl) = plt.subplots(2, 1, figsize=(8, 6), sharex=True,
+                                  gridspec_kw={"height_ratios": [3, 1]})
+    for name, y in curves.items():
+        ax.plot(steps, y, label=f"{name} (predicted)")
+    for name, (s, y) in (observed or {}).items():
+        ax.plot(s, y, ".", ms=3, label=f"{name} (observed)")
+    # The law diverges as S1 -> 0 in the first steps: scale the axis to the rest of the run.
+    tail = [np.asarray(y)[len(y) // 50:] for y in curves.values()]
+    tail += [np.asarray(y) for _, y in (observed or {}).values()]
+    lo, hi = min(float(np.nanmin(t)) for t in tail), max(float(np.nanmax(t)) for t in tail)
+    pad = 0.05 * (hi - lo or 1.0)
+    ax.set_ylim(lo - pad, hi + pad)
+    axl.plot(steps, lr, color="k", lw=1)
+    for a in (ax, axl):
+        if n_pt is not None and 0 < n_pt < len(steps):
+            a.axvline(n_pt, color="gray", ls="--", lw=1)
+    if n_pt is not None and 0 < n_pt < len(steps):
+        ax.annotate("transfer", (n_pt, ax.get_ylim()[1]), xytext=(4, -12),
+                    textcoords="offset points", color="gray")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    axl.set_ylabel("LR")
+    axl.set_xlabel("step")
+    axl.grid(alpha=0.3)
+    save(fig, path)

@@ -1,0 +1,261 @@
+"""Learning-rate schedules as plain per-step arrays.
+
+Convention (LAW.md §1): a schedule of ``steps`` = T optimizer steps is a float64 array ``lr`` with
+``lr[i - 1]`` = η_i, the LR used at step i = 1..T.  Every constructor takes an optional linear
+warmup of W steps, η_i = peak·i/W for i = 1..W, and its main shape runs over steps W+1..T with the
+progress variable u = (i − W)/(T − W) ∈ (0, 1] (so it reaches ``final`` exactly at step T).
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import pathlib
+import re
+
+import numpy as np
+
+__all__ = [
+    "constant", "cosine", "linear", "wsd", "multistep", "inverse_sqrt", "join", "parse",
+    "from_file",
+]
+
+_SHAPES = ("linear", "exp", "cosine", "sqrt")
+
+
+def _check(steps, peak, warmup, final=None, name="schedule"):
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"{name}: `steps` must be an integer >= 1, got {steps!r}")
+    if not (isinstance(peak, (int, float, np.floating)) and math.isfinite(peak) and peak > 0):
+        raise ValueError(f"{name}: `peak` must be a finite number > 0, got {peak!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or not 0 <= warmup < steps:
+        raise ValueError(f"{name}: `warmup` must be an integer in [0, steps), got {warmup!r}")
+    if final is not None and not (math.isfinite(final) and 0 <= final):
+        raise ValueError(f"{name}: `final` must be a finite number >= 0, got {final!r}")
+
+
+def _with_warmup(steps: int, peak: float, warmup: int, body) -> np.ndarray:
+    """Warmup η_i = peak·i/W (i ≤ W), then ``body(u)`` with u = (i − W)/(T − W), i = W+1..T."""
+    i = np.arange(1, steps + 1, dtype=np.float64)
+    warm = peak * i[:warmup] / max(warmup, 1)
+    u = (i[warmup:] - warmup) / (steps - warmup)
+    return np.concatenate([warm, np.asarray(body(u), dtype=np.float64)])
+
+
+def constant(steps: int, peak: float, warmup: int = 0) -> np.ndarray:
+    """Constant LR: η_i = peak after the warmup.
+
+    Example:
+        >>> constant(4, 1e-3, warmup=2).tolist()
+        [0.0005, 0.001, 0.001, 0.001]
+    """
+    _check(steps, peak, warmup, name="constant")
+    return _with_warmup(steps, peak, warmup, lambda u: np.full_like(u, peak))
+
+
+def cosine(steps: int, peak: float, warmup: int = 0, final: float = 0.0) -> np.ndarray:
+    """Cosine decay: η = final + (peak − final)·½(1 + cos πu), reaching ``final`` at step T.
+
+    Example:
+        >>> cosine(3, 1.0).round(3).tolist()
+        [0.75, 0.25, 0.0]
+    """
+    _check(steps, peak, warmup, final, name="cosine")
+    return _with_warmup(steps, peak, warmup,
+                        lambda u: final + (peak - final) * 0.5 * (1 + np.cos(np.pi * u)))
+
+
+def linear(steps: int, peak: float, warmup: int = 0, final: float = 0.0) -> np.ndarray:
+    """Linear decay: η = peak + (final − peak)·u, reaching ``final`` at step T."""
+    _check(steps, peak, warmup, final, name="linear")
+    return _with_warmup(steps, peak, warmup, lambda u: peak + (final - peak) * u)
+
+
+def _cooldown(peak: float, final: float, u: np.ndarray, shape: str) -> np.ndarray:
+    if shape == "linear":
+        return peak + (final - peak) * u
+    if shape == "exp":  # geometric interpolation peak → final
+        return peak * (final / peak) ** u
+    if shape == "cosine":
+        return final + (peak - final) * 0.5 * (1 + np.cos(np.pi * u))
+    if shape == "sqrt":  # 1 − √u
+        return final + (peak - final) * (1 - np.sqrt(u))
+    raise ValueError(f"wsd: `shape` must be one of {_SHAPES}, got {shape!r}")
+
+
+def wsd(steps: int, peak: float, warmup: int = 0, decay: float = 0.2, final: float = 0.0,
+        shape: str = "linear") -> np.ndarray:
+    """Warmup–stable–decay: hold ``peak`` to step T − D, then cool down to ``final`` at step T.
+
+    D = round(decay·T).  For i in T−D+1..T, with v = (i − (T − D))/D:
+    ``linear`` peak + (final − peak)·v; ``exp`` peak·(final/peak)^v (geometric, needs final > 0);
+    ``cosine`` final + (peak − final)·½(1 + cos πv); ``sqrt`` final + (peak − final)·(1 − √v).
+
+    Example:
+        >>> wsd(5, 1.0, decay=0.4, final=0.0).tolist()
+        [1.0, 1.0, 1.0, 0.5, 0.0]
+    """
+    _check(steps, peak, warmup, final, name="wsd")
+    if not 0 <= decay <= 1:
+        raise ValueError(f"wsd: `decay` must be a fraction in [0, 1], got {decay!r}")
+    if shape not in _SHAPES:
+        raise ValueError(f"wsd: `shape` must be one of {_SHAPES}, got {shape!r}")
+    if shape == "exp" and final <= 0:
+        raise ValueError("wsd: shape='exp' (geometric) needs `final` > 0")
+    n_decay = int(round(decay * steps))
+    if n_decay > steps - warmup:
+        raise ValueError(f"wsd: the decay ({n_decay} steps) overlaps the warmup ({warmup} steps)")
+    lr = _with_warmup(steps, peak, warmup, lambda u: np.full_like(u, peak))
+    if n_decay:
+        v = np.arange(1, n_decay + 1, dtype=np.float64) / n_decay
+        lr[steps - n_decay:] = _cooldown(peak, final, v, shape)
+    return lr
+
+
+def multistep(steps: int, peak: float, warmup: int = 0, milestones=(0.8, 0.9),
+              factors=(0.316, 0.1)) -> np.ndarray:
+    """Step decay: η = peak·factors[k−1] after milestone k (a fraction of T), e.g. DeepSeek's
+    80%/90% steps to 31.6% and 10% of the peak. Step i is after milestone m when i > round(m·T).
+    The final LR is ``peak·factors[-1]``."""
+    _check(steps, peak, warmup, name="multistep")
+    milestones, factors = tuple(np.atleast_1d(milestones)), tuple(np.atleast_1d(factors))
+    if len(milestones) != len(factors):
+        raise ValueError("multistep: `milestones` and `factors` must have the same length")
+    if any(not 0 < m <= 1 for m in milestones) or list(milestones) != sorted(milestones):
+        raise ValueError(f"multistep: `milestones` must be increasing fractions in (0, 1], got {milestones}")
+    if any(not (f >= 0 and math.isfinite(f)) for f in factors):
+        raise ValueError(f"multistep: `factors` must be finite and >= 0, got {factors}")
+    lr = _with_warmup(steps, peak, warmup, lambda u: np.full_like(u, peak))
+    i = np.arange(1, steps + 1)
+    for m, f in zip(milestones, factors):
+        lr[(i > round(m * steps)) & (i > warmup)] = peak * f
+    return lr
+
+
+def inverse_sqrt(steps: int, peak: float, warmup: int = 0, timescale: int | None = None,
+                 decay: float = 0.0, final: float = 0.0) -> np.ndarray:
+    """Inverse square root: η_i = peak·√(τ/(i − W + τ)) after warmup (τ = ``timescale``, default
+    max(W, 1)), optionally with a linear cooldown to ``final`` over the last round(decay·T) steps."""
+    _check(steps, peak, warmup, final, name="inverse_sqrt")
+    tau = max(warmup, 1) if timescale is None else timescale
+    if tau <= 0:
+        raise ValueError(f"inverse_sqrt: `timescale` must be > 0, got {timescale!r}")
+    if not 0 <= decay <= 1:
+        raise ValueError(f"inverse_sqrt: `decay` must be a fraction in [0, 1], got {decay!r}")
+    n = steps - warmup
+    lr = _with_warmup(steps, peak, warmup, lambda u: peak * np.sqrt(tau / (u * n + tau - 1)))
+    n_decay = int(round(decay * steps))
+    if n_decay:
+        if n_decay > n:
+            raise ValueError("inverse_sqrt: the decay overlaps the warmup")
+        start = lr[steps - n_decay - 1]
+        v = np.arange(1, n_decay + 1, dtype=np.float64) / n_decay
+        lr[steps - n_decay:] = start + (final - start) * v
+    return lr
+
+
+def join(pt, cpt) -> tuple[np.ndarray, int]:
+    """Join a PT and a CPT schedule into one array; returns ``(lr, n_pt)``.
+
+    Example:
+        >>> lr, n_pt = join(constant(3, 1.0), constant(2, 0.5)); n_pt
+        3
+    """
+    pt, cpt = np.asarray(pt, np.float64).ravel(), np.asarray(cpt, np.float64).ravel()
+    if pt.size == 0:
+        raise ValueError("join: the PT schedule is empty")
+    return np.concatenate([pt, cpt]), int(pt.size)
+
+
+def from_file(path) -> np.ndarray:
+    """Load a per-step LR array from ``.npy`` or ``.csv``/``.txt`` (one column, or a column
+    named ``lr``)."""
+    p = pathlib.Path(path)
+    if not p.exists():
+        raise ValueError(f"file({path}): no such file")
+    try:
+        if p.suffix == ".npy":
+            arr = np.load(p)
+        else:
+            with open(p) as fh:
+                first = fh.readline()
+            if any(c.isalpha() for c in first):
+                names = [c.strip() for c in first.split(",")]
+                col = names.index("lr") if "lr" in names else (0 if len(names) == 1 else None)
+                if col is None:
+                    raise ValueError(f"file({path}): CSV has several columns and none named 'lr'")
+                arr = np.loadtxt(p, delimiter=",", skiprows=1, usecols=col, ndmin=1)
+            else:
+                arr = np.loadtxt(p, delimiter=",", ndmin=1)
+    except ValueError as e:
+        if str(e).startswith("file("):
+            raise
+        raise ValueError(f"file({path}): could not read a numeric LR array ({e})") from None
+    arr = np.asarray(arr, np.float64)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"file({path}): expected a non-empty 1-D LR array, got shape {arr.shape}")
+    return arr
+
+
+_KINDS = {"constant": constant, "cosine": cosine, "linear": linear, "wsd": wsd,
+          "multistep": multistep, "inverse_sqrt": inverse_sqrt}
+_INT_ARGS = {"steps", "warmup", "timescale"}
+
+
+def parse(text: str) -> np.ndarray:
+    """Build a schedule from its text form, e.g. ``wsd(steps=40000,peak=2e-4,warmup=500,decay=0.2,final=2e-5)``
+    or ``file(path/to/lr.npy)``. Keyword arguments only; errors name the bad part.
+
+    Example:
+        >>> parse("constant(steps=3, peak=1e-4)").tolist()
+        [0.0001, 0.0001, 0.0001]
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"schedule: expected text like 'cosine(steps=1000,peak=1e-4)', got {text!r}")
+    m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*\((.*)\)\s*", text, flags=re.S)
+    if not m:
+        raise ValueError(f"schedule {text!r}: expected NAME(key=value,...), e.g. "
+                         "'cosine(steps=1000,peak=1e-4)' or 'file(lr.npy)'")
+    kind, body = m.group(1), m.group(2).strip()
+    if kind == "file":
+        return from_file(body.strip("'\""))
+    if kind not in _KINDS:
+        raise ValueError(f"schedule {text!r}: unknown schedule {kind!r}; known: "
+                         f"{', '.join(sorted(_KINDS))}, file")
+    kwargs = {}
+    for part in filter(None, (p.strip() for p in _split_args(body))):
+        key, eq, raw = part.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not eq or not key.isidentifier():
+            raise ValueError(f"schedule {text!r}: bad argument {part!r}; expected key=value")
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            if not raw.isidentifier():
+                raise ValueError(f"schedule {text!r}: bad value in {part!r}; expected a number "
+                                 "or a word such as shape=cosine") from None
+            value = raw  # bare words such as shape=cosine
+        if key in _INT_ARGS and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        kwargs[key] = value
+    try:
+        return _KINDS[kind](**kwargs)
+    except TypeError as e:
+        raise ValueError(f"schedule {text!r}: {e}".replace("()", "")) from None
+    except ValueError as e:
+        raise ValueError(f"schedule {text!r}: {e}") from None
+
+
+def _split_args(body: str):
+    depth, cur = 0, ""
+    for ch in body:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            yield cur
+            cur = ""
+        else:
+            cur += ch
+    yield cur

@@ -1,0 +1,24 @@
+import os
+import pathlib
+
+import jax
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
+DATA = SHARED / "data"
+
+
+def need_data():
+    """Skip when ../shared/data is absent, except under CI (CI=true), where it must be there."""
+    if not DATA.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but the shared data folder {DATA} is missing")
+        pytest.skip(f"shared data not found at {DATA}")
+    return DATA
+
+
+@pytest.fixture
+def data_dir():
+    return need_data()

@@ -1,0 +1,54 @@
+"""Independent float64 step-by-step reference implementations (plain Python loops)."""
+
+import math
+
+import numpy as np
+
+
+def areas_loop(lr, n_pt=None, lam=0.999, eta0=None):
+    lr = [float(x) for x in lr]
+    T = len(lr)
+    n_pt = T if n_pt is None else n_pt
+    prev = lr[0] if eta0 is None else float(eta0)
+    m = 0.0
+    s1p = s1c = s2p = s2c = 0.0
+    out = np.zeros((4, T))
+    for i, eta in enumerate(lr):
+        m = lam * m + (prev - eta)
+        prev = eta
+        if i < n_pt:
+            s1p += eta
+            s2p += m
+        else:
+            s1c += eta
+            s2c += m
+        out[:, i] = (s1p, s1c, s2p, s2c)
+    return out
+
+
+def shift(B, E, beta, s):
+    return B * (1 - (1 + E * s) ** (-beta))
+
+
+def cpt_loop(p, a):
+    L0, A, al, C1, C2, B, E, be = p
+    return [L0 + A * (a[0, i] + a[1, i]) ** (-al) - C1 * a[2, i] - C2 * a[3, i]
+            + shift(B, E, be, a[1, i]) for i in range(a.shape[1])]
+
+
+def mpl_naive(p, lr, t_idx):
+    """O(T) per output step, straight from the definition; warmup decrements skipped."""
+    L0, A, al, B, C, be, ga = p
+    lr = np.asarray(lr, float)
+    peak = int(np.argmax(lr))
+    out = []
+    for t in t_idx:
+        s1 = lr[: t + 1].sum()
+        ld = 0.0
+        for k in range(peak + 1, t + 1):
+            dk = lr[k - 1] - lr[k]
+            if dk != 0.0:
+                sk = lr[k: t + 1].sum()
+                ld += dk * (1 - (C * lr[k] ** (-ga) * sk + 1) ** (-be))
+        out.append(L0 + A * s1 ** (-al) - B * ld)
+    return np.array(out)
