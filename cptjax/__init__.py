@@ -19,3 +19,11 @@ from ._presets import preset as preset
 from ._presets import replay_beta as replay_beta
 
 __version__ = "0.1.0"
+from ._data import DataError as DataError
+from ._data import DataWarning as DataWarning
+from ._data import Run as Run
+from ._data import load_run as load_run
+from ._fit import FitResult as FitResult
+from ._fit import fit as fit
+from ._fit import fit_batch as fit_batch
+from ._fit import make_problem as make_problem

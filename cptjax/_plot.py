@@ -63,3 +63,27 @@ def prediction(steps, lr, curves: dict, n_pt: int | None, path, title: str = "",
     axl.set_xlabel("step")
     axl.grid(alpha=0.3)
     save(fig, path)
+
+
+def fit(series, path, title: str = ""):
+    """Data vs fit per run, residual panel below. ``series`` = [(name, steps, observed, fitted)]."""
+    plt = _plt()
+    fig, (ax, axr) = plt.subplots(2, 1, figsize=(8, 6), sharex=True,
+                                  gridspec_kw={"height_ratios": [3, 1]})
+    for i, (name, s, y, f) in enumerate(series):
+        c = f"C{i % 10}"
+        ax.plot(s, y, ".", ms=3, color=c, alpha=0.6, label=f"{name} (data)")
+        ax.plot(s, f, "-", lw=1.2, color=c)
+        axr.plot(s, 100 * (f - y) / y, ".", ms=2, color=c)
+    allf = np.concatenate([np.concatenate([y, f]) for _, _, y, f in series])
+    lo, hi = np.percentile(allf, [0.5, 99.5])
+    ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    axr.axhline(0, color="k", lw=0.8)
+    axr.set_ylabel("residual %")
+    axr.set_xlabel("step")
+    axr.grid(alpha=0.3)
+    save(fig, path)

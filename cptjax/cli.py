@@ -89,12 +89,44 @@ def _parse_steps(text, T, n_pt):
     return steps
 
 
+def _predict_run(args, law) -> int:
+    import cptjax
+
+    args.runs, args.size_, args.replay_ = [args.run], args.size, args.replay
+    if args.loss_column is None and isinstance(law, cptjax.LawPair):
+        raise _Fail("--run with a law pair needs --loss-column and a single law")
+    run = _load_runs(args)[0]
+    column = args.loss_column or next(iter(run.losses))
+    ix, y = run.points(column)
+    laws = law if isinstance(law, cptjax.LawPair) else (law,)
+    res = {"law": args.law, "run": args.run, "column": column}
+    for name, l in zip(("general", "domain") if len(laws) == 2 else ("loss",), laws):
+        p = np.asarray(cptjax.predict(l, run.lr, run.n_pt, idx=ix,
+                                      replay=run.replay if "replay" in l.uses else None,
+                                      size=run.size if "size" in l.uses else None, lam=args.lam))
+        res[name] = _errors(p, y)
+        if args.out:
+            body = "\n".join(f"{s},{o!r},{q!r}" for s, o, q in zip(ix + 1, y, p))
+            atomic_write(args.out, "step,observed,predicted\n" + body + "\n")
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        for k, v in res.items():
+            if isinstance(v, dict):
+                print(f"{k}: mean rel err {100 * v['mean_rel_error']:.3f}%, max "
+                      f"{100 * v['max_rel_error']:.3f}%, R2 {v['r2']:.5f}, RMSE {v['rmse']:.4g} "
+                      f"({v['n_points']} points of {column!r} in {args.run})")
+    return 0
+
+
 def cmd_predict(args) -> int:
     _x64()
     import cptjax
 
     t0 = time.perf_counter()
     law = load_law(args.law)
+    if args.run:
+        return _predict_run(args, law)
     pt = cptjax.schedules.parse(args.pt)
     cpt = cptjax.schedules.parse(args.cpt) if args.cpt else np.zeros(0)
     lr, n_pt = cptjax.schedules.join(pt, cpt)
@@ -139,6 +171,77 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _load_runs(args):
+    import warnings
+
+    import cptjax
+
+    runs = []
+    for path in args.runs:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", cptjax.DataWarning)
+            runs.append(cptjax.load_run(path, schedule=args.schedule, n_pt=args.n_pt,
+                                        loss_columns=[args.loss_column] if args.loss_column else None,
+                                        size=args.size, replay=args.replay))
+        for w in caught:
+            progress(f"warning: {w.message}", False)
+    return runs
+
+
+def _errors(pred, obs):
+    rel = np.abs(pred - obs) / obs
+    ss = np.sum((obs - obs.mean()) ** 2)
+    return {"mean_rel_error": float(rel.mean()), "max_rel_error": float(rel.max()),
+            "r2": float(1 - np.sum((pred - obs) ** 2) / ss) if ss > 0 else float("nan"),
+            "rmse": float(np.sqrt(np.mean((pred - obs) ** 2))), "n_points": int(obs.size)}
+
+
+def cmd_fit(args) -> int:
+    _x64()
+    import cptjax
+
+    runs = _load_runs(args)
+    column = args.loss_column or next(iter(runs[0].losses))
+    progress(f"fitting {args.law} law to {column!r} of {len(runs)} run(s) "
+             f"({sum(int(np.isfinite(r.losses[column]).sum()) for r in runs if column in r.losses)} points)",
+             args.json)
+    t0 = time.perf_counter()
+    res = cptjax.fit(runs, args.law, column, target=args.target, delta=args.delta,
+                     max_iter=args.max_iter)
+    progress(f"{res.status} after {res.iterations} iterations in {time.perf_counter() - t0:.1f} s",
+             args.json)
+    out = res.to_dict()
+    out["runs"] = [r.name for r in runs]
+    out["data_report"] = {r.name: r.report for r in runs}
+    if args.out:
+        atomic_write(args.out, json.dumps(out, indent=2))
+        progress(f"wrote {args.out}", args.json)
+    if args.plot:
+        from . import _plot
+
+        series = []
+        for r in runs:
+            ix, y = r.points(column)
+            p = np.asarray(cptjax.predict(res.law, r.lr, r.n_pt, idx=ix, replay=r.replay
+                                          if "replay" in res.law.uses else None,
+                                          size=r.size if "size" in res.law.uses else None))
+            series.append((r.name, ix + 1, y, p))
+        _plot.fit(series, args.plot, title=f"cptjax fit: {args.law} law, {column}")
+        progress(f"wrote {args.plot}", args.json)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    rows = [(k, v, res.stderr[k]) for k, v in res.params.items()]
+    print(_table(rows, ["param", "value", "stderr"],
+                 [str, lambda v: f"{v:.6g}", lambda v: f"{v:.3g}"]))
+    print(f"status {res.status}; iterations {res.iterations}; points {res.n_points}; "
+          f"huber {res.objective:.4g}; R2 {res.r2:.5f}; RMSE {res.rmse:.4g}; "
+          f"mean rel err {100 * res.mean_rel_error:.3f}%; max {100 * res.max_rel_error:.3f}%")
+    for w in res.warnings:
+        print(f"warning: {w}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cptjax",
@@ -174,7 +277,37 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default=None, help="write every step's curves to this .csv or .json")
     pr.add_argument("--plot", default=None, help="write a PNG of both curves with the transfer marked")
     pr.add_argument("--json", action="store_true", help="print machine-readable JSON to stdout")
+    pr.add_argument("--run", default=None,
+                    help="a held-out run (CSV/JSON): predict its logged steps and report errors "
+                         "against its observed loss (uses --schedule/--n-pt/--loss-column)")
+    pr.add_argument("--schedule", default=None, help="with --run: the run's schedule in text form")
+    pr.add_argument("--n-pt", type=int, default=None, help="with --run: its number of PT steps")
+    pr.add_argument("--loss-column", default=None, help="with --run: the loss column to compare")
     pr.set_defaults(func=cmd_predict)
+
+    fi = sub.add_parser(
+        "fit", help="fit a law to loss logs (CSV, W&B CSV export, JSON)",
+        description="Fit one law to one loss column of one or more runs, parameters shared "
+                    "across runs (fit all PT and CPT runs of one validation set together). "
+                    "Objective: sum of Huber(delta) on log residuals; multi-start "
+                    "Levenberg-Marquardt; standard errors from the Laplace/sandwich covariance.")
+    fi.add_argument("runs", nargs="+", metavar="RUN", help="run files: .csv, .csv.gz or .json")
+    fi.add_argument("--law", default="cpt", choices=["pt", "cpt", "replay", "size", "open", "mpl"],
+                    help="law to fit (default cpt)")
+    fi.add_argument("--loss-column", default=None, help="loss column to fit (default: the first)")
+    fi.add_argument("--target", default="general", choices=["general", "domain"],
+                    help="validation set kind (the replay law's form depends on it)")
+    fi.add_argument("--schedule", default=None,
+                    help="schedule in text form for runs without a usable LR column")
+    fi.add_argument("--n-pt", type=int, default=None, help="number of PT steps in each run")
+    fi.add_argument("--replay", type=float, default=None, help="replay ratio of the runs")
+    fi.add_argument("--size", type=float, default=None, help="model size (millions) of the runs")
+    fi.add_argument("--delta", type=float, default=1e-3, help="Huber delta on log loss (1e-3)")
+    fi.add_argument("--max-iter", type=int, default=200, help="iteration cap per start (200)")
+    fi.add_argument("--out", default=None, help="write the fit as JSON (loadable by predict)")
+    fi.add_argument("--plot", default=None, help="PNG of data vs fit with a residual panel")
+    fi.add_argument("--json", action="store_true", help="print machine-readable JSON to stdout")
+    fi.set_defaults(func=cmd_fit)
     return p
 
 

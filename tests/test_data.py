@@ -1,0 +1,81 @@
+import gzip
+import warnings
+
+import numpy as np
+import pytest
+
+import cptjax
+from cptjax import schedules as S
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def test_csv_dense_lr_and_empty_loss_cells(tmp_path):
+    lr = S.cosine(50, 1e-3, warmup=5)
+    rows = ["step,lr,loss"] + [f"{i},{float(lr[i-1])!r},{'' if i % 2 else 3.0 - i / 100}" for i in range(1, 51)]
+    run = cptjax.load_run(write(tmp_path, "a.csv", "\n".join(rows)))
+    np.testing.assert_array_equal(run.lr, lr)
+    ix, y = run.points("loss")
+    assert ix.tolist() == list(range(1, 50, 2)) and y[0] == pytest.approx(2.98)
+
+
+def test_sparse_lr_is_interpolated_and_coarse_log_warns(tmp_path):
+    rows = ["step,lr,loss"] + [f"{s},{1e-3 * (1 - s / 2000)},{3 - s / 1e4}" for s in range(200, 2001, 200)]
+    with pytest.warns(cptjax.DataWarning, match="S2"):
+        run = cptjax.load_run(write(tmp_path, "s.csv", "\n".join(rows)))
+    assert run.lr.size == 2000 and run.report["lr_rebuilt"]
+    assert run.lr[399] == pytest.approx(1e-3 * 0.8) and run.lr[299] == pytest.approx(1e-3 * 0.85)
+
+
+def test_resumed_run_keeps_last_and_bad_losses_dropped(tmp_path):
+    rows = ["step,lr,loss", "1,1e-3,4.0", "2,1e-3,3.9", "3,1e-3,3.8", "2,1e-3,3.7", "4,1e-3,nan",
+            "5,1e-3,-1", "6,1e-3,3.5", "7,1e-3,3.4", "8,1e-3,3.3", "9,1e-3,inf"]
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        run = cptjax.load_run(write(tmp_path, "r.csv", "\n".join(rows)))
+    msgs = " ".join(str(x.message) for x in w)
+    assert "kept the last row" in msgs and "dropped non-finite or non-positive" in msgs
+    assert run.report["duplicate_steps_dropped"] == 1
+    assert run.report["bad_losses_dropped"] == {"loss": 2}
+    ix, y = run.points("loss")
+    assert ix.tolist() == [0, 1, 2, 5, 6, 7] and y[1] == 3.7
+
+
+@pytest.mark.parametrize("text,kw,needle", [
+    ("lr,loss\n1,2\n", {}, "missing step column"),
+    ("step,loss\n1,2\n", {}, "missing LR column"),
+    ("step,lr,loss\n1,1e-3,3\n", {"loss_columns": ["val"]}, "missing loss column 'val'"),
+    ("step,lr,loss\n1,1e-3,abc\n", {}, "row 2"),
+    ("step,lr,loss\n1,-1e-3,3\n", {}, "negative LR"),
+    ("step,lr,loss\n", {}, "no data rows"),
+    ("step,lr,loss\n5,1e-3,3\n", {"schedule": "constant(steps=3,peak=1e-3)"}, "beyond the schedule"),
+])
+def test_bad_files(tmp_path, text, kw, needle):
+    p = write(tmp_path, "bad.csv", text)
+    with pytest.raises(cptjax.DataError) as e:
+        cptjax.load_run(p, **kw)
+    assert needle in str(e.value) and "bad.csv" in str(e.value)
+
+
+def test_json_run(tmp_path):
+    p = write(tmp_path, "r.json", '{"schedule": "constant(steps=10,peak=1e-3)", "n_pt": 5, '
+                                  '"steps": [2,4,6,8,10], "losses": {"gen": [3,2.9,null,2.8,2.7]}}')
+    run = cptjax.load_run(p)
+    assert run.n_pt == 5 and run.lr.size == 10 and np.isnan(run.losses["gen"][2])
+    with pytest.raises(cptjax.DataError, match="missing key 'losses'"):
+        cptjax.load_run(write(tmp_path, "b.json", '{"steps": [1]}'))
+
+
+@pytest.mark.data
+def test_wandb_olmo_export(data_dir):
+    p = data_dir / "OLMo-ladder-peteish" / "data" / "peteish-moreeval" / "190M-1xC.csv.gz"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = cptjax.load_run(str(p))
+    assert any("c4_en" in c for c in run.losses) and len(run.losses) == 11
+    assert run.lr.max() == pytest.approx(0.000972728518721015, rel=1e-3)  # its learning_rate_peak
+    assert run.report["lr_rebuilt"] and run.steps[-1] == 7272

@@ -1,0 +1,143 @@
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import jax
+import numpy as np
+import pytest
+
+import cptjax
+from cptjax import _fit
+from cptjax import schedules as S
+
+LAW = cptjax.preset("setting-a")
+CASES = []
+for pt, cpt in [(S.wsd(20000, 2e-4, warmup=500, decay=0.2, final=2e-5), S.wsd(10000, 2e-4, warmup=500, decay=0.2)),
+                (S.cosine(20000, 2e-4, warmup=500, final=2e-5), S.cosine(10000, 2e-4, warmup=500))]:
+    lr, n = S.join(pt, cpt)
+    CASES.append((lr, n, np.arange(100, lr.size + 1, 100)))
+
+
+def synthetic(seed, law=LAW.domain, noise=0.002):
+    rng = np.random.default_rng(seed)
+    runs = []
+    for lr, n, steps in CASES:
+        y = np.asarray(cptjax.predict(law, lr, n, idx=steps - 1)) * np.exp(rng.normal(0, noise, steps.size))
+        runs.append(cptjax.Run(f"run{len(runs)}", lr, n, steps, {"loss": y}))
+    return runs
+
+
+def test_recovery_within_standard_errors():
+    """20 seeds, 0.2% multiplicative noise: |estimate - truth| <= 3 SE for >= 90% of
+    (seed, parameter) pairs (measured: the empirical spread is 0.5-1.3x the reported SE)."""
+    truth = LAW.domain.to_dict()
+    probs = [cptjax.make_problem(synthetic(s), "cpt", "loss") for s in range(20)]
+    res = cptjax.fit_batch(probs)
+    z = np.array([[(r.params[k] - truth[k]) / r.stderr[k] for k in r.params] for r in res])
+    assert all(r.status == "converged" for r in res)
+    assert np.mean(np.abs(z) <= 3) >= 0.9, np.round(z, 1)
+
+
+def test_recovery_pt_law():
+    law = cptjax.PTLaw(3.0, 0.5, 0.5, 0.3)
+    truth = law.to_dict()
+    rng = np.random.default_rng(1)
+    res = []
+    for s in range(10):
+        runs = []
+        for lr in (S.cosine(20000, 3e-4, warmup=500, final=3e-5), S.constant(20000, 3e-4, warmup=500)):
+            st = np.arange(500, 20001, 100)
+            y = np.asarray(cptjax.predict(law, lr, idx=st - 1)) * np.exp(rng.normal(0, 0.002, st.size))
+            runs.append(cptjax.Run("r", lr, lr.size, st, {"loss": y}))
+        res.append(cptjax.make_problem(runs, "pt", "loss"))
+    out = cptjax.fit_batch(res)
+    z = np.array([[(r.params[k] - truth[k]) / r.stderr[k] for k in r.params] for r in out])
+    assert np.mean(np.abs(z) <= 2) >= 0.9
+
+
+def test_batch_equals_single_even_with_a_nan_lane():
+    probs = [cptjax.make_problem(synthetic(s), "cpt", "loss") for s in range(3)]
+    bad = cptjax.make_problem(synthetic(9), "cpt", "loss")
+    bad.obs = bad.obs.copy()
+    bad.obs[::7] = np.nan  # bypasses the loader's checks on purpose
+    batch = cptjax.fit_batch(probs[:1] + [bad] + probs[1:])
+    assert batch[1].status == "non-finite"
+    for i, p in zip((0, 2, 3), probs):
+        solo = cptjax.fit_batch([p])[0]
+        np.testing.assert_allclose(list(batch[i].params.values()), list(solo.params.values()), rtol=1e-9)
+        assert batch[i].objective == pytest.approx(solo.objective, rel=1e-12)
+
+
+def test_not_worse_than_scipy_lbfgsb():
+    """Same objective, same starts: cptjax's best <= scipy L-BFGS-B's best * (1 + 1e-6)."""
+    from scipy.optimize import minimize
+
+    wins = 0
+    n = 8
+    for seed in range(n):
+        prob = cptjax.make_problem(synthetic(100 + seed), "cpt", "loss")
+        ours = cptjax.fit_batch([prob])[0].objective
+        f = jax.jit(jax.value_and_grad(lambda t: _fit.objective("cpt", "general", t, prob.feats,
+                                                                 prob.obs, prob.mask)))
+        best = np.inf
+        for x0 in np.asarray(_fit._to_theta("cpt", _fit.starts("cpt", prob.obs))):
+            r = minimize(lambda t: tuple(map(np.asarray, f(t))), x0, jac=True, method="L-BFGS-B",
+                         options={"maxiter": 2000})
+            best = min(best, float(r.fun))
+        wins += ours <= best * (1 + 1e-6)
+    assert wins >= n - 1
+
+
+def test_sharded_over_four_host_devices():
+    code = (
+        "import jax; jax.config.update('jax_enable_x64', True)\n"
+        "import sys; sys.path.insert(0, 'tests')\n"
+        "import json, cptjax\n"
+        "from test_fit import synthetic\n"
+        "assert jax.local_device_count() == 4\n"
+        "ps = [cptjax.make_problem(synthetic(s), 'cpt', 'loss') for s in range(6)]\n"
+        "print(json.dumps([r.objective for r in cptjax.fit_batch(ps, chunk=4)]))\n")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root)
+    assert p.returncode == 0, p.stderr[-2000:]
+    sharded = json.loads(p.stdout.strip().splitlines()[-1])
+    single = [cptjax.fit_batch([cptjax.make_problem(synthetic(s), "cpt", "loss")])[0].objective
+              for s in range(6)]
+    np.testing.assert_allclose(sharded, single, rtol=1e-8)
+
+
+def test_band_and_json(tmp_path):
+    res = cptjax.fit(synthetic(3), "cpt", "loss")
+    lr, n, steps = CASES[0]
+    y, lo, hi = res.band(lr, n, idx=steps - 1)
+    assert np.all(lo < y) and np.all(y < hi)
+    d = res.to_dict()
+    json.dumps(d)
+    assert cptjax.law_from_dict(d["law"]) == res.law
+
+
+def test_mpl_fit_recovers_curve():
+    law = cptjax.preset("mpl-100m")
+    runs = []
+    for lr in (S.cosine(6000, 3e-4, warmup=300, final=3e-5), S.wsd(6000, 3e-4, warmup=300, decay=0.3, final=3e-5)):
+        st = np.arange(400, 6001, 50)
+        runs.append(cptjax.Run("r", lr, lr.size, st, {"loss": np.asarray(law(lr, st - 1))}))
+    res = cptjax.fit(runs, "mpl", "loss")
+    assert res.max_rel_error < 1e-3 and res.r2 > 0.999
+
+
+def test_fit_errors():
+    with pytest.raises(ValueError, match="unknown law"):
+        cptjax.fit(synthetic(0), "zzz", "loss")
+    with pytest.raises(cptjax.DataError, match="no loss column 'dom'"):
+        cptjax.fit(synthetic(0), "cpt", "dom")
+    with pytest.raises(cptjax.DataError, match="replay ratio"):
+        cptjax.fit(synthetic(0), "replay", "loss")
+    r = synthetic(0)[0]
+    r.losses["loss"] = r.losses["loss"].copy()
+    r.losses["loss"][4:] = np.nan
+    with pytest.raises(cptjax.DataError, match="4 valid points"):
+        cptjax.fit([r], "cpt", "loss")

@@ -1,0 +1,25 @@
+"""Real data: Eq. 1 and MPL fitted on the MultiPowerLaw training split, predicting the six held-out
+curves (experiments/realdata.py writes the full table)."""
+
+import numpy as np
+import pytest
+
+import cptjax
+from cptjax.experiments_support import MPL_TEST, MPL_TRAIN, mpl_run
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("size,kinds", [("25", ("pt",)), ("100", ("pt", "mpl")), ("400", ("pt",))])
+def test_multipowerlaw_split(data_dir, size, kinds):
+    train = [mpl_run(data_dir, size, n) for n in MPL_TRAIN]
+    for kind in kinds:
+        res = cptjax.fit(train, kind, "loss")
+        errs = []
+        for name in MPL_TEST:
+            run = mpl_run(data_dir, size, name)
+            ix, y = run.points("loss")
+            p = np.asarray(cptjax.predict(res.law, run.lr, idx=ix))
+            errs.append(np.abs(p - y) / y)
+        mean = np.mean([e.mean() for e in errs])
+        worst = max(e.max() for e in errs)
+        assert np.isfinite(mean) and mean < 0.01 and worst < 0.03, (kind, mean, worst)
