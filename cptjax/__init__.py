@@ -27,3 +27,9 @@ from ._fit import FitResult as FitResult
 from ._fit import fit as fit
 from ._fit import fit_batch as fit_batch
 from ._fit import make_problem as make_problem
+from ._design import Plan as Plan
+from ._design import baselines as baselines
+from ._design import design as design
+from ._design import evaluate as evaluate
+from ._design import optax_schedule as optax_schedule
+from ._design import pareto as pareto

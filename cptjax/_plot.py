@@ -87,3 +87,33 @@ def fit(series, path, title: str = ""):
     axr.set_xlabel("step")
     axr.grid(alpha=0.3)
     save(fig, path)
+
+
+def design(plan, front, path):
+    """Schedule vs baselines, predicted curves, and the Pareto front."""
+    plt = _plt()
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    t = np.arange(1, plan.schedule.size + 1)
+    ax[0].plot(t, plan.schedule, "k", lw=2, label=f"plan ({plan.source})")
+    for b in plan.baselines.values():
+        ax[0].plot(t, b["schedule"], lw=1, label=b["name"])
+    ax[0].set_xlabel("CPT step")
+    ax[0].set_ylabel("LR")
+    ax[0].legend(fontsize=7)
+    ax[0].set_title("CPT schedule")
+    g, d = (np.asarray(x)[plan.n_pt:] for x in plan.curves)
+    ax[1].plot(t, g, label="general (D_pt)")
+    ax[1].plot(t, d, label="domain (D_cpt)")
+    ax[1].set_xlabel("CPT step")
+    ax[1].set_ylabel("predicted loss")
+    ax[1].legend()
+    ax[1].set_title("predicted curves")
+    ax[2].plot([f["general"] for f in front], [f["domain"] for f in front], "o-")
+    for f in front:
+        ax[2].annotate(f"λ1={f['weight_general']}", (f["general"], f["domain"]), fontsize=7)
+    ax[2].set_xlabel("final general loss")
+    ax[2].set_ylabel("final domain loss")
+    ax[2].set_title("Pareto front")
+    for a in ax:
+        a.grid(alpha=0.3)
+    save(fig, path)

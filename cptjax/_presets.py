@@ -30,6 +30,9 @@ FIG12 = {
     2 / 3: ((3.069, 0.479, 0.519, 0.295, 0.280, 0.105, 11, 0.069),
             (3.017, 0.442, 0.685, 0.274, 0.276, -0.532, 5693, 0.166)),
 }
+# r_pt = 0 is Setting A itself (FineWeb -> Knowledge-Pile without replay, Fig. 3).
+FIG12_WITH_0 = {0.0: ((3.057, 0.490, 0.497, 0.299, 0.298, 0.366, 28, 0.189),
+                      (3.024, 0.412, 0.677, 0.278, 0.324, -0.666, 5662, 0.146)), **FIG12}
 # Fig. 19 (Eq. 8) without β: (L0, A, alpha, C1, C2, B, E, a1, a2).
 FIG19 = {"general": (3.067, 0.480, 0.510, 0.280, 0.263, 0.276, 99.35, 0.055, 3.238),
          "domain": (2.992, 0.456, 0.510, 0.285, 0.279, -0.526, 100.34, 0.037, 5.696)}
@@ -40,7 +43,8 @@ def replay_beta(target: str, s1_max: float = 6.0) -> float:
     """Derive the Eq. 8 β that the paper does not print (Fig. 19 caption shows only the symbol).
 
     Least squares between the Eq. 8 shift term (Fig. 19 B, E, a2, varying β) and the Eq. 4 shift
-    terms fitted separately per replay ratio (Fig. 12, r_pt = 1/3, 1/2, 2/3), over
+    terms fitted separately per replay ratio (Fig. 12, r_pt = 1/3, 1/2, 2/3, and Fig. 3 for
+    r_pt = 0, the same data without replay), over
     S1_cpt ∈ [0, ``s1_max``] (Fig. 19 spans 30K CPT steps at 2e-4, so S1_cpt ≤ 6), solved by
     golden-section search on log β ∈ [1e-4, 3].  Only the shift term depends on β, so this is the
     whole of what Fig. 12 says about it.
@@ -49,7 +53,7 @@ def replay_beta(target: str, s1_max: float = 6.0) -> float:
     s = np.linspace(0.0, s1_max, 601)
     k = 0 if target == "general" else 1
     refs, mixes = [], []
-    for r, pair in FIG12.items():
+    for r, pair in FIG12_WITH_0.items():
         _, _, _, _, _, b12, e12, beta12 = pair[k]
         refs.append(b12 * (1 - (1 + e12 * s) ** (-beta12)))
         rc = 1 - r

@@ -242,6 +242,59 @@ def cmd_fit(args) -> int:
     return 0
 
 
+def cmd_design(args) -> int:
+    _x64()
+    import cptjax
+
+    replay = None if args.replay is None else ("free" if args.replay == "free" else float(args.replay))
+    law_name = args.law or ("replay" if replay is not None else "setting-a")
+    law = load_law(law_name)
+    if not isinstance(law, cptjax.LawPair):
+        raise _Fail(f"{law_name}: design needs a general+domain law pair (a CPT preset or a JSON "
+                    "with 'general' and 'domain')")
+    pt = cptjax.schedules.parse(args.pt)
+    if args.cpt_steps < 2:
+        raise _Fail(f"--cpt-steps must be >= 2, got {args.cpt_steps}")
+    os.makedirs(args.out, exist_ok=True)
+    t0 = time.perf_counter()
+
+    def show(done, total, value):
+        progress(f"step {done}/{total}: objective {value:.6f}", args.json)
+
+    progress(f"designing a {args.cpt_steps}-step CPT schedule with {law_name} "
+             f"(lambda1={args.weight_general}, max_lr={args.max_lr}, replay={args.replay})", args.json)
+    kw = dict(max_lr=args.max_lr, replay=replay, warmup=args.warmup, knots=args.knots,
+              iterations=args.iterations)
+    plan = cptjax.design(law, pt, args.cpt_steps, weight_general=args.weight_general, progress=show, **kw)
+    files = plan.save(os.path.join(args.out, "plan"))
+    weights = [0.2, 0.5, 0.8]
+    progress("Pareto front over lambda1 " + ", ".join(map(str, weights)), args.json)
+    front = [cptjax.design(law, pt, args.cpt_steps, weight_general=w, **{**kw, "iterations": min(args.iterations, 1000)}) for w in weights]
+    front_d = [{"weight_general": w, "general": p.general, "domain": p.domain, "objective": p.objective,
+                "replay": p.replay} for w, p in zip(weights, front)]
+    result = {"law": law_name, "pt": args.pt, "cpt_steps": args.cpt_steps, "max_lr": args.max_lr,
+              "plan": {k: v for k, v in plan.to_dict().items() if k != "schedule"},
+              "pytorch_lr_per_step": plan.schedule.tolist(), "pareto": front_d,
+              "files": files + [os.path.join(args.out, "design.png")]}
+    atomic_write(os.path.join(args.out, "report.json"), json.dumps(result, indent=2))
+    from . import _plot
+
+    _plot.design(plan, front_d, os.path.join(args.out, "design.png"))
+    progress(f"wrote {args.out}/ in {time.perf_counter() - t0:.1f} s", args.json)
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "pytorch_lr_per_step"}, indent=2))
+        return 0
+    rows = [("plan (" + plan.source + ")", plan.objective, plan.general, plan.domain,
+             plan.replay if plan.replay is not None else float("nan"))]
+    rows += [(b["name"], b["objective"], b["general"], b["domain"],
+              b["replay"] if b["replay"] is not None else float("nan")) for b in plan.baselines.values()]
+    print(_table(rows, ["schedule", "objective", "general", "domain", "replay"],
+                 [str] + [lambda v: f"{v:.5f}"] * 3 + [lambda v: f"{v:.3f}"]))
+    if plan.note:
+        print("note:", plan.note)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cptjax",
@@ -308,6 +361,27 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--plot", default=None, help="PNG of data vs fit with a residual panel")
     fi.add_argument("--json", action="store_true", help="print machine-readable JSON to stdout")
     fi.set_defaults(func=cmd_fit)
+
+    de = sub.add_parser(
+        "design", help="optimise the CPT schedule and replay ratio (the main job)",
+        description="Design the CPT learning-rate schedule (and replay ratio) that minimises "
+                    "lambda1*L_general + (1-lambda1)*L_domain at the end of CPT, by gradient "
+                    "(optax Adam), and compare it with the best constant/cosine/WSD baselines. "
+                    "Writes plan.csv/.npy/.json, report.json and design.png to --out.")
+    de.add_argument("--law", default=None,
+                    help="preset or law JSON with general+domain (default: setting-a, or replay "
+                         "when --replay is given)")
+    de.add_argument("--pt", default=DEFAULT_PT, help=f"PT history schedule (default: {DEFAULT_PT})")
+    de.add_argument("--cpt-steps", type=int, default=10000, help="CPT budget in steps (10000)")
+    de.add_argument("--max-lr", type=float, default=2e-4, help="upper bound on the CPT LR (2e-4)")
+    de.add_argument("--weight-general", type=float, default=0.5, help="lambda1 in [0, 1] (0.5)")
+    de.add_argument("--replay", default=None, help="'free' to optimise the replay ratio, or a value")
+    de.add_argument("--warmup", type=int, default=500, help="fixed re-warmup length (500)")
+    de.add_argument("--knots", type=int, default=64, help="schedule knots (64)")
+    de.add_argument("--iterations", type=int, default=3000, help="max Adam steps (3000)")
+    de.add_argument("--out", default="cptjax-design", help="report folder (cptjax-design)")
+    de.add_argument("--json", action="store_true", help="print machine-readable JSON to stdout")
+    de.set_defaults(func=cmd_design)
     return p
 
 

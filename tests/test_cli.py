@@ -57,3 +57,36 @@ def test_help_is_complete():
     p = run("predict", "--help")
     for opt in ("--pt", "--cpt", "--replay", "--size", "--out", "--plot", "--json", "--at"):
         assert opt in p.stdout
+
+
+def test_fit_and_design_cli(tmp_path, capsys):
+    from cptjax import schedules as S
+    import cptjax
+
+    lr, n = S.join(S.wsd(4000, 2e-4, warmup=100, decay=0.2, final=2e-5), S.cosine(2000, 1e-4, warmup=100))
+    steps = np.arange(50, lr.size + 1, 50)
+    y = np.asarray(cptjax.predict(cptjax.preset("setting-a").domain, lr, n, idx=steps - 1))
+    f = tmp_path / "run.csv"
+    f.write_text("step,lr,domain_loss\n" + "".join(
+        f"{i},{float(lr[i - 1])!r},{(y[list(steps).index(i)] if i in set(steps) else '')}\n"
+        for i in range(1, lr.size + 1)))
+    out = tmp_path / "fit.json"
+    assert cli.main(["fit", str(f), "--n-pt", str(n), "--law", "cpt", "--loss-column", "domain_loss",
+                     "--out", str(out), "--plot", str(tmp_path / "fit.png"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["metrics"]["max_rel_error"] < 1e-4 and (tmp_path / "fit.png").exists()
+    assert cli.main(["predict", str(out), "--run", str(f), "--n-pt", str(n), "--loss-column",
+                     "domain_loss", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["loss"]["max_rel_error"] < 1e-4
+    d = tmp_path / "design"
+    assert cli.main(["design", "--cpt-steps", "500", "--warmup", "50", "--iterations", "200",
+                     "--pt", "wsd(steps=4000,peak=2e-4,warmup=100,decay=0.2,final=2e-5)",
+                     "--out", str(d), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["plan"]["objective"] <= min(b["objective"] for b in rep["plan"]["baselines"].values())
+    for name in ("plan.csv", "plan.npy", "plan.json", "report.json", "design.png"):
+        assert (d / name).exists()
+    p = run("design", "--max-lr", "-1", "--out", str(d))
+    assert p.returncode == 2 and "`max_lr`" in p.stderr
+    p = run("design", "--law", "setting-a", "--replay", "free", "--out", str(d))
+    assert p.returncode == 2 and "needs a law" in p.stderr

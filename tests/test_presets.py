@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import cptjax
-from cptjax._presets import FIG12, FIG19
+from cptjax._presets import FIG12_WITH_0 as FIG12, FIG19
 
 
 def test_all_presets_load_and_signs():

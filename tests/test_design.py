@@ -1,0 +1,75 @@
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import cptjax
+from cptjax import schedules as S
+
+PT = S.wsd(20000, 2e-4, warmup=500, decay=0.2, final=2e-5)
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return cptjax.design(cptjax.preset("setting-a"), PT, 2000, max_lr=2e-4, weight_general=0.5,
+                         warmup=100, iterations=800)
+
+
+def test_plan_objective_recomputed_and_beats_baselines(plan):
+    sched = np.asarray(cptjax.optax_schedule(plan)(jnp.arange(2000)))  # the exported schedule
+    np.testing.assert_array_equal(sched, plan.schedule)
+    lr, n = S.join(PT, sched)
+    p = cptjax.predict(cptjax.preset("setting-a"), lr, n, idx=[lr.size - 1])
+    obj = 0.5 * float(p.general[0]) + 0.5 * float(p.domain[0])
+    assert obj == pytest.approx(plan.objective, rel=1e-6)
+    assert plan.objective <= min(b["objective"] for b in plan.baselines.values())
+    assert np.all(plan.schedule >= 0) and np.all(plan.schedule <= 2e-4 * (1 + 1e-12))
+    assert np.all(np.diff(plan.schedule[100:]) <= 1e-15)  # monotone after the re-warmup
+
+
+def test_pt_only_law_gives_wsd_like_schedule():
+    """PT-only law (general = domain = the MPL-data Eq. 1 fit), fixed budget: hold near max_lr,
+    anneal at the end."""
+    law = cptjax.PTLaw(2.6933, 0.5534, 0.5244, 0.4754)
+    pair = cptjax.LawPair(law, law)
+    plan = cptjax.design(pair, S.constant(2160, 3e-4, warmup=2160 - 1), 21840, max_lr=3e-4,
+                         iterations=1500, knots=64)
+    s = plan.schedule
+    assert s[: s.size // 2].min() > 0.9 * 3e-4
+    assert s[-1] < 0.1 * 3e-4
+    assert plan.objective <= plan.baselines["wsd"]["objective"]
+
+
+def test_paper_findings_peak_lr_and_replay_vs_weight():
+    """Higher λ1 -> lower optimal CPT peak LR (Setting A, cosine CPT grid) and higher replay."""
+    law = cptjax.preset("setting-a")
+    peaks = []
+    for w in (0.2, 0.9):
+        b = cptjax.baselines(law, PT, 5000, max_lr=2e-4, weight_general=w, warmup=100)["cosine"]
+        peaks.append(float(b["name"].split("=")[1].rstrip(")")))
+    assert peaks[1] < peaks[0]
+    rep = cptjax.preset("replay")
+    rs = [cptjax.baselines(rep, PT, 5000, max_lr=2e-4, weight_general=w, replay="free",
+                           warmup=100)["cosine"]["replay"] for w in (0.2, 0.9)]
+    assert rs[1] >= rs[0]
+
+
+def test_higher_loss_potential_lowers_domain_loss():
+    law = cptjax.preset("setting-a")
+    out = []
+    for lp in (0.1, 0.5, 1.0):
+        pt = S.wsd(40000, 2e-4, warmup=500, decay=0.2, final=2e-4 * lp) if lp < 1 else S.constant(40000, 2e-4, warmup=500)
+        cpt = S.linear(10000, 2e-4 * lp, final=0.0)
+        out.append(float(cptjax.evaluate(law, pt, cpt)[2]))
+    assert out[0] > out[1] > out[2]
+
+
+@pytest.mark.parametrize("kw,needle", [
+    (dict(max_lr=0.0), "`max_lr`"),
+    (dict(max_lr=2e-4, weight_general=1.5), "weight_general"),
+    (dict(max_lr=2e-4, replay="free"), "replay='free' needs a law"),
+    (dict(max_lr=2e-4, warmup=5000), "`warmup`"),
+])
+def test_bad_input(kw, needle):
+    with pytest.raises(ValueError) as e:
+        cptjax.design(cptjax.preset("setting-a"), PT, 1000, **kw)
+    assert needle in str(e.value)
