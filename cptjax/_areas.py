@@ -212,3 +212,35 @@ def _areas(lr, n_pt, kappa, eta0, pt_warmup, method):
                        jnp.where(in_pt, m, zero), jnp.where(in_pt, zero, m)])
     s = jnp.cumsum(parts, axis=-1)
     return Areas(s[0], s[1], s[2], s[3])
+
+
+class PTState(NamedTuple):
+    """The PT history summarised at the transfer point: what the CPT areas need from it."""
+
+    s1_pt: jax.Array
+    s2_pt: jax.Array
+    m: jax.Array  # annealing momentum after the last PT step
+    eta: jax.Array  # last PT LR (η_0 of the CPT part)
+
+
+def pt_state(pt, lam=0.999, eta0=None) -> PTState:
+    """Summarise a PT schedule (see :func:`continue_areas`)."""
+    a = areas(pt, None, lam, eta0)
+    pt = jnp.asarray(pt)
+    # m_T from the identity S2(T) − S2(T−1) = m_T.
+    m = a.s2_pt[-1] - (a.s2_pt[-2] if pt.shape[-1] > 1 else 0.0)
+    return PTState(a.s1_pt[-1], a.s2_pt[-1], m, pt[-1])
+
+
+def continue_areas(cpt, state: PTState, lam=0.999, method: str = "auto") -> Areas:
+    """Areas of the CPT steps only (length of ``cpt``), continuing a summarised PT history:
+    the momentum carries across the transfer. Equals ``areas(join(pt, cpt))[n_pt:]`` at a
+    fraction of the cost when the PT part is fixed (schedule design)."""
+    cpt = jnp.asarray(cpt)
+    kappa = _one_minus(lam, cpt.dtype)
+    d = jnp.concatenate([state.eta[None].astype(cpt.dtype), cpt[:-1]]) - cpt
+    m = _momentum_k(d, kappa, method)
+    m = m + state.m * jnp.exp(jnp.arange(1, cpt.shape[-1] + 1, dtype=cpt.dtype) * jnp.log1p(-kappa))
+    s1c, s2c = jnp.cumsum(cpt), jnp.cumsum(m)
+    ones = jnp.ones_like(cpt)
+    return Areas(state.s1_pt * ones, s1c, state.s2_pt * ones, s2c)

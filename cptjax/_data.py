@@ -71,6 +71,24 @@ class Run:
                 "size": self.size, "replay": self.replay}
 
 
+def atomic_write(path, data) -> None:
+    """Write text or bytes to ``path`` via a temp file + rename: never a partly written file."""
+    import tempfile
+
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise DataError(f"{path}: directory {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def _open_text(path):
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")

@@ -13,9 +13,10 @@ The replay ratio, when free, is r = σ(ρ).
 from __future__ import annotations
 
 import dataclasses
-import functools
+import io
 import json
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +24,8 @@ import numpy as np
 import optax
 
 from . import _schedules
-from ._areas import areas
+from ._areas import PTState, areas, continue_areas, pt_state
+from ._data import atomic_write
 from ._laws import LawPair, LossPair
 
 __all__ = ["Plan", "design", "baselines", "evaluate", "pareto", "optax_schedule"]
@@ -53,10 +55,16 @@ def _check(law, pt, cpt_steps, max_lr, weight_general, replay):
 
 
 def evaluate(law, pt, cpt, replay=None, last_k: int = 1, weight_general=0.5):
-    """Losses of a CPT schedule after the PT history ``pt``: returns (objective, general, domain)
-    at the end (mean over the last ``last_k`` steps) and the full curves (LossPair)."""
-    lr = jnp.concatenate([jnp.asarray(pt), jnp.asarray(cpt)])
-    a = areas(lr, pt.shape[-1])
+    """Losses of a CPT schedule after the PT history: returns (objective, general, domain) at
+    the end (mean over the last ``last_k`` steps) and the curves (LossPair).
+
+    ``pt`` is the PT schedule (curves then cover PT and CPT) or a :class:`PTState` summary (curves
+    cover the CPT steps only; this is what the optimiser uses)."""
+    if isinstance(pt, PTState):
+        a = continue_areas(jnp.asarray(cpt), pt)
+    else:
+        lr = jnp.concatenate([jnp.asarray(pt), jnp.asarray(cpt)])
+        a = areas(lr, pt.shape[-1])
     cond = {"replay": replay} if "replay" in law.general.uses else {}
     g, d = law.general(a, **cond), law.domain(a, **cond)
     gk, dk = jnp.mean(g[-last_k:]), jnp.mean(d[-last_k:])
@@ -91,11 +99,12 @@ class Plan:
 
     def save(self, prefix: str) -> list[str]:
         """Write ``prefix.csv``, ``prefix.npy`` and ``prefix.json``; returns the paths."""
-        np.save(prefix + ".npy", self.schedule)
-        with open(prefix + ".csv", "w") as fh:
-            fh.write("cpt_step,lr\n" + "".join(f"{i + 1},{v!r}\n" for i, v in enumerate(self.schedule.tolist())))
-        with open(prefix + ".json", "w") as fh:
-            json.dump(self.to_dict(), fh)
+        buf = io.BytesIO()
+        np.save(buf, self.schedule)
+        atomic_write(prefix + ".npy", buf.getvalue())
+        atomic_write(prefix + ".csv", "cpt_step,lr\n" + "".join(
+            f"{i + 1},{v!r}\n" for i, v in enumerate(self.schedule.tolist())))
+        atomic_write(prefix + ".json", json.dumps(self.to_dict()))
         return [prefix + ".csv", prefix + ".npy", prefix + ".json"]
 
 
@@ -111,9 +120,10 @@ def optax_schedule(plan_or_lr, offset: int = 0):
     return schedule
 
 
-def _grid_schedules(cpt_steps, max_lr, warmup, final):
+def _grid_schedules(cpt_steps, max_lr, warmup, final, start_lr=0.0):
+    """Baseline grid; the re-warmup rises linearly from the PT's last LR (as the plan's does)."""
     fin = 0.0 if final is None else final
-    peaks = [max_lr * f for f in (1.0, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1)]
+    peaks = [max_lr * f for f in (1.0, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05)]
     out = {}
     for p in peaks:
         if p < fin:
@@ -124,49 +134,131 @@ def _grid_schedules(cpt_steps, max_lr, warmup, final):
             if round(dec * cpt_steps) <= cpt_steps - warmup:
                 out[f"wsd(peak={p:.3g},decay={dec})"] = _schedules.wsd(cpt_steps, p, warmup=warmup,
                                                                       decay=dec, final=fin)
+    if warmup:
+        ramp = np.arange(1, warmup + 1) / warmup
+        for v in out.values():
+            v[:warmup] = start_lr + (v[warmup] - start_lr) * ramp if v[warmup] else start_lr * (1 - ramp)
     return out
+
+
+def _grid_table(law, pt, cpt_steps, max_lr, replay, warmup, final, last_k):
+    """General and domain loss of every grid schedule × replay value (computed once)."""
+    pt = np.asarray(pt, np.float64)
+    grid = _grid_schedules(cpt_steps, max_lr, warmup, final, float(pt[-1]))
+    names = list(grid)
+    S = jnp.asarray(np.stack([grid[n] for n in names]))
+    rs = list(np.linspace(0, 1, 21)) if replay == "free" else [None if replay is None else float(replay)]
+    rows = []
+    summary = pt_state(pt)
+    f = jax.jit(jax.vmap(lambda c, r: evaluate(law, summary, c, r, last_k)[1:3], in_axes=(0, None)))
+    for r in rs:
+        g, d = map(np.asarray, f(S, None if r is None else jnp.asarray(r)))
+        rows += [(n, None if r is None else float(r), float(g[i]), float(d[i]), grid[n])
+                 for i, n in enumerate(names)]
+    return rows
+
+
+def _select(table, weight):
+    best = {}
+    for name, r, g, d, sched in table:
+        obj = weight * g + (1 - weight) * d
+        fam = name.split("(")[0]
+        if fam not in best or obj < best[fam]["objective"]:
+            best[fam] = {"name": name, "objective": obj, "general": g, "domain": d, "replay": r,
+                         "schedule": sched}
+    return best
 
 
 def baselines(law, pt, cpt_steps, *, max_lr, weight_general=0.5, replay=None, warmup=0,
               final=None, last_k=1):
-    """Best constant, cosine and WSD schedules by grid (peak LR × decay fraction × replay grid)
-    under the same law and constraints. Returns {family: {objective, schedule, replay, name}}."""
-    pt = np.asarray(pt, np.float64)
-    grid = _grid_schedules(cpt_steps, max_lr, warmup, final)
-    names = list(grid)
-    S = jnp.asarray(np.stack([grid[n] for n in names]))
-    rs = np.linspace(0, 1, 21) if replay == "free" else [None if replay is None else float(replay)]
-    best = {}
-    for r in rs:
-        f = jax.jit(jax.vmap(lambda c: evaluate(law, pt, c, r, last_k, weight_general)[:3]))
-        obj, g, d = map(np.asarray, f(S))
-        for i, n in enumerate(names):
-            fam = n.split("(")[0]
-            if fam not in best or obj[i] < best[fam]["objective"]:
-                best[fam] = {"name": n, "objective": float(obj[i]), "general": float(g[i]),
-                             "domain": float(d[i]), "replay": r, "schedule": grid[n]}
-    return best
+    """Best constant, cosine and WSD schedules by grid (peak LR × decay fraction × replay grid of
+    21 values when free) under the same law and constraints.
+    Returns {family: {name, objective, general, domain, replay, schedule}}."""
+    pt = _check(law, pt, cpt_steps, max_lr, weight_general, replay)
+    return _select(_grid_table(law, pt, cpt_steps, max_lr, replay, warmup, final, last_k), weight_general)
 
 
-def _build_schedule(params, cpt_steps, max_lr, warmup, final, knots, monotone, start_lr):
-    u = jnp.linspace(0.0, 1.0, knots)
-    t = jnp.linspace(0.0, 1.0, cpt_steps - warmup)
-    if monotone:
-        peak = max_lr * jax.nn.sigmoid(params["a"])
-        fin = 0.0 if final is None else final
+class _Config(NamedTuple):
+    cpt_steps: int
+    max_lr: float
+    warmup: int
+    final: float | None
+    knots: int
+    monotone: bool
+    free_replay: bool
+    last_k: int
+    learning_rate: float
+    chunk: int = 100
+
+
+def _build_schedule(params, cfg: _Config, start_lr):
+    u = jnp.linspace(0.0, 1.0, cfg.knots)
+    t = jnp.linspace(0.0, 1.0, cfg.cpt_steps - cfg.warmup)
+    if cfg.monotone:
+        peak = cfg.max_lr * jax.nn.sigmoid(params["a"])
+        fin = 0.0 if cfg.final is None else cfg.final
         w = jax.nn.softmax(params["w"])
-        steps = (peak - fin) * (w[:-1] if final is None else w)
-        vals = peak - jnp.concatenate([jnp.zeros(1), jnp.cumsum(steps)])[: knots]
+        steps = (peak - fin) * (w[:-1] if cfg.final is None else w)
+        vals = peak - jnp.concatenate([jnp.zeros(1), jnp.cumsum(steps)])[: cfg.knots]
         vals = jnp.maximum(vals, fin)
     else:
-        peak = max_lr
-        vals = max_lr * jax.nn.sigmoid(params["w"])
+        vals = cfg.max_lr * jax.nn.sigmoid(params["w"])
     main = jnp.interp(t, u, vals)
-    if warmup:
-        i = jnp.arange(1, warmup + 1) / warmup
-        start = main[0]
-        main = jnp.concatenate([start_lr + (start - start_lr) * i, main])
+    if cfg.warmup:
+        i = jnp.arange(1, cfg.warmup + 1) / cfg.warmup
+        main = jnp.concatenate([start_lr + (main[0] - start_lr) * i, main])
     return main
+
+
+def _loss(params, law, pt, weight, replay, cfg):
+    r = jax.nn.sigmoid(params["rho"]) if cfg.free_replay else replay
+    return evaluate(law, pt, _build_schedule(params, cfg, pt.eta), r, cfg.last_k, weight)[0]
+
+
+def _chunk(params, state, law, pt, weight, replay, cfg):
+    opt = optax.adam(cfg.learning_rate)
+
+    def step(c, _):
+        p, s = c
+        v, g = jax.value_and_grad(_loss)(p, law, pt, weight, replay, cfg)
+        u, s = opt.update(g, s, p)
+        return (optax.apply_updates(p, u), s), v
+
+    (params, state), vals = jax.lax.scan(step, (params, state), None, length=cfg.chunk)
+    return params, state, vals[-1]
+
+
+# Compiled once per configuration and shapes; law, PT history, weight and replay are arguments,
+# so repeated designs (and Pareto sweeps, vmapped over λ1) reuse the compilation.
+_chunk_jit = jax.jit(_chunk, static_argnames=("cfg",))
+_chunk_vmap = jax.jit(jax.vmap(_chunk, in_axes=(0, 0, None, None, 0, None, None)), static_argnames=("cfg",))
+
+
+def _init(cfg):
+    n_w = cfg.knots + (1 if cfg.monotone and cfg.final is None else 0)
+    w0 = jnp.zeros(n_w) if cfg.monotone else jnp.full(cfg.knots, 2.0)
+    params = {"a": jnp.asarray(3.0), "w": w0, "rho": jnp.asarray(0.0)}
+    return params, optax.adam(cfg.learning_rate).init(params)
+
+
+def _optimise(law, pt, weights, replay, cfg, iterations, tol, progress):
+    """Adam on all weights at once (vmap); stop when every lane's objective changed by less than
+    ``tol`` (relative) over a chunk, or at ``iterations``."""
+    weights = jnp.atleast_1d(jnp.asarray(weights, jnp.result_type(float)))
+    p0, s0 = _init(cfg)
+    params, state = jax.tree.map(lambda x: jnp.broadcast_to(x, weights.shape + x.shape), (p0, s0))
+    rep = None if replay in (None, "free") else jnp.asarray(float(replay))
+    summary = pt_state(pt)  # the PT history is fixed: summarise it once
+    prev, done = None, 0
+    for done in range(cfg.chunk, iterations + cfg.chunk, cfg.chunk):
+        params, state, cur = _chunk_vmap(params, state, law, summary, weights, rep, cfg)
+        cur = np.asarray(cur)
+        if progress is not None:
+            progress(done, iterations, float(cur.min()))
+        if not np.all(np.isfinite(cur)) or (prev is not None and np.all(np.abs(prev - cur) <= tol * np.abs(cur))):
+            break
+        prev = cur
+    return params, done
 
 
 def design(law, pt, cpt_steps: int, *, max_lr: float, weight_general: float = 0.5, replay=None,
@@ -185,66 +277,52 @@ def design(law, pt, cpt_steps: int, *, max_lr: float, weight_general: float = 0.
         warmup: fixed re-warmup length (linear from the PT's last LR to the peak).
         monotone: non-increasing after the re-warmup. final: fix the final LR.
         knots: number of knots (interpolated to every step).
+        last_k: average the losses over the last k steps.
     Returns a :class:`Plan` that is never worse than its best baseline.
+
+    Example:
+        >>> import cptjax
+        >>> pt = cptjax.schedules.wsd(20000, 2e-4, warmup=500, decay=0.2, final=2e-5)
+        >>> plan = cptjax.design(cptjax.preset("setting-a"), pt, 2000, max_lr=2e-4, iterations=300)
+        >>> plan.objective <= min(b["objective"] for b in plan.baselines.values())
+        True
     """
-    pt = _check(law, pt, cpt_steps, max_lr, weight_general, replay)
+    return pareto(law, pt, cpt_steps, [weight_general], max_lr=max_lr, replay=replay, warmup=warmup,
+                  monotone=monotone, final=final, knots=knots, last_k=last_k, iterations=iterations,
+                  learning_rate=learning_rate, tol=tol, progress=progress)[0]
+
+
+def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, monotone=True,
+           final=None, knots=64, last_k=1, iterations=3000, learning_rate=0.05, tol=1e-9,
+           progress=None) -> list:
+    """Plans for several λ1 at once: one vmapped optimisation over the weights, one baseline grid
+    evaluated once and selected per weight. Returns a list of :class:`Plan` (one per weight)."""
+    for w in weights:
+        pt = _check(law, pt, cpt_steps, max_lr, w, replay)
     if not 0 <= warmup < cpt_steps:
         raise ValueError(f"`warmup` must be in [0, cpt_steps), got {warmup!r}")
     if final is not None and not 0 <= final <= max_lr:
         raise ValueError(f"`final` must be in [0, max_lr], got {final!r}")
-    knots = int(min(knots, cpt_steps - warmup))
-    free_r = replay == "free"
-    build = functools.partial(_build_schedule, cpt_steps=cpt_steps, max_lr=max_lr, warmup=warmup,
-                              final=final, knots=knots, monotone=monotone, start_lr=float(pt[-1]))
-
-    def loss(params):
-        r = jax.nn.sigmoid(params["rho"]) if free_r else replay
-        return evaluate(law, pt, build(params), r, last_k, weight_general)[0]
-
-    params = {"a": jnp.asarray(3.0), "w": jnp.zeros(knots + (1 if monotone and final is None else 0)),
-              "rho": jnp.asarray(0.0)}
-    if not monotone:
-        params["w"] = jnp.full(knots, 2.0)
-    opt = optax.adam(learning_rate)
-    state = opt.init(params)
-
-    @jax.jit
-    def run_chunk(params, state):
-        def step(c, _):
-            p, s = c
-            v, g = jax.value_and_grad(loss)(p)
-            u, s = opt.update(g, s, p)
-            return (optax.apply_updates(p, u), s), v
-
-        (params, state), vals = jax.lax.scan(step, (params, state), None, length=100)
-        return params, state, vals
-
-    prev, done = np.inf, 0
-    for done in range(100, iterations + 100, 100):
-        params, state, vals = run_chunk(params, state)
-        cur = float(vals[-1])
-        if progress is not None:
-            progress(done, iterations, cur)
-        if not np.isfinite(cur) or abs(prev - cur) <= tol * abs(cur):
-            break
-        prev = cur
-    sched = np.asarray(build(params))
-    r = float(jax.nn.sigmoid(params["rho"])) if free_r else (None if replay is None else float(replay))
-    obj, g, d, curves = evaluate(law, pt, sched, r, last_k, weight_general)
-    base = baselines(law, pt, cpt_steps, max_lr=max_lr, weight_general=weight_general,
-                     replay=replay, warmup=warmup, final=final, last_k=last_k)
-    fam, b = min(base.items(), key=lambda kv: kv[1]["objective"])
-    plan = Plan(sched, r, float(obj), float(g), float(d), curves, base, weight_general, "gradient",
-                pt.size, done)
-    if not np.isfinite(plan.objective) or plan.objective > b["objective"]:
-        obj, g, d, curves = evaluate(law, pt, b["schedule"], b["replay"], last_k, weight_general)
-        plan = Plan(np.asarray(b["schedule"]), b["replay"], float(obj), float(g), float(d), curves,
-                    base, weight_general, b["name"], pt.size, done,
-                    note=f"gradient search ended worse than the best baseline ({b['name']}); "
-                         "reporting the baseline")
-    return plan
-
-
-def pareto(law, pt, cpt_steps, weights, **kw):
-    """Plans over a grid of λ1 (one compilation, reused across weights)."""
-    return [design(law, pt, cpt_steps, weight_general=float(w), **kw) for w in weights]
+    cfg = _Config(int(cpt_steps), float(max_lr), int(warmup), None if final is None else float(final),
+                  int(min(knots, cpt_steps - warmup)), bool(monotone), replay == "free", int(last_k),
+                  float(learning_rate))
+    params, done = _optimise(law, pt, weights, replay, cfg, iterations, tol, progress)
+    table = _grid_table(law, pt, cpt_steps, max_lr, replay, warmup, final, last_k)
+    plans = []
+    for i, w in enumerate(weights):
+        p = jax.tree.map(lambda x: x[i], params)
+        sched = np.asarray(_build_schedule(p, cfg, float(pt[-1])))
+        r = float(jax.nn.sigmoid(p["rho"])) if cfg.free_replay else (None if replay is None else float(replay))
+        obj, g, d, curves = evaluate(law, pt, sched, r, last_k, w)
+        base = _select(table, w)
+        name, b = min(base.items(), key=lambda kv: kv[1]["objective"])
+        plan = Plan(sched, r, float(obj), float(g), float(d), curves, base, float(w), "gradient",
+                    pt.size, done)
+        if not np.isfinite(plan.objective) or plan.objective > b["objective"]:
+            obj, g, d, curves = evaluate(law, pt, b["schedule"], b["replay"], last_k, w)
+            plan = Plan(np.asarray(b["schedule"]), b["replay"], float(obj), float(g), float(d),
+                        curves, base, float(w), b["name"], pt.size, done,
+                        note=f"gradient search ended worse than the best baseline ({b['name']}); "
+                             "reporting the baseline")
+        plans.append(plan)
+    return plans

@@ -225,20 +225,24 @@ def starts(kind: str, obs: np.ndarray) -> np.ndarray:
     return np.array(list(itertools.product(*grids)), np.float64)
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "target", "max_iter"))
-def _solve_batch(kind, target, theta0, feats, obs, mask, delta, max_iter):
-    """vmap over problems (leading axis) and starts (second axis); keep each problem's best."""
-    if kind == "mpl":  # its Jacobian is (points × decrements × params): run starts in sequence
-        def per_start(kind, target, th, feats, obs, mask, delta, max_iter):
-            return lax.map(lambda t: _lm(kind, target, t, feats, obs, mask, delta, max_iter), th)
-    else:
-        per_start = jax.vmap(_lm, in_axes=(None, None, 0, None, None, None, None, None))
-    per_problem = jax.vmap(per_start, in_axes=(None, None, 0, 0, 0, 0, None, None))
-    th, f, st, it = per_problem(kind, target, theta0, feats, obs, mask, delta, max_iter)
-    f_ok = jnp.where(st == NONFINITE, jnp.inf, f)
-    best = jnp.argmin(f_ok, axis=1)
-    take = lambda x: jnp.take_along_axis(x, best.reshape((-1,) + (1,) * (x.ndim - 1)), axis=1)[:, 0]
-    return take(th), take(f), take(st), take(it)
+@functools.partial(jax.jit, static_argnames=("kind", "target", "max_iter", "screen_iter"))
+def _solve_batch(kind, target, theta0, feats, obs, mask, delta, max_iter, screen_iter=15):
+    """vmap over problems (leading axis) and starts (second axis).
+
+    Two phases, because under vmap every lane runs as long as the slowest: all starts run
+    ``screen_iter`` iterations, then only each problem's best start continues to ``max_iter``."""
+    def per_problem(th0, feats, obs, mask):
+        run = lambda t, n: _lm(kind, target, t, feats, obs, mask, delta, n)
+        if kind == "mpl":  # its Jacobian is (points × decrements × params): starts in sequence
+            th, f, st, it = lax.map(lambda t: run(t, screen_iter), th0)
+        else:
+            th, f, st, it = jax.vmap(lambda t: run(t, screen_iter))(th0)
+        best = jnp.argmin(jnp.where(st == NONFINITE, jnp.inf, f))
+        th2, f2, st2, it2 = run(th[best], max_iter)
+        # A start that converged during screening keeps its result (the second run is a no-op).
+        return th2, f2, st2, it[best] + it2
+
+    return jax.vmap(per_problem)(theta0, feats, obs, mask)
 
 
 def _stats_one(kind, target, theta, feats, obs, mask, delta):

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -26,18 +25,9 @@ def _x64():
 
 
 def atomic_write(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file + rename: never a partly written file."""
-    d = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(d):
-        raise _Fail(f"{path}: directory {d} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    from ._data import atomic_write as _write
+
+    _write(path, text)
 
 
 def progress(msg: str, quiet: bool = False):
@@ -265,11 +255,14 @@ def cmd_design(args) -> int:
              f"(lambda1={args.weight_general}, max_lr={args.max_lr}, replay={args.replay})", args.json)
     kw = dict(max_lr=args.max_lr, replay=replay, warmup=args.warmup, knots=args.knots,
               iterations=args.iterations)
-    plan = cptjax.design(law, pt, args.cpt_steps, weight_general=args.weight_general, progress=show, **kw)
+    if not 0 <= args.weight_general <= 1:
+        raise _Fail(f"--weight-general must be in [0, 1], got {args.weight_general}")
+    weights = [0.1, 0.3, 0.5, 0.7, 0.9]
+    progress("optimising the plan and a Pareto front over lambda1 = " + ", ".join(map(str, weights))
+             + " together (vmapped)", args.json)
+    plans = cptjax.pareto(law, pt, args.cpt_steps, weights + [args.weight_general], progress=show, **kw)
+    plan, front = plans[-1], plans[:-1]
     files = plan.save(os.path.join(args.out, "plan"))
-    weights = [0.2, 0.5, 0.8]
-    progress("Pareto front over lambda1 " + ", ".join(map(str, weights)), args.json)
-    front = [cptjax.design(law, pt, args.cpt_steps, weight_general=w, **{**kw, "iterations": min(args.iterations, 1000)}) for w in weights]
     front_d = [{"weight_general": w, "general": p.general, "domain": p.domain, "objective": p.objective,
                 "replay": p.replay} for w, p in zip(weights, front)]
     result = {"law": law_name, "pt": args.pt, "cpt_steps": args.cpt_steps, "max_lr": args.max_lr,
@@ -378,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--replay", default=None, help="'free' to optimise the replay ratio, or a value")
     de.add_argument("--warmup", type=int, default=500, help="fixed re-warmup length (500)")
     de.add_argument("--knots", type=int, default=64, help="schedule knots (64)")
-    de.add_argument("--iterations", type=int, default=3000, help="max Adam steps (3000)")
+    de.add_argument("--iterations", type=int, default=2000, help="max Adam steps (2000)")
     de.add_argument("--out", default="cptjax-design", help="report folder (cptjax-design)")
     de.add_argument("--json", action="store_true", help="print machine-readable JSON to stdout")
     de.set_defaults(func=cmd_design)

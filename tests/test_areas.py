@@ -123,3 +123,14 @@ def test_bad_input(lr, n_pt, needle):
     assert needle in str(e.value)
     with pytest.raises(ValueError):
         cptjax.areas([1e-4], method="magic")
+
+
+def test_continue_areas_matches_joined():
+    from cptjax._areas import continue_areas, pt_state
+
+    pt, cpt = V2_PT[:5000], V2_CPT[:3000]
+    lr, n = S.join(pt, cpt)
+    full = cptjax.areas(lr, n)
+    part = continue_areas(cpt, pt_state(pt))
+    for x, y in zip(full, part):
+        np.testing.assert_allclose(np.asarray(x)[n:], y, rtol=1e-12, atol=1e-15)
