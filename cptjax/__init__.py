@@ -33,3 +33,7 @@ from ._design import design as design
 from ._design import evaluate as evaluate
 from ._design import optax_schedule as optax_schedule
 from ._design import pareto as pareto
+from ._analysis import critical_point as critical_point
+from ._analysis import loss_potential as loss_potential
+from ._analysis import optimal_vs_weight as optimal_vs_weight
+from ._analysis import turning_length as turning_length
