@@ -78,8 +78,8 @@ def optimal_vs_weight(law: LawPair, weights, *, what: str, pt_steps: int = 40000
                       cpt_peak: float = 2e-4, replay=None, grid=None) -> dict:
     """The paper's Fig. 8 questions by grid search under the law (PT WSD, CPT cosine, as §5):
 
-    ``what="lp"``: optimal loss potential (PT final LR / peak, PT linear cooldown over 20%), CPT
-    re-warms to ``cpt_peak`` and anneals to 0; ``what="peak"``: optimal CPT peak LR; ``what=
+    ``what="lp"``: optimal loss potential (PT final LR / peak, PT linear cooldown over 20%); the
+    CPT starts at the PT's final LR and anneals linearly to 0 (no re-warmup, as paper Fig. 5a–c); ``what="peak"``: optimal CPT peak LR; ``what=
     "replay"``: optimal replay ratio (needs a replay law). Returns ``{"grid", "optimum" (one per
     weight), "general", "domain" (losses on the grid)}``.
     """
@@ -91,7 +91,7 @@ def optimal_vs_weight(law: LawPair, weights, *, what: str, pt_steps: int = 40000
         grid = np.linspace(0.0, 1.0, 21) if grid is None else np.asarray(grid)
         pts = [S.wsd(pt_steps, peak, warmup=warmup, decay=0.2, final=lp * peak) if lp < 1
                else S.constant(pt_steps, peak, warmup=warmup) for lp in grid]
-        cpts = [S.cosine(cpt_steps, cpt_peak, warmup=warmup, final=0.0)] * len(grid)
+        cpts = [S.linear(cpt_steps, max(lp, 1e-12) * peak, final=0.0) for lp in grid]
         reps = [replay] * len(grid)
     elif what == "peak":
         grid = np.linspace(0.25e-4, 2.0e-4, 36) if grid is None else np.asarray(grid)

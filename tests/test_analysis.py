@@ -34,9 +34,10 @@ def test_optimal_vs_weight_directions():
     peak = cptjax.optimal_vs_weight(A, w, what="peak", cpt_steps=5000)
     assert peak["optimum"][0] >= peak["optimum"][1] >= peak["optimum"][2]
     assert peak["optimum"][0] > peak["optimum"][2]
-    lp = cptjax.optimal_vs_weight(A, [0.0], what="lp", cpt_steps=5000)
+    lp = cptjax.optimal_vs_weight(A, [0.0, 1.0], what="lp")
     d = np.asarray(lp["domain"])
     assert d[-1] < d[0]  # higher loss potential, lower final domain loss
+    assert lp["optimum"][0] > lp["optimum"][1]  # small λ1 keeps potential (paper Fig. 8a)
     rep = cptjax.optimal_vs_weight(cptjax.preset("replay"), w, what="replay", cpt_steps=5000)
     assert rep["optimum"][2] >= rep["optimum"][0]
     with pytest.raises(ValueError, match="needs a law with a replay"):
