@@ -141,3 +141,14 @@ def test_fit_errors():
     r.losses["loss"][4:] = np.nan
     with pytest.raises(cptjax.DataError, match="4 valid points"):
         cptjax.fit([r], "cpt", "loss")
+
+
+def test_closed_form_cpt_jacobian_matches_jacfwd():
+    prob = cptjax.make_problem(synthetic(0), "cpt", "loss")
+    feats = tuple(map(jax.numpy.asarray, prob.feats))
+    th = _fit._to_theta("cpt", jax.numpy.array([3.0, 0.4, 0.6, 0.3, 0.3, -0.5, 3000.0, 0.2]))
+    r, J = _fit._cpt_residuals_and_jacobian(th, feats, prob.obs, prob.mask)
+    r2 = _fit._residuals("cpt", "general", th, feats, prob.obs, prob.mask)
+    J2 = jax.jacfwd(_fit._residuals, argnums=2)("cpt", "general", th, feats, prob.obs, prob.mask)
+    np.testing.assert_allclose(r, r2, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(J, J2, rtol=1e-9, atol=1e-14)
