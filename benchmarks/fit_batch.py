@@ -67,7 +67,7 @@ def main():
     cptjax.fit_batch(warm, chunk=8)
     for n in args.sizes:
         probs = make_problems(n, seed=n)
-        chunk = min(n, 512)
+        chunk = min(n, 128)
         cptjax.fit_batch(probs[:chunk], chunk=chunk)  # compile for this chunk shape
         t = time.perf_counter()
         res = cptjax.fit_batch(probs, chunk=chunk)

@@ -26,6 +26,7 @@ __all__ = ["FitResult", "FitProblem", "fit", "fit_batch", "make_problem", "objec
            "CONVERGED", "MAX_ITERATIONS", "NONFINITE", "STATUS"]
 
 CONVERGED, MAX_ITERATIONS, NONFINITE = 0, 1, 2
+MU_DOWN = 0.3
 STATUS = {CONVERGED: "converged", MAX_ITERATIONS: "max-iterations", NONFINITE: "non-finite"}
 
 # Parameters that may take either sign (all others are positive, fitted as log p).
@@ -240,7 +241,7 @@ def _lm(kind, target, theta0, feats, obs, mask, delta, max_iter):
         conv = (ok & (rel < ftol)) | small | (mu > 1e12)
         theta = jnp.where(ok, new, theta)
         f = jnp.where(ok, fn, f)
-        mu = jnp.where(ok, mu * 0.3, mu * 10.0)
+        mu = jnp.where(ok, mu * MU_DOWN, mu * 10.0)
         return theta, f, mu, it + 1, conv, jnp.all(jnp.isfinite(step))
 
     def cond(s):
@@ -273,7 +274,7 @@ def starts(kind: str, obs: np.ndarray) -> np.ndarray:
 
 
 @functools.partial(jax.jit, static_argnames=("kind", "target", "max_iter", "screen_iter", "keep"))
-def _solve_batch(kind, target, theta0, feats, obs, mask, delta, max_iter, screen_iter=8, keep=2):
+def _solve_batch(kind, target, theta0, feats, obs, mask, delta, max_iter, screen_iter=8, keep=1):
     """vmap over problems (leading axis) and starts (second axis).
 
     Two phases, because under vmap every lane runs as long as the slowest: all starts run
@@ -415,7 +416,7 @@ def _stack(problems, kind):
     return feats, np.stack([p.obs for p in problems]), np.stack([p.mask for p in problems])
 
 
-def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 100, chunk: int = 512,
+def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int = 128,
               init=None, progress=None) -> list:
     """Fit N independent problems of one law kind at once: padded + masked (one compilation),
     chunked to bound memory, and sharded over all local devices when there are several.

@@ -1,0 +1,92 @@
+"""Every experiment script runs in quick mode and its JSON holds the key figures, in the expected
+direction."""
+
+import importlib
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import need_data
+
+
+def run(name, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [name, "--quick", "--out", str(tmp_path)])
+    importlib.import_module(f"experiments.{name}").main()
+    assert (tmp_path / f"{name}.png").stat().st_size > 5000
+    return json.loads((tmp_path / f"{name}.json").read_text())
+
+
+def test_paper_curves(tmp_path, monkeypatch):
+    r = run("paper_curves", tmp_path, monkeypatch)
+    for case in r.values():
+        assert case["domain_end"] < case["domain_at_transfer"]  # the domain loss falls
+        assert case["general_peak"] > case["general_at_transfer"]  # the general loss rises first
+    assert r["constant"]["general_end"] > r["constant"]["hidden_pt_end"]  # the distribution shift
+
+
+def test_loss_potential(tmp_path, monkeypatch):
+    r = run("loss_potential", tmp_path, monkeypatch)
+    for mode in ("no_rewarmup", "rewarmup"):
+        for curve in r[mode].values():
+            y = np.array([np.nan if v is None else v for v in curve], float)
+            y = y[np.isfinite(y)]
+            assert y.size >= 3 and y[-1] < y[0]  # higher loss potential -> lower domain loss
+
+
+def test_peak_lr(tmp_path, monkeypatch):
+    r = run("peak_lr", tmp_path, monkeypatch)
+    for T in r["domain"]:
+        assert r["domain"][T][-1] < r["domain"][T][0] and r["general"][T][-1] > r["general"][T][0]
+    pre = [v for k, v in r.items() if k.startswith("pre-critical")][0]
+    post = [v for k, v in r.items() if k.startswith("post-critical")][0]
+    assert pre["pre_critical"] and pre["turning_length"] is not None
+    assert post["turning_length"] is None  # infinite: serialised as null
+
+
+def test_balance(tmp_path, monkeypatch):
+    r = run("balance", tmp_path, monkeypatch)
+    for name in ("setting-a", "setting-b"):
+        assert r[name]["optimal_peak"][0] >= r[name]["optimal_peak"][-1]
+        assert r[name]["optimal_lp"][0] >= r[name]["optimal_lp"][-1]
+        assert r[name]["optimal_lp"][0] > r[name]["optimal_lp"][-1] or r[name]["optimal_peak"][0] > r[name]["optimal_peak"][-1]
+
+
+def test_unseen_schedules(tmp_path, monkeypatch):
+    r = run("unseen_schedules", tmp_path, monkeypatch)
+    for case in r.values():
+        assert case["domain_end"] < case["domain_transfer"]
+    c = r["cosine re-warmed to 10% peak"]
+    assert c["ood_Stories_change"] > 0 > c["ood_arXiv_change"]  # D_pt-like up, D_cpt-like down
+
+
+@pytest.mark.data
+def test_optimal_schedule(tmp_path, monkeypatch):
+    need_data()
+    r = run("optimal_schedule", tmp_path, monkeypatch)
+    ours, theirs = r["cptjax (Eq. 1)"], r["MPL upstream"]
+    assert ours["final_loss_eq1"] <= theirs["final_loss_eq1"] + 1e-9
+    assert ours["frac_steps_above_90pct_peak"] > 0.5 and ours["final_lr"] < 0.1 * 3e-4
+
+
+@pytest.mark.data
+def test_realdata(tmp_path, monkeypatch):
+    need_data()
+    r = run("realdata", tmp_path, monkeypatch)
+    for row in r["multipowerlaw"]:
+        assert np.isfinite(row["mean_rel"]) and row["mean_rel"] < 0.01
+    for row in r["olmo"]:
+        assert np.isfinite(row["mean_rel"]) and row["mean_rel"] < 0.05
+    for row in r["olmo_cooldown_as_cpt"]:
+        assert abs(row["B_over_setting_a_B"]) < 0.5  # a much smaller shift than a real domain change
+
+
+@pytest.mark.data
+def test_bootstrap(tmp_path, monkeypatch):
+    need_data()
+    r = run("bootstrap", tmp_path, monkeypatch)
+    assert r["converged_fraction"] > 0.9
+    for k in ("L0", "A", "alpha"):
+        p = r["params"][k]
+        assert 0.5 < p["bootstrap_se"] / p["laplace_se"] < 2
