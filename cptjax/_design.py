@@ -54,9 +54,11 @@ def _check(law, pt, cpt_steps, max_lr, weight_general, replay):
     return pt
 
 
-def evaluate(law, pt, cpt, replay=None, last_k: int = 1, weight_general=0.5):
-    """Losses of a CPT schedule after the PT history: returns (objective, general, domain) at
-    the end (mean over the last ``last_k`` steps) and the curves (LossPair).
+def evaluate(law, pt, cpt, replay=None, last_k=1, weight_general=0.5, weight_domain=None):
+    """Losses of a CPT schedule after the PT history: returns (objective, general, domain) and
+    the curves (LossPair). The losses are the mean over the last ``last_k`` steps, or, when
+    ``last_k`` is a tuple of CPT steps (horizons), the mean over those steps. The objective is
+    ``weight_general·general + weight_domain·domain`` (default weight_domain = 1 − weight_general).
 
     ``pt`` is the PT schedule (curves then cover PT and CPT) or a :class:`PTState` summary (curves
     cover the CPT steps only; this is what the optimiser uses)."""
@@ -67,8 +69,13 @@ def evaluate(law, pt, cpt, replay=None, last_k: int = 1, weight_general=0.5):
         a = areas(lr, pt.shape[-1])
     cond = {"replay": replay} if "replay" in law.general.uses else {}
     g, d = law.general(a, **cond), law.domain(a, **cond)
-    gk, dk = jnp.mean(g[-last_k:]), jnp.mean(d[-last_k:])
-    return weight_general * gk + (1 - weight_general) * dk, gk, dk, LossPair(g, d)
+    if isinstance(last_k, tuple):
+        at = jnp.asarray([g.shape[-1] - jnp.shape(cpt)[-1] + h - 1 for h in last_k])
+        gk, dk = jnp.mean(g[at]), jnp.mean(d[at])
+    else:
+        gk, dk = jnp.mean(g[-last_k:]), jnp.mean(d[-last_k:])
+    wd = 1 - weight_general if weight_domain is None else weight_domain
+    return weight_general * gk + wd * dk, gk, dk, LossPair(g, d)
 
 
 @dataclasses.dataclass
@@ -158,10 +165,11 @@ def _grid_table(law, pt, cpt_steps, max_lr, replay, warmup, final, last_k):
     return rows
 
 
-def _select(table, weight):
+def _select(table, weight, weight_domain=None):
     best = {}
+    wd = 1 - weight if weight_domain is None else weight_domain
     for name, r, g, d, sched in table:
-        obj = weight * g + (1 - weight) * d
+        obj = weight * g + wd * d
         fam = name.split("(")[0]
         if fam not in best or obj < best[fam]["objective"]:
             best[fam] = {"name": name, "objective": obj, "general": g, "domain": d, "replay": r,
@@ -186,7 +194,7 @@ class _Config(NamedTuple):
     knots: int
     monotone: bool
     free_replay: bool
-    last_k: int
+    last_k: int | tuple
     learning_rate: float
     chunk: int = 100
 
@@ -212,7 +220,8 @@ def _build_schedule(params, cfg: _Config, start_lr):
 
 def _loss(params, law, pt, weight, replay, cfg):
     r = jax.nn.sigmoid(params["rho"]) if cfg.free_replay else replay
-    return evaluate(law, pt, _build_schedule(params, cfg, pt.eta), r, cfg.last_k, weight)[0]
+    return evaluate(law, pt, _build_schedule(params, cfg, pt.eta), r, cfg.last_k, weight[0],
+                    weight[1])[0]
 
 
 def _chunk(params, state, law, pt, weight, replay, cfg):
@@ -244,9 +253,9 @@ def _init(cfg):
 def _optimise(law, pt, weights, replay, cfg, iterations, tol, progress):
     """Adam on all weights at once (vmap); stop when every lane's objective changed by less than
     ``tol`` (relative) over a chunk, or at ``iterations``."""
-    weights = jnp.atleast_1d(jnp.asarray(weights, jnp.result_type(float)))
+    weights = jnp.asarray(weights, jnp.result_type(float))  # (n, 2): general and domain weights
     p0, s0 = _init(cfg)
-    params, state = jax.tree.map(lambda x: jnp.broadcast_to(x, weights.shape + x.shape), (p0, s0))
+    params, state = jax.tree.map(lambda x: jnp.broadcast_to(x, weights.shape[:1] + x.shape), (p0, s0))
     rep = None if replay in (None, "free") else jnp.asarray(float(replay))
     summary = pt_state(pt)  # the PT history is fixed: summarise it once
     prev, done = None, 0
@@ -263,8 +272,8 @@ def _optimise(law, pt, weights, replay, cfg, iterations, tol, progress):
 
 def design(law, pt, cpt_steps: int, *, max_lr: float, weight_general: float = 0.5, replay=None,
            warmup: int = 0, monotone: bool = True, final: float | None = None, knots: int = 64,
-           last_k: int = 1, iterations: int = 3000, learning_rate: float = 0.05, tol: float = 1e-9,
-           progress=None) -> Plan:
+           last_k=1, ood=None, iterations: int = 3000, learning_rate: float = 0.05,
+           tol: float = 1e-9, data_range: int | None = None, progress=None) -> Plan:
     """Optimise the CPT schedule (and replay ratio if ``replay='free'``) with optax Adam.
 
     Args:
@@ -277,7 +286,13 @@ def design(law, pt, cpt_steps: int, *, max_lr: float, weight_general: float = 0.
         warmup: fixed re-warmup length (linear from the PT's last LR to the peak).
         monotone: non-increasing after the re-warmup. final: fix the final LR.
         knots: number of knots (interpolated to every step).
-        last_k: average the losses over the last k steps.
+        last_k: average the losses over the last k steps, or a tuple of CPT steps (several
+            horizons at once: the losses are averaged over them).
+        ood: ``(c_general, c_domain, share)``: mix in an out-of-domain set modelled as
+            ``c_general·L_general + c_domain·L_domain`` (Eq. 6, e.g. the Fig. 21 coefficients)
+            with weight ``share``: objective = (1 − share)·(λ1·L_g + λ2·L_d) + share·L_ood.
+        data_range: the number of joined steps the law was fitted on; a longer PT history is an
+            extrapolation and is refused.
     Returns a :class:`Plan` that is never worse than its best baseline.
 
     Example:
@@ -288,13 +303,23 @@ def design(law, pt, cpt_steps: int, *, max_lr: float, weight_general: float = 0.
         True
     """
     return pareto(law, pt, cpt_steps, [weight_general], max_lr=max_lr, replay=replay, warmup=warmup,
-                  monotone=monotone, final=final, knots=knots, last_k=last_k, iterations=iterations,
-                  learning_rate=learning_rate, tol=tol, progress=progress)[0]
+                  monotone=monotone, final=final, knots=knots, last_k=last_k, ood=ood,
+                  iterations=iterations, learning_rate=learning_rate, tol=tol,
+                  data_range=data_range, progress=progress)[0]
+
+
+def _weights(weight_general, ood):
+    """(general, domain) objective weights, with an OOD mix folded in (all terms are linear)."""
+    wg, wd = float(weight_general), 1 - float(weight_general)
+    if ood is None:
+        return wg, wd
+    cg, cd, share = map(float, ood)
+    return (1 - share) * wg + share * cg, (1 - share) * wd + share * cd
 
 
 def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, monotone=True,
-           final=None, knots=64, last_k=1, iterations=3000, learning_rate=0.05, tol=1e-9,
-           progress=None) -> list:
+           final=None, knots=64, last_k=1, ood=None, iterations=3000, learning_rate=0.05,
+           tol=1e-9, data_range=None, progress=None) -> list:
     """Plans for several λ1 at once: one vmapped optimisation over the weights, one baseline grid
     evaluated once and selected per weight. Returns a list of :class:`Plan` (one per weight)."""
     for w in weights:
@@ -303,23 +328,37 @@ def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, monoto
         raise ValueError(f"`warmup` must be in [0, cpt_steps), got {warmup!r}")
     if final is not None and not 0 <= final <= max_lr:
         raise ValueError(f"`final` must be in [0, max_lr], got {final!r}")
+    if data_range is not None and pt.size > data_range:
+        raise ValueError(f"the PT schedule ({pt.size} steps) is longer than the law's data range "
+                         f"({data_range} steps): predictions there are extrapolations")
+    if isinstance(last_k, (list, tuple)):
+        last_k = tuple(int(h) for h in last_k)
+        if not last_k or min(last_k) < 1 or max(last_k) > cpt_steps:
+            raise ValueError(f"horizons (`last_k`) must be CPT steps in 1..{cpt_steps}, got {last_k}")
+    elif not 1 <= int(last_k) <= cpt_steps:
+        raise ValueError(f"`last_k` must be in 1..{cpt_steps}, got {last_k!r}")
+    if ood is not None:
+        if len(ood) != 3 or not 0 <= ood[2] <= 1:
+            raise ValueError("`ood` must be (c_general, c_domain, share) with share in [0, 1]")
+    pairs = [_weights(w, ood) for w in weights]
     cfg = _Config(int(cpt_steps), float(max_lr), int(warmup), None if final is None else float(final),
-                  int(min(knots, cpt_steps - warmup)), bool(monotone), replay == "free", int(last_k),
+                  int(min(knots, cpt_steps - warmup)), bool(monotone), replay == "free", last_k,
                   float(learning_rate))
-    params, done = _optimise(law, pt, weights, replay, cfg, iterations, tol, progress)
-    table = _grid_table(law, pt, cpt_steps, max_lr, replay, warmup, final, last_k)
+    params, done = _optimise(law, pt, pairs, replay, cfg, iterations, tol, progress)
+    table = _grid_table(law, pt, cpt_steps, max_lr, replay, warmup, final, cfg.last_k)
     plans = []
     for i, w in enumerate(weights):
         p = jax.tree.map(lambda x: x[i], params)
         sched = np.asarray(_build_schedule(p, cfg, float(pt[-1])))
         r = float(jax.nn.sigmoid(p["rho"])) if cfg.free_replay else (None if replay is None else float(replay))
-        obj, g, d, curves = evaluate(law, pt, sched, r, last_k, w)
-        base = _select(table, w)
+        wg, wd = pairs[i]
+        obj, g, d, curves = evaluate(law, pt, sched, r, cfg.last_k, wg, wd)
+        base = _select(table, wg, wd)
         name, b = min(base.items(), key=lambda kv: kv[1]["objective"])
         plan = Plan(sched, r, float(obj), float(g), float(d), curves, base, float(w), "gradient",
                     pt.size, done)
         if not np.isfinite(plan.objective) or plan.objective > b["objective"]:
-            obj, g, d, curves = evaluate(law, pt, b["schedule"], b["replay"], last_k, w)
+            obj, g, d, curves = evaluate(law, pt, b["schedule"], b["replay"], cfg.last_k, wg, wd)
             plan = Plan(np.asarray(b["schedule"]), b["replay"], float(obj), float(g), float(d),
                         curves, base, float(w), b["name"], pt.size, done,
                         note=f"gradient search ended worse than the best baseline ({b['name']}); "

@@ -116,8 +116,17 @@ PRESETS = {
                                0.6347245666876161)),
                  "Multi-Power Law, 400M model: upstream logs/400.log final parameters."),
 }
+# Joined PT+CPT steps of the runs each preset was fitted on (the paper's figures run to 60K steps;
+# MPL's curves to 72K): a PT history longer than this is an extrapolation.
+DATA_RANGE = {"setting-a": 60000, "setting-b": 60000, "replay": 60000, "size": 60000,
+              "mpl-25m": 72000, "mpl-100m": 72000, "mpl-400m": 72000}
 _ALIASES = {"fig3": "setting-a", "a": "setting-a", "fig11": "setting-b", "b": "setting-b",
             "fig19": "replay", "fig15": "size"}
+
+
+def preset_data_range(name: str) -> int:
+    """Joined steps of the runs behind a preset (see DATA_RANGE)."""
+    return DATA_RANGE[_ALIASES.get(str(name).lower(), str(name).lower())]
 
 
 def preset(name: str):

@@ -202,6 +202,7 @@ def cmd_fit(args) -> int:
              args.json)
     out = res.to_dict()
     out["runs"] = [r.name for r in runs]
+    out["data_range"] = max(int(r.lr.size) for r in runs)
     out["data_report"] = {r.name: r.report for r in runs}
     if args.out:
         atomic_write(args.out, json.dumps(out, indent=2))
@@ -232,6 +233,15 @@ def cmd_fit(args) -> int:
     return 0
 
 
+def _data_range(spec):
+    from ._presets import preset_data_range
+
+    if os.path.exists(spec):
+        with open(spec) as fh:
+            return json.load(fh).get("data_range")
+    return preset_data_range(spec)
+
+
 def cmd_design(args) -> int:
     _x64()
     import cptjax
@@ -243,6 +253,7 @@ def cmd_design(args) -> int:
         raise _Fail(f"{law_name}: design needs a general+domain law pair (a CPT preset or a JSON "
                     "with 'general' and 'domain')")
     pt = cptjax.schedules.parse(args.pt)
+    data_range = _data_range(law_name)
     if args.cpt_steps < 2:
         raise _Fail(f"--cpt-steps must be >= 2, got {args.cpt_steps}")
     os.makedirs(args.out, exist_ok=True)
@@ -254,7 +265,7 @@ def cmd_design(args) -> int:
     progress(f"designing a {args.cpt_steps}-step CPT schedule with {law_name} "
              f"(lambda1={args.weight_general}, max_lr={args.max_lr}, replay={args.replay})", args.json)
     kw = dict(max_lr=args.max_lr, replay=replay, warmup=args.warmup, knots=args.knots,
-              iterations=args.iterations)
+              iterations=args.iterations, data_range=data_range)
     if not 0 <= args.weight_general <= 1:
         raise _Fail(f"--weight-general must be in [0, 1], got {args.weight_general}")
     weights = [0.1, 0.3, 0.5, 0.7, 0.9]

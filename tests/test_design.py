@@ -68,8 +68,24 @@ def test_higher_loss_potential_lowers_domain_loss():
     (dict(max_lr=2e-4, weight_general=1.5), "weight_general"),
     (dict(max_lr=2e-4, replay="free"), "replay='free' needs a law"),
     (dict(max_lr=2e-4, warmup=5000), "`warmup`"),
+    (dict(max_lr=2e-4, data_range=10000), "longer than the law's data range"),
+    (dict(max_lr=2e-4, last_k=(0, 10)), "horizons"),
+    (dict(max_lr=2e-4, ood=(1.0, 0.5)), "`ood`"),
 ])
 def test_bad_input(kw, needle):
     with pytest.raises(ValueError) as e:
         cptjax.design(cptjax.preset("setting-a"), PT, 1000, **kw)
     assert needle in str(e.value)
+
+
+def test_horizons_and_ood_objective():
+    law = cptjax.preset("setting-a")
+    stack = (-0.546, 1.853, 0.5)  # StackExchange (Fig. 21), half of the objective
+    plan = cptjax.design(law, PT, 1000, max_lr=2e-4, weight_general=0.5, last_k=(500, 1000),
+                         ood=stack, iterations=300)
+    lr, n = S.join(PT, plan.schedule)
+    p = cptjax.predict(law, lr, n, idx=[n + 499, n + 999])
+    g, d = float(np.mean(p.general)), float(np.mean(p.domain))
+    wg, wd = 0.5 * 0.5 + 0.5 * -0.546, 0.5 * 0.5 + 0.5 * 1.853
+    assert plan.objective == pytest.approx(wg * g + wd * d, rel=1e-9)
+    assert plan.objective <= min(b["objective"] for b in plan.baselines.values())
