@@ -107,7 +107,12 @@ def make_problem(runs, kind: str, column: str, *, target: str = "general", lam: 
                           (d[nz], lr[nz], (s1 - lr)[nz], nz, np.full(nz.size, r_i))))
         else:
             eta0 = 0.0 if kind == "open" else None
-            a = _areas_fn(run.lr, run.n_pt, lam, eta0).at(ix)
+            # Pad the schedule to a power-of-two length: steps after T do not change the areas up
+            # to T, and runs of many lengths then share a handful of compilations.
+            T = run.lr.size
+            size = max(1024, 1 << (T - 1).bit_length())
+            lr = np.concatenate([run.lr, np.zeros(size - T)])
+            a = _areas_fn(lr, run.n_pt, lam, eta0).at(ix)
             f = np.stack([np.asarray(x) for x in a]
                          + [np.full(ix.size, run.replay or 0.0), np.full(ix.size, run.size or 1.0)])
             feats.append(f)
