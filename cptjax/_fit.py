@@ -299,6 +299,12 @@ def _solve_batch(kind, target, theta0, feats, obs, mask, delta, max_iter, screen
     return jax.vmap(per_problem)(theta0, feats, obs, mask)
 
 
+@functools.partial(jax.jit, static_argnames=("kind", "target", "n_iter"))
+def _continue_batch(kind, target, theta, feats, obs, mask, delta, n_iter):
+    """Continue LM from ``theta`` for problems that had not converged (one start each)."""
+    return jax.vmap(lambda t, f, o, m: _lm(kind, target, t, f, o, m, delta, n_iter))(theta, feats, obs, mask)
+
+
 def _stats_one(kind, target, theta, feats, obs, mask, delta):
     """Metrics and the sandwich (Laplace) covariance at θ, mapped to natural parameters
     (computed in θ = log p space, where the parameter scales are comparable)."""
@@ -455,9 +461,20 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
             mesh = Mesh(np.array(jax.local_devices()), ("b",))
             put = lambda x: jax.device_put(x, NamedSharding(mesh, P("b")))
             feats, obs, mask, th0 = jax.tree.map(put, (feats, obs, mask, th0))
-        theta, f, st, it = _solve_batch(kind, target, th0, feats, obs, mask, delta, max_iter)
-        stats = _stats_batch(kind, target, theta, feats, obs, mask, delta)
-        theta, f, st, it = map(np.asarray, (theta, f, st, it))
+        first = min(max_iter, 40)
+        theta, f, st, it = map(np.array, _solve_batch(kind, target, th0, feats, obs, mask, delta, first))
+        # Under vmap every lane runs as long as the slowest: the few problems still crawling after
+        # `first` iterations continue in a compacted batch instead of holding up the chunk.
+        slow = np.flatnonzero(st[:real] == MAX_ITERATIONS)
+        if slow.size and max_iter > first:
+            size = max(ndev, 1 << (int(slow.size) - 1).bit_length())
+            pick = np.concatenate([slow, np.full(size - slow.size, slow[0])])
+            sub = jax.tree.map(lambda x: np.asarray(x)[pick], (feats, obs, mask))
+            t2, f2, s2, i2 = map(np.asarray, _continue_batch(kind, target, jnp.asarray(theta[pick]),
+                                                             *sub, delta, max_iter - first))
+            n = slow.size
+            theta[slow], f[slow], st[slow], it[slow] = t2[:n], f2[:n], s2[:n], it[slow] + i2[:n]
+        stats = _stats_batch(kind, target, jnp.asarray(theta), feats, obs, mask, delta)
         stats = jax.tree.map(np.asarray, stats)
         for i in range(real):
             out.append(_finish(kind, target, None, theta[i], f[i], st[i], it[i],
