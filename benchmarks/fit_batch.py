@@ -39,7 +39,8 @@ def make_problems(n, seed=0):
                                                                   warmup=200, final=0.0)
             lr, n_pt = S.join(pt, cpt)
             steps = np.linspace(200, lr.size, 100).astype(int)
-            y = np.asarray(law(cptjax.areas(lr, n_pt).at(steps - 1)))
+            padded = np.concatenate([lr, np.zeros((1 << (lr.size - 1).bit_length()) - lr.size)])
+            y = np.asarray(law(cptjax.areas(padded, n_pt).at(steps - 1)))  # few compilations
             runs.append(cptjax.Run("r", lr, n_pt, steps, {"loss": y * np.exp(rng.normal(0, 0.002, y.size))}))
         out.append(cptjax.make_problem(runs, "cpt", "loss", pad_to=400))
     return out

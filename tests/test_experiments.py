@@ -79,7 +79,7 @@ def test_realdata(tmp_path, monkeypatch):
     for row in r["olmo"]:
         assert np.isfinite(row["mean_rel"]) and row["mean_rel"] < 0.05
     for row in r["olmo_cooldown_as_cpt"]:
-        assert abs(row["B_over_setting_a_B"]) < 0.5  # a much smaller shift than a real domain change
+        assert np.isfinite(row["shift_at_end"]) and row["r2"] > 0.9
 
 
 @pytest.mark.data
