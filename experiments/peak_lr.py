@@ -32,7 +32,7 @@ def main():
         x.set_xlabel("CPT peak LR")
         x.legend(title="CPT steps")
         x.grid(alpha=0.3)
-    T = 40000 if a.quick else 100000
+    T = 100000  # long enough for the pre-critical run to turn back (cheap: one prediction)
     cpt = S.cosine(T, 2e-4, warmup=500, final=0.0)
     for label, pt_ in (("pre-critical: 10K constant PT", S.constant(10000, 2e-4, warmup=500)),
                        ("post-critical: 40K WSD PT", pt)):
