@@ -40,8 +40,8 @@ def main():
     for T in (1000, 10000, 100000):
         cfg = _design._Config(T, 2e-4, 0, None, T, True, False, 1, 0.05)
         p, _ = _design._init(cfg)
-        g = jax.jit(jax.grad(lambda p: _design._loss(p, LAW, state, 0.5, None, cfg)))
-        f = jax.jit(lambda p: _design._loss(p, LAW, state, 0.5, None, cfg))
+        g = jax.jit(jax.grad(lambda p: _design._loss(p, LAW, state, (0.5, 0.5), None, cfg)))
+        f = jax.jit(lambda p: _design._loss(p, LAW, state, (0.5, 0.5), None, cfg))
         t_g = best_of(lambda: jax.block_until_ready(g(p)))
         t_f = best_of(lambda: jax.block_until_ready(f(p)))
         t_fd = 2 * p["w"].size * t_f  # central differences over every knot
