@@ -8,7 +8,6 @@ Prints steps/s and the ratio cptjax / baseline (>1 means cptjax is faster).
 """
 
 import argparse
-import time
 
 import jax
 
@@ -18,6 +17,7 @@ import numpy as np  # noqa: E402
 from scipy.signal import lfilter  # noqa: E402
 
 import cptjax  # noqa: E402
+from _timing import best_of  # noqa: E402
 
 P = cptjax.preset("setting-a").domain
 
@@ -31,15 +31,6 @@ def numpy_baseline(lr, n_pt, lam=0.999):
     return (P.L0 + P.A * (s1p + s1c) ** -P.alpha - P.C1 * s2p - P.C2 * s2c
             + P.B * (1 - (1 + P.E * s1c) ** -P.beta))
 
-
-def best_of(f, reps=5):
-    f()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
 
 
 def main():

@@ -16,21 +16,13 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import cptjax  # noqa: E402
+from _timing import best_of  # noqa: E402
 from cptjax import _design  # noqa: E402
 from cptjax import schedules as S  # noqa: E402
 
 LAW = cptjax.preset("setting-a")
 PT = S.wsd(40000, 2e-4, warmup=500, decay=0.2, final=2e-5)
 
-
-def best_of(f, reps=5):
-    f()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
 
 
 def main():

@@ -223,7 +223,6 @@ def _lm(kind, target, theta0, feats, obs, mask, delta, max_iter):
     ftol = jnp.sqrt(eps) * 0.1  # 1.5e-9 relative in float64
     resid = functools.partial(_residuals, kind, target, feats=feats, obs=obs, mask=mask)
     obj = functools.partial(objective, kind, target, feats=feats, obs=obs, mask=mask, delta=delta)
-    p = theta0.shape[-1]
 
     def body(s):
         theta, f, mu, it, done, _ = s
@@ -254,10 +253,9 @@ def _lm(kind, target, theta0, feats, obs, mask, delta, max_iter):
 
     f0 = obj(theta0)
     s = (theta0, f0, jnp.asarray(1e-3, dtype), jnp.asarray(0), jnp.asarray(False), jnp.asarray(True))
-    theta, f, mu, it, done, finite_step = lax.while_loop(cond, body, s)
+    theta, f, _, it, done, _ = lax.while_loop(cond, body, s)
     status = jnp.where(~jnp.isfinite(f) | ~jnp.all(jnp.isfinite(theta)), NONFINITE,
                        jnp.where(done, CONVERGED, MAX_ITERATIONS))
-    del p, mu, finite_step
     return theta, f, status, it
 
 
@@ -395,7 +393,7 @@ class FitResult:
         return np.asarray(y), np.asarray(y - z * sd), np.asarray(y + z * sd)
 
 
-def _finish(kind, target, column, theta, f, st, it, stats, i, delta):
+def _finish(kind, target, column, theta, f, st, it, stats, delta):
     cls, names, free = _spec(kind)
     x = np.asarray(_to_natural(kind, jnp.asarray(theta)))
     law = _build(kind, jnp.asarray(x), target)
@@ -478,7 +476,7 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
         stats = jax.tree.map(np.asarray, stats)
         for i in range(real):
             out.append(_finish(kind, target, None, theta[i], f[i], st[i], it[i],
-                               jax.tree.map(lambda s: s[i], stats), i, delta))
+                               jax.tree.map(lambda s: s[i], stats), delta))
         if progress is not None:
             progress(min(c0 + chunk, len(problems)), len(problems))
     return out

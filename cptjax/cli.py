@@ -82,7 +82,7 @@ def _parse_steps(text, T, n_pt):
 def _predict_run(args, law) -> int:
     import cptjax
 
-    args.runs, args.size_, args.replay_ = [args.run], args.size, args.replay
+    args.runs = [args.run]
     if args.loss_column is None and isinstance(law, cptjax.LawPair):
         raise _Fail("--run with a law pair needs --loss-column and a single law")
     run = _load_runs(args)[0]
