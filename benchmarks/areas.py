@@ -1,7 +1,8 @@
 """Throughput of areas + law (steps/s) against a numpy/scipy baseline.
 
 Baseline: scipy.signal.lfilter for the momentum recurrence (a C loop) plus numpy cumsums and the
-Eq. 4 law in numpy, float64. cptjax: jitted areas + CPTLaw, float64, both scan variants.
+Eq. 4 law in numpy, float64. cptjax: jitted areas + CPTLaw, float64: vmap over the batch with each scan variant, and
+cptjax.areas called on the (B, T) batch itself (lax.map over rows on CPU).
 Prints steps/s and the ratio cptjax / baseline (>1 means cptjax is faster).
 
     python benchmarks/areas.py [--max-exp 7]
@@ -39,7 +40,7 @@ def main():
     args = ap.parse_args()
     print(f"backend: {jax.default_backend()}, devices: {jax.devices()}")
     print(f"{'T':>9} {'batch':>5} {'numpy steps/s':>14} {'scan steps/s':>13} {'ratio':>6} "
-          f"{'assoc steps/s':>14} {'ratio':>6}")
+          f"{'assoc steps/s':>14} {'ratio':>6} {'2-D input':>10} {'ratio':>6}")
     for e in range(4, args.max_exp + 1):
         T = 10**e
         for batch in (1, 16) if T <= 10**6 else (1,):
@@ -53,9 +54,13 @@ def main():
                 x = jnp.asarray(lrs)
                 t = best_of(lambda: f(x).block_until_ready(), 3 if T >= 10**6 else 5)
                 out.append(t)
+            # cptjax.areas on the (B, T) array itself: lax.map over rows on CPU
+            g = jax.jit(lambda L: P(cptjax.areas(L, n_pt)))
+            out.append(best_of(lambda: g(x).block_until_ready(), 3 if T >= 10**6 else 5))
             n = batch * T
             print(f"{T:>9} {batch:>5} {n / t_np:>14.3g} {n / out[0]:>13.3g} {t_np / out[0]:>6.2f} "
-                  f"{n / out[1]:>14.3g} {t_np / out[1]:>6.2f}", flush=True)
+                  f"{n / out[1]:>14.3g} {t_np / out[1]:>6.2f} {n / out[2]:>10.3g} {t_np / out[2]:>6.2f}",
+                  flush=True)
 
 
 if __name__ == "__main__":

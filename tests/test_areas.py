@@ -88,6 +88,16 @@ def test_vmap_and_grad():
     assert np.isfinite(g) and g != 0
 
 
+def test_batch_input_matches_rows():
+    lrs = np.stack([V2_CPT * s for s in (0.5, 1.0, 2.0)])
+    n = np.array([100, 2000, 5000])
+    for method in ("auto", "associative"):
+        batched = cptjax.areas(lrs, n, method=method)
+        for b in range(3):
+            for x, y in zip(batched, cptjax.areas(lrs[b], int(n[b]))):
+                np.testing.assert_allclose(x[b], y, rtol=1e-12, atol=1e-16)
+
+
 def test_check_grads():
     lr = jnp.asarray(np.random.default_rng(0).uniform(1e-4, 3e-4, 64))
 
@@ -115,7 +125,7 @@ def test_pt_warmup_as_peak():
     ([], None, "empty"),
     ([1e-4, 1e-4], 3, "`n_pt`"),
     ([1e-4, 1e-4], -1, "`n_pt`"),
-    ([[1e-4]], None, "1-D"),
+    ([[[1e-4]]], None, "shape (T,)"),
 ])
 def test_bad_input(lr, n_pt, needle):
     with pytest.raises(ValueError) as e:
