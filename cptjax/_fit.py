@@ -315,9 +315,7 @@ def _stats_one(kind, target, theta, feats, obs, mask, delta):
     r2 = 1 - jnp.sum(err**2) / jnp.sum(jnp.where(mask, obs - mean, 0.0) ** 2)
     rel = jnp.where(mask, jnp.abs(err) / obs, 0.0)
 
-    def resid_x(t):
-        p = _predict_points(kind, target, _to_natural(kind, t), feats)
-        return jnp.where(mask, jnp.log(jnp.where(p > 0, p, jnp.nan)) - jnp.log(obs), 0.0)
+    resid_x = functools.partial(_residuals, kind, target, feats=feats, obs=obs, mask=mask)
 
     def f_x(x):
         return jnp.sum(huber(resid_x(x), delta))

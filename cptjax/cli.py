@@ -90,14 +90,19 @@ def _predict_run(args, law) -> int:
     ix, y = run.points(column)
     laws = law if isinstance(law, cptjax.LawPair) else (law,)
     res = {"law": args.law, "run": args.run, "column": column}
-    for name, l in zip(("general", "domain") if len(laws) == 2 else ("loss",), laws):
-        p = np.asarray(cptjax.predict(l, run.lr, run.n_pt, idx=ix,
-                                      replay=run.replay if "replay" in l.uses else None,
-                                      size=run.size if "size" in l.uses else None, lam=args.lam))
-        res[name] = _errors(p, y)
-        if args.out:
-            body = "\n".join(f"{s},{o!r},{q!r}" for s, o, q in zip(ix + 1, y, p))
-            atomic_write(args.out, "step,observed,predicted\n" + body + "\n")
+    names = ("general", "domain") if len(laws) == 2 else ("loss",)
+    preds = {}
+    for name, l in zip(names, laws):
+        preds[name] = np.asarray(cptjax.predict(
+            l, run.lr, run.n_pt, idx=ix, replay=run.replay if "replay" in l.uses else None,
+            size=run.size if "size" in l.uses else None, lam=args.lam))
+        res[name] = _errors(preds[name], y)
+    if args.out:  # one file with every law's prediction beside the observed loss
+        rows = zip(ix + 1, y, *(preds[n] for n in names))
+        body = "\n".join(",".join([str(s), repr(float(o))] + [repr(float(q)) for q in qs])
+                         for s, o, *qs in rows)
+        atomic_write(args.out, "step,observed," + ",".join(f"predicted_{n}" for n in names)
+                     + "\n" + body + "\n")
     if args.json:
         print(json.dumps(res, indent=2))
     else:

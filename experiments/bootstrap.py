@@ -3,6 +3,7 @@ constant_24000, Eq. 1), all resamples in one batched fit, giving confidence inte
 parameters and on the predicted loss at 2x the fitted horizon (step 48000 of the same constant
 schedule); compared with the fitter's Laplace (sandwich) standard errors and delta-method band."""
 
+import dataclasses
 import time
 
 import numpy as np
@@ -24,9 +25,10 @@ def main():
     probs = []
     for _ in range(B):
         idx = rng.integers(0, n, n)
-        probs.append(cptjax.make_problem(run, "pt", "loss").__class__(
-            base.kind, base.target, tuple(f[idx] for f in base.feats), base.obs[idx], base.mask[idx],
-            base.run_of_point[idx], base.idx_of_point[idx], base.runs))
+        # A resample reuses the base problem's areas: only the point selection changes.
+        probs.append(dataclasses.replace(
+            base, feats=tuple(f[idx] for f in base.feats), obs=base.obs[idx], mask=base.mask[idx],
+            run_of_point=base.run_of_point[idx], idx_of_point=base.idx_of_point[idx]))
     t = time.perf_counter()
     fits = cptjax.fit_batch(probs)
     dt = time.perf_counter() - t

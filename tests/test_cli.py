@@ -75,9 +75,13 @@ def test_fit_and_design_cli(tmp_path, capsys):
                      "--out", str(out), "--plot", str(tmp_path / "fit.png"), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["metrics"]["max_rel_error"] < 1e-4 and (tmp_path / "fit.png").exists()
+    held = tmp_path / "held.csv"
     assert cli.main(["predict", str(out), "--run", str(f), "--n-pt", str(n), "--loss-column",
-                     "domain_loss", "--json"]) == 0
+                     "domain_loss", "--out", str(held), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["loss"]["max_rel_error"] < 1e-4
+    rows = np.loadtxt(held, delimiter=",", skiprows=1)
+    assert held.read_text().startswith("step,observed,predicted_loss\n") and rows.shape == (steps.size, 3)
+    np.testing.assert_allclose(rows[:, 2], rows[:, 1], rtol=1e-4)
     d = tmp_path / "design"
     assert cli.main(["design", "--cpt-steps", "500", "--warmup", "50", "--iterations", "200",
                      "--pt", "wsd(steps=4000,peak=2e-4,warmup=100,decay=0.2,final=2e-5)",
