@@ -26,7 +26,24 @@ __all__ = ["FitResult", "FitProblem", "fit", "fit_batch", "make_problem", "objec
            "CONVERGED", "MAX_ITERATIONS", "NONFINITE", "STATUS"]
 
 CONVERGED, MAX_ITERATIONS, NONFINITE = 0, 1, 2
-MU_DOWN = 0.3
+MU0 = 1e-3  # initial Levenberg–Marquardt damping (relative to diag(JᵀWJ))
+W_LATE = 0.1  # outside-δ curvature weight after the IRLS warm-up (0 = exact Gauss–Newton)
+LSQ_FLOOR = 1e-3  # see _lsq_starts
+ROUND = 10  # iterations per round in fit_batch; unfinished problems are regrouped between rounds
+# Laws with variable-projection starts (_lsq_starts): one data-driven start, the grid screened by
+# its objective value, a 3-iteration IRLS warm-up. Other laws: grid starts screened by 8 LM
+# iterations each, IRLS weights throughout.
+_LSQ_KINDS = ("pt", "cpt")
+
+
+def _schedule(kind, grid_only=False):
+    """(n_lsq, screen_iter, irls_iter at a start, irls_iter when continuing) for a law kind."""
+    return (1, 0, 3, 0) if kind in _LSQ_KINDS and not grid_only else (0, 8, 10**9, 10**9)
+
+
+# β is floored at e^−80: there (1 − (1+E·S)^(−β))/β equals log(1 + E·S) to machine precision, so
+# the floor changes no prediction and keeps B = θ_B/β finite on the flat β → 0 side.
+LOG_BETA_MIN = -80.0
 STATUS = {CONVERGED: "converged", MAX_ITERATIONS: "max-iterations", NONFINITE: "non-finite"}
 
 # Parameters that may take either sign (all others are positive, fitted as log p).
@@ -44,19 +61,34 @@ def _spec(kind):
 
 
 def _to_theta(kind, x):
-    _, _, free = _spec(kind)
+    """Natural parameters → the solver's θ: log p for positive ones; for the shift term
+    B·(1 − (1 + E·S)^(−β)), θ_B = B·β instead of B. The shift is then θ_B·(1 − (1+E·S)^(−β))/β,
+    which tends to θ_B·log(1 + E·S) as β → 0: the valley B → ∞, β → 0 (B·β fixed) that noisy
+    CPT data often favour becomes a straight, flat direction in log β instead of a curved one
+    that Levenberg–Marquardt crawls along."""
+    _, names, free = _spec(kind)
     x = jnp.asarray(x)
-    return jnp.where(free, x, jnp.log(jnp.where(free, 1.0, jnp.abs(x))))
+    theta = jnp.where(free, x, jnp.log(jnp.where(free, 1.0, jnp.abs(x))))
+    if "beta" in names:
+        b, be = names.index("B"), names.index("beta")
+        theta = theta.at[..., b].set(x[..., b] * x[..., be])
+    return theta
 
 
 def _to_natural(kind, theta):
-    _, _, free = _spec(kind)
-    return jnp.where(free, theta, jnp.exp(theta))
+    _, names, free = _spec(kind)
+    x = jnp.where(free, theta, jnp.exp(theta))
+    if "beta" in names:
+        b, be = names.index("B"), names.index("beta")
+        beta = jnp.exp(jnp.maximum(theta[..., be], LOG_BETA_MIN))
+        x = x.at[..., be].set(beta).at[..., b].set(theta[..., b] / beta)
+    return x
 
 
 def _build(kind, x, target="general"):
     cls, names, _ = _spec(kind)
-    kw = dict(zip(names, (x[..., i] for i in range(len(names)))))
+    vals = x if isinstance(x, list) else (x[..., i] for i in range(len(names)))
+    kw = dict(zip(names, vals))
     if kind == "replay":
         kw["target"] = target
     return cls(**kw)
@@ -165,25 +197,37 @@ def _residuals(kind, target, theta, feats, obs, mask):
     return jnp.where(mask, r, 0.0)
 
 
-def _cpt_residuals_and_jacobian(theta, feats, obs, mask):
-    """Eq. 4 residuals and their Jacobian w.r.t. θ in closed form: it reuses the primal's
-    transcendentals (≈3x cheaper than jacfwd here; tested against jacfwd)."""
-    lL0, lA, lal, lC1, lC2, B, lE, lbe = (theta[..., i] for i in range(8))
+def _cpt_residuals_and_jacobian(theta, feats, obs, mask, log_s1=None, log_obs=None):
+    """Eq. 4 residuals and their Jacobian w.r.t. θ, (n, p), in closed form: it reuses the primal's
+    transcendentals (≈3x cheaper than jacfwd here; tested against jacfwd). ``log_s1`` and
+    ``log_obs`` are loop invariants a solver may compute once."""
+    r, Jt = _cpt_residuals_and_jacobian_t(theta, feats, obs, mask, log_s1, log_obs)
+    return r, Jt.T
+
+
+def _cpt_residuals_and_jacobian_t(theta, feats, obs, mask, log_s1=None, log_obs=None):
+    """As :func:`_cpt_residuals_and_jacobian`, with the Jacobian transposed, (p, n): the layout
+    the solver's Jᵀ W J wants (≈15% faster per iteration on CPU)."""
+    lL0, lA, lal, lC1, lC2, G, lE, lbe = (theta[..., i] for i in range(8))  # G = B·β
+    lbe = jnp.maximum(lbe, LOG_BETA_MIN)
     L0, A, al, C1, C2, E, be = (jnp.exp(v) for v in (lL0, lA, lal, lC1, lC2, lE, lbe))
     s1p, s1c, s2p, s2c = feats[:4]
-    log_s1 = jnp.log(s1p + s1c)
+    log_s1 = jnp.log(s1p + s1c) if log_s1 is None else log_s1
+    log_obs = jnp.log(obs) if log_obs is None else log_obs
     P = jnp.exp(-al * log_s1)
-    u = 1 + E * s1c
-    log_u = jnp.log(u)
-    V = jnp.exp(-be * log_u)  # (1 + E·S1_cpt)^(−β)
-    pred = L0 + A * P - C1 * s2p - C2 * s2c + B * (1 - V)
+    Es = E * s1c
+    ell = jnp.log1p(Es)
+    m1 = jnp.expm1(-be * ell)  # V − 1, V = (1 + E·S1_cpt)^(−β)
+    V = 1 + m1
+    q = -m1 / be  # (1 − V)/β
+    pred = L0 + A * P - C1 * s2p - C2 * s2c + G * q
     ok = mask & (pred > 0)
     safe = jnp.where(ok, pred, 1.0)
-    r = jnp.where(ok, jnp.log(safe) - jnp.log(obs), jnp.where(mask, jnp.nan, 0.0))
-    cols = [L0 + 0 * P, A * P, -A * P * al * log_s1, -C1 * s2p, -C2 * s2c, 1 - V,
-            B * be * V / u * E * s1c, B * V * be * log_u]
-    J = jnp.stack(cols, axis=-1) / safe[:, None]
-    return r, jnp.where(ok[:, None], J, 0.0)
+    r = jnp.where(ok, jnp.log(safe) - log_obs, jnp.where(mask, jnp.nan, 0.0))
+    inv = 1 / safe
+    cols = [L0 + 0 * P, A * P, -A * P * al * log_s1, -C1 * s2p, -C2 * s2c, q,
+            G * V * Es / (1 + Es), jnp.where(theta[..., 7] > LOG_BETA_MIN, G * (ell * V - q), 0.0)]
+    return r, jnp.stack(cols) * jnp.where(ok, inv, 0.0)
 
 
 def objective(kind, target, theta, feats, obs, mask, delta=1e-3):
@@ -213,50 +257,65 @@ def _spd_solve(A, b):
     return jnp.stack(x)
 
 
-def _lm(kind, target, theta0, feats, obs, mask, delta, max_iter):
+def _lm(kind, target, theta0, feats, obs, mask, delta, max_iter, mu0=MU0, nu0=2.0, irls_iter=3):
     """Levenberg–Marquardt on the Huber objective: gradient Jᵀψ(r) with the Huber score
-    ψ(r) = clip(r, −δ, δ), and the Gauss–Newton curvature Jᵀ W J with W = 1 inside δ and δ/|r|
-    outside (IRLS weights keep W positive where the exact curvature is 0).
-    Returns (theta, objective, status, iterations); never raises inside jit."""
+    ψ(r) = clip(r, −δ, δ), and the Gauss–Newton curvature Jᵀ W J with W = 1 inside δ. Outside δ
+    the Huber curvature is 0; for the first ``irls_iter`` iterations W = δ/|r| there (IRLS
+    weights: cautious steps from a rough start), then W_LATE·δ/|r|, closer to the exact curvature:
+    about 30% fewer iterations from the data-driven starts (mean 24.7 → 17.2 on the
+    benchmarks/fit_batch.py problems) to the same or better optima.
+
+    Residuals and Jacobian are evaluated once per iteration, at the trial point, and the
+    gradient and curvature kept when the step is accepted. The damping (μ, ν) is returned and
+    can be passed back in to continue a run.
+    Returns (theta, objective, status, iterations, μ, ν); never raises inside jit."""
     dtype = theta0.dtype
     eps = jnp.finfo(dtype).eps
     ftol = jnp.sqrt(eps) * 0.1  # 1.5e-9 relative in float64
-    resid = functools.partial(_residuals, kind, target, feats=feats, obs=obs, mask=mask)
-    obj = functools.partial(objective, kind, target, feats=feats, obs=obs, mask=mask, delta=delta)
+    if kind == "cpt":
+        inv = dict(log_s1=jnp.log(feats[0] + feats[1]), log_obs=jnp.log(obs))
+        rj = lambda th: _cpt_residuals_and_jacobian_t(th, feats, obs, mask, **inv)
+    else:
+        resid = functools.partial(_residuals, kind, target, feats=feats, obs=obs, mask=mask)
+        rj = lambda th: (resid(th), jax.jacfwd(resid)(th).T)
+
+    def model(theta, w_out):
+        r, Jt = rj(theta)  # Jacobian transposed, (p, n)
+        f = jnp.sum(huber(r, delta))
+        f = jnp.where(jnp.isfinite(f), f, jnp.inf)
+        w = jnp.where(jnp.abs(r) <= delta, 1.0, w_out * delta / jnp.maximum(jnp.abs(r), delta))
+        return f, Jt @ jnp.clip(r, -delta, delta), (Jt * w) @ Jt.T
 
     def body(s):
-        theta, f, mu, it, done, _ = s
-        if kind == "cpt":
-            r, J = _cpt_residuals_and_jacobian(theta, feats, obs, mask)
-        else:
-            r = resid(theta)
-            J = jax.jacfwd(resid)(theta)
-        w = jnp.where(jnp.abs(r) <= delta, 1.0, delta / jnp.maximum(jnp.abs(r), delta))
-        g = J.T @ jnp.clip(r, -delta, delta)
-        H = J.T @ (w[:, None] * J)
+        theta, f, g, H, mu, nu, it, done, _ = s
         dH = jnp.diag(H)
         A = H + mu * jnp.diag(dH + eps * (1 + dH.max()))
         step = -_spd_solve(A, g)
         new = theta + step
-        fn = obj(new)
+        fn, gn, Hn = model(new, jnp.where(it + 1 < irls_iter, 1.0, W_LATE))
         ok = jnp.isfinite(fn) & (fn < f)
         rel = (f - fn) / jnp.maximum(f, eps)
         small = jnp.max(jnp.abs(step)) < 1e3 * eps * (1 + jnp.max(jnp.abs(theta)))
         conv = (ok & (rel < ftol)) | small | (mu > 1e12)
-        theta = jnp.where(ok, new, theta)
-        f = jnp.where(ok, fn, f)
-        mu = jnp.where(ok, mu * MU_DOWN, mu * 10.0)
-        return theta, f, mu, it + 1, conv, jnp.all(jnp.isfinite(step))
+        # Nielsen's damping update from the gain ratio ρ = actual / predicted decrease.
+        predicted = -(g @ step) - 0.5 * step @ (H @ step)
+        rho = (f - fn) / jnp.maximum(predicted, jnp.finfo(dtype).tiny)
+        keep = lambda a, b: jnp.where(ok, a, b)
+        theta, f, g, H = keep(new, theta), keep(fn, f), keep(gn, g), keep(Hn, H)
+        mu = jnp.where(ok, mu * jnp.maximum(1 / 3, 1 - (2 * jnp.minimum(rho, 1.0) - 1) ** 3), mu * nu)
+        nu = jnp.where(ok, 2.0, nu * 2)
+        return theta, f, g, H, mu, nu, it + 1, conv, jnp.all(jnp.isfinite(step))
 
     def cond(s):
-        return (s[3] < max_iter) & ~s[4] & jnp.isfinite(s[1]) & s[5]
+        return (s[6] < max_iter) & ~s[7] & jnp.isfinite(s[1]) & s[8]
 
-    f0 = obj(theta0)
-    s = (theta0, f0, jnp.asarray(1e-3, dtype), jnp.asarray(0), jnp.asarray(False), jnp.asarray(True))
-    theta, f, _, it, done, _ = lax.while_loop(cond, body, s)
+    f0, g0, H0 = model(theta0, 1.0 if irls_iter > 0 else W_LATE)
+    s = (theta0, f0, g0, H0, jnp.asarray(mu0, dtype), jnp.asarray(nu0, dtype), jnp.asarray(0),
+         jnp.asarray(False), jnp.asarray(True))
+    theta, f, _, _, mu, nu, it, done, _ = lax.while_loop(cond, body, s)
     status = jnp.where(~jnp.isfinite(f) | ~jnp.all(jnp.isfinite(theta)), NONFINITE,
                        jnp.where(done, CONVERGED, MAX_ITERATIONS))
-    return theta, f, status, it
+    return theta, f, status, it, mu, nu
 
 
 def starts(kind: str, obs: np.ndarray) -> np.ndarray:
@@ -276,31 +335,110 @@ def starts(kind: str, obs: np.ndarray) -> np.ndarray:
     return np.array(list(itertools.product(*grids)), np.float64)
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "target", "max_iter", "screen_iter", "keep"))
-def _solve_batch(kind, target, theta0, feats, obs, mask, delta, max_iter, screen_iter=8, keep=1):
-    """vmap over problems (leading axis) and starts (second axis).
-
-    Two phases, because under vmap every lane runs as long as the slowest: all starts run
-    ``screen_iter`` iterations, then each problem's ``keep`` best continue to ``max_iter``."""
-    def per_problem(th0, feats, obs, mask):
-        run = lambda t, n: _lm(kind, target, t, feats, obs, mask, delta, n)
-        if kind == "mpl":  # its Jacobian is (points × decrements × params): starts in sequence
-            th, f, st, it = lax.map(lambda t: run(t, screen_iter), th0)
-        else:
-            th, f, st, it = jax.vmap(lambda t: run(t, screen_iter))(th0)
-        order = jnp.argsort(jnp.where(st == NONFINITE, jnp.inf, f))[:keep]
-        th2, f2, st2, it2 = jax.vmap(lambda t: run(t, max_iter))(th[order])
-        b = jnp.argmin(jnp.where(st2 == NONFINITE, jnp.inf, f2))
-        # A start that converged during screening keeps its result (the second run is a no-op).
-        return th2[b], f2[b], st2[b], it[order[b]] + it2[b]
-
-    return jax.vmap(per_problem)(theta0, feats, obs, mask)
+# Nonlinear parameters scanned by the linear-least-squares starts (see _lsq_starts).
+_LSQ_ALPHA = (0.2, 0.3, 0.5, 0.7, 1.0)
+_LSQ_E_BETA = tuple(itertools.product((10.0, 100.0, 1000.0, 10000.0), (0.1, 0.5)))
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "target", "n_iter"))
-def _continue_batch(kind, target, theta, feats, obs, mask, delta, n_iter):
-    """Continue LM from ``theta`` for problems that had not converged (one start each)."""
-    return jax.vmap(lambda t, f, o, m: _lm(kind, target, t, f, o, m, delta, n_iter))(theta, feats, obs, mask)
+def _lsq_starts(kind, feats, obs, mask, k):
+    """Data-driven starts by variable projection: with the nonlinear parameters fixed on a small
+    grid (α for Eq. 1; α × (E, β) for Eq. 4), the law is linear in the others (L0, A, C…, and
+    B·β), which weighted linear least squares on relative residuals (the first-order log
+    residual) gives in closed form. Every grid point's normal equations are read off one Gram
+    matrix of all candidate columns; positive parameters are clipped to > 0. Returns the ``k``
+    starts (θ, shape (k, p)) with the smallest least-squares error."""
+    s1p, s1c, s2p, s2c = feats[:4]
+    wt = jnp.where(mask, 1 / obs, 0.0)
+    al = jnp.array(_LSQ_ALPHA)
+    P = jnp.exp(-al[:, None] * jnp.log(s1p + s1c))  # (nα, n)
+    one = jnp.ones_like(s1p)
+    if kind == "pt":
+        fixed = [one, -(s2p + s2c)]
+        combos = [(i, None) for i in range(len(_LSQ_ALPHA))]
+        var = [P]
+    else:
+        E, be = (jnp.array(v)[:, None] for v in zip(*_LSQ_E_BETA))
+        Q = -jnp.expm1(-be * jnp.log1p(E * s1c)) / be  # (1 − (1+E·S)^(−β))/β, (nEβ, n)
+        fixed = [one, -s2p, -s2c]
+        combos = list(itertools.product(range(len(_LSQ_ALPHA)), range(len(_LSQ_E_BETA))))
+        var = [P, Q]
+    Z = jnp.concatenate([obs[None], jnp.stack(fixed)] + var, 0) * wt  # rows: y, fixed, P…, Q…
+    G = Z @ Z.T
+    nf, na = len(fixed), len(_LSQ_ALPHA)
+    # Column order of the linear parameters: L0, A (P), C…, then θ_B (Q) for Eq. 4.
+    idx = np.array([[1, 1 + nf + i] + list(range(2, 1 + nf)) + ([] if j is None else [1 + nf + na + j])
+                    for i, j in combos])
+    N = G[idx[:, :, None], idx[:, None, :]]
+    rhs = G[idx, 0]
+    d = jnp.sqrt(jnp.diagonal(N, axis1=1, axis2=2)) + 1e-30  # Jacobi scaling
+    Nn = N / (d[:, :, None] * d[:, None, :]) + 1e-10 * jnp.eye(idx.shape[1])
+    c = jax.vmap(_spd_solve)(Nn, rhs / d) / d
+    n_pos = idx.shape[1] - (kind != "pt")
+    # A positive parameter the least squares puts at ≤ 0 starts where its term is LSQ_FLOOR of the
+    # loss (rms), not at ~0: in log space a near-zero start is a dead end (its gradient ∝ the value).
+    floor = LSQ_FLOOR * jnp.sqrt(G[0, 0]) / d[:, :n_pos]
+    c = c.at[:, :n_pos].set(jnp.maximum(c[:, :n_pos], floor))
+    sse = jnp.einsum("ci,cij,cj->c", c, N, c) - 2 * jnp.sum(c * rhs, 1) + G[0, 0]
+    best = jnp.argsort(jnp.where(jnp.isfinite(sse), sse, jnp.inf))[:k]
+    c = c[best]
+    ai = jnp.array([i for i, _ in combos])[best]
+    alpha = al[ai]
+    if kind == "pt":
+        x = jnp.stack([c[:, 0], c[:, 1], alpha, c[:, 2]], -1)
+    else:
+        ej = jnp.array([j for _, j in combos])[best]
+        Ek, bk = jnp.array([e for e, _ in _LSQ_E_BETA])[ej], jnp.array([b for _, b in _LSQ_E_BETA])[ej]
+        x = jnp.stack([c[:, 0], c[:, 1], alpha, c[:, 2], c[:, 3], c[:, 4] / bk, Ek, bk], -1)
+    return _to_theta(kind, x)
+
+
+def initial_guesses(kind: str, feats, obs, mask, grid: np.ndarray, n_lsq: int = 1):
+    """All starts of one problem in solver space θ: the ``n_lsq`` best variable-projection starts
+    (pt and cpt laws) followed by the grid (natural units, e.g. from :func:`starts`)."""
+    th = _to_theta(kind, jnp.asarray(grid))
+    if kind in _LSQ_KINDS and n_lsq:
+        th = jnp.concatenate([_lsq_starts(kind, feats, obs, mask, n_lsq), th], 0)
+    return th
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "target", "max_iter", "grid_only"))
+def _solve_batch(kind, target, grid, feats, obs, mask, delta, max_iter, grid_only=False):
+    """Problems (leading axis of everything) × starts (the data-driven one unless ``grid_only``,
+    then ``grid``, natural units, second axis), by the law's :func:`_schedule`.
+
+    Starts are screened — by their objective (data-driven laws) or by a few LM iterations each —
+    and each problem's best start continues for ``max_iter`` iterations (under vmap every lane
+    runs as long as the slowest, so only one start per problem goes on). Iterative screening maps
+    over the starts in sequence, each vmapped over the problems, so the working set is one start's."""
+    n_lsq, screen_iter, irls_iter, _ = _schedule(kind, grid_only)
+    theta0 = jax.vmap(lambda f, o, m, g: initial_guesses(kind, f, o, m, g, n_lsq))(feats, obs, mask, grid)
+
+    def over_problems(th, n, mu=MU0, nu=2.0):
+        lm = lambda t, f, o, m, a, b: _lm(kind, target, t, f, o, m, delta, n, a, b, irls_iter)
+        mu, nu = (jnp.broadcast_to(jnp.asarray(v, th.dtype), th.shape[:1]) for v in (mu, nu))
+        return jax.vmap(lm)(th, feats, obs, mask, mu, nu)
+
+    if theta0.shape[1] == 1:
+        return over_problems(theta0[:, 0], max_iter)
+    if screen_iter == 0:  # screen by the objective at each start: one evaluation, no Jacobian
+        obj = lambda th, f, o, m: objective(kind, target, th, f, o, m, delta)
+        f0 = jax.vmap(jax.vmap(obj, in_axes=(0, None, None, None)))(theta0, feats, obs, mask)
+        best = jnp.argmin(jnp.where(jnp.isnan(f0), jnp.inf, f0), axis=1)
+        return over_problems(jnp.take_along_axis(theta0, best[:, None, None], 1)[:, 0], max_iter)
+    th, f, st, it, mu, nu = lax.map(lambda t: over_problems(t, screen_iter), jnp.swapaxes(theta0, 0, 1))
+    best = jnp.argmin(jnp.where(st == NONFINITE, jnp.inf, f), axis=0)  # (problems,)
+    pick = lambda x: jnp.take_along_axis(x, best[None, :, None] if x.ndim == 3 else best[None], 0)[0]
+    th2, f2, st2, it2, mu2, nu2 = over_problems(pick(th), max_iter, pick(mu), pick(nu))
+    # A start that converged during screening keeps its result (the second run is a no-op).
+    return th2, f2, st2, pick(it) + it2, mu2, nu2
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "target", "grid_only"))
+def _continue_batch(kind, target, theta, mu, nu, feats, obs, mask, delta, budget, grid_only=False):
+    """Continue LM (state θ, μ, ν) for at most ``budget`` (per problem) more iterations."""
+    irls = _schedule(kind, grid_only)[3]
+    lm = lambda t, a, b, f, o, m, n: _lm(kind, target, t, f, o, m, delta, n, a, b, irls)
+    return jax.vmap(lm)(theta, mu, nu, feats, obs, mask, budget)
 
 
 def _stats_one(kind, target, theta, feats, obs, mask, delta):
@@ -321,15 +459,18 @@ def _stats_one(kind, target, theta, feats, obs, mask, delta):
         return jnp.sum(huber(resid_x(x), delta))
 
     H = jax.hessian(f_x)(theta)
-    J = jax.jacfwd(resid_x)(theta)
-    r = resid_x(theta)
+    if kind == "cpt":
+        r, J = _cpt_residuals_and_jacobian(theta, feats, obs, mask)
+    else:
+        r, J = resid_x(theta), jax.jacfwd(resid_x)(theta)
     psi = jnp.clip(r, -delta, delta)  # Huber score
     Bm = J.T @ ((psi**2)[:, None] * J)
-    Hinv = jnp.linalg.pinv(H, hermitian=True)
+    ev, V = jnp.linalg.eigh(H)  # one decomposition: the pseudo-inverse and the conditioning
+    keep = ev > jnp.finfo(ev.dtype).eps * ev.shape[-1] * jnp.max(jnp.abs(ev))
+    Hinv = (V * jnp.where(keep, 1 / jnp.where(keep, ev, 1.0), 0.0)) @ V.T
     cov = Hinv @ Bm @ Hinv * n / jnp.maximum(n - x.shape[-1], 1.0)
     D = jax.jacfwd(functools.partial(_to_natural, kind))(theta)  # dx/dθ
     cov = D @ cov @ D.T
-    ev = jnp.linalg.eigvalsh(H)
     return dict(r2=r2, rmse=jnp.sqrt(jnp.sum(err**2) / n), mean_rel=jnp.sum(rel) / n,
                 max_rel=jnp.max(rel), huber=f_x(theta), cov=cov, hess_eig_min=ev[0], hess_eig_max=ev[-1],
                 n=n)
@@ -393,16 +534,24 @@ class FitResult:
 
 def _finish(kind, target, column, theta, f, st, it, stats, delta):
     cls, names, free = _spec(kind)
-    x = np.asarray(_to_natural(kind, jnp.asarray(theta)))
-    law = _build(kind, jnp.asarray(x), target)
-    law = jax.tree.map(float, law)
+    theta = np.asarray(theta, np.float64)
+    x = np.where(free, theta, np.exp(np.where(free, 0.0, theta)))  # numpy: no per-fit dispatch
+    if "beta" in names:  # θ_B = B·β (see _to_theta)
+        x[names.index("beta")] = np.exp(max(theta[names.index("beta")], LOG_BETA_MIN))
+        x[names.index("B")] = theta[names.index("B")] / x[names.index("beta")]
+    law = _build(kind, [float(v) for v in x], target)
     cov = np.asarray(stats["cov"])
     se = np.sqrt(np.clip(np.diag(cov), 0, None))
     warn = []
     status = STATUS[int(st)]
     if status != "converged":
         warn.append(f"fit status: {status}")
-    at_bound = [n for n, t, fr in zip(names, np.asarray(theta), free) if not fr and abs(t) > 15]
+    at_bound = [n for n, t, fr in zip(names, theta, free) if not fr and abs(t) > 15]
+    if "beta" in at_bound and theta[names.index("beta")] < 0:
+        at_bound.remove("beta")
+        warn.append(f"beta ran to 0 (B → ∞ with B·beta = {theta[names.index('B')]:.4g} fixed): the data "
+                    "favour the shift's limit B·beta·log(1 + E·S1_cpt); B and beta are not separately "
+                    "identifiable")
     if at_bound:
         warn.append(f"parameter(s) {at_bound} ran to a bound (0 or infinity): not identifiable from "
                     "these data")
@@ -416,20 +565,21 @@ def _finish(kind, target, column, theta, f, st, it, stats, delta):
 
 
 def _stack(problems, kind):
-    if kind == "mpl":
-        k_max = max(p.feats[3].size for p in problems)
-        problems = [_repad_dec(p, k_max) for p in problems]
     feats = tuple(np.stack([p.feats[j] for p in problems]) for j in range(len(problems[0].feats)))
     return feats, np.stack([p.obs for p in problems]), np.stack([p.mask for p in problems])
 
 
-def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int = 128,
+def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int | None = None,
               init=None, progress=None) -> list:
     """Fit N independent problems of one law kind at once: padded + masked (one compilation),
     chunked to bound memory, and sharded over all local devices when there are several.
 
+    ``chunk`` is the number of problems solved together (default: 32 per device on CPU, where a
+    chunk's working set should stay in cache; 512 per device on accelerators, not tuned).
+    Problems run in rounds of ``ROUND`` iterations; after each round the unfinished ones are
+    regrouped into full chunks, so no lane idles while a slow problem in its chunk converges.
     Returns a list of :class:`FitResult` (each with its status). ``progress(done, total)`` is
-    called after each chunk.
+    called after each chunk of work with the number of finished problems.
     """
     if not problems:
         return []
@@ -438,46 +588,88 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
         raise ValueError("fit_batch: all problems must use the same law and target")
     n_max = max(p.obs.size for p in problems)
     problems = [p if p.obs.size == n_max else _repad(p, n_max) for p in problems]
-    out = []
+    if kind == "mpl":
+        k_max = max(p.feats[3].size for p in problems)
+        problems = [_repad_dec(p, k_max) for p in problems]
+    N = len(problems)
     ndev = jax.local_device_count()
+    if chunk is None:
+        chunk = (32 if jax.default_backend() == "cpu" else 512) * ndev
     if kind == "mpl":
         chunk = min(chunk, 2)  # MPL's per-problem working set is large (points × decrements)
-    chunk = max(ndev, (min(chunk, len(problems)) // ndev) * ndev)
-    for c0 in range(0, len(problems), chunk):
-        part = problems[c0:c0 + chunk]
-        real = len(part)
-        part = part + [part[-1]] * (chunk - real)  # pad the last chunk: same shapes, no recompile
-        feats, obs, mask = _stack(part, kind)
-        th0 = np.stack([starts(kind, p.obs[p.mask]) if init is None else np.atleast_2d(init)
-                        for p in part])
-        th0 = _to_theta(kind, th0)
-        if ndev > 1:
-            from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    chunk = max(ndev, (min(chunk, N) // ndev) * ndev)
+    if ndev > 1:
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-            mesh = Mesh(np.array(jax.local_devices()), ("b",))
-            put = lambda x: jax.device_put(x, NamedSharding(mesh, P("b")))
-            feats, obs, mask, th0 = jax.tree.map(put, (feats, obs, mask, th0))
-        first = min(max_iter, 40)
-        theta, f, st, it = map(np.array, _solve_batch(kind, target, th0, feats, obs, mask, delta, first))
-        # Under vmap every lane runs as long as the slowest: the few problems still crawling after
-        # `first` iterations continue in a compacted batch instead of holding up the chunk.
-        slow = np.flatnonzero(st[:real] == MAX_ITERATIONS)
-        if slow.size and max_iter > first:
-            size = max(ndev, 1 << (int(slow.size) - 1).bit_length())
-            pick = np.concatenate([slow, np.full(size - slow.size, slow[0])])
-            sub = jax.tree.map(lambda x: np.asarray(x)[pick], (feats, obs, mask))
-            t2, f2, s2, i2 = map(np.asarray, _continue_batch(kind, target, jnp.asarray(theta[pick]),
-                                                             *sub, delta, max_iter - first))
-            n = slow.size
-            theta[slow], f[slow], st[slow], it[slow] = t2[:n], f2[:n], s2[:n], it[slow] + i2[:n]
-        stats = _stats_batch(kind, target, jnp.asarray(theta), feats, obs, mask, delta)
+        sharding = NamedSharding(Mesh(np.array(jax.local_devices()), ("b",)), P("b"))
+        put = lambda tree: jax.tree.map(lambda x: jax.device_put(x, sharding), tree)
+    else:
+        put = lambda tree: tree
+
+    def batches(idx):
+        # Full chunks of the given problems; the last one padded by repetition (same shapes).
+        for c0 in range(0, idx.size, chunk):
+            sel = idx[c0:c0 + chunk]
+            pick = np.concatenate([sel, np.full(chunk - sel.size, sel[-1])])
+            yield sel, pick, put(_stack([problems[i] for i in pick], kind))
+
+    names, free = _spec(kind)[1:]
+    p = len(names)
+    theta, mu, nu = np.zeros((N, p)), np.zeros(N), np.zeros(N)
+    f, st, it, used = np.zeros(N), np.zeros(N, int), np.zeros(N, int), np.zeros(N, int)
+    finished = lambda: int(np.sum((st != MAX_ITERATIONS) | (used >= max_iter)))
+
+    def solve(todo, grid_only):
+        first = min(max_iter, ROUND)
+        for sel, pick, data in batches(todo):
+            grid = np.stack([starts(kind, problems[i].obs[problems[i].mask]) if init is None
+                             else np.atleast_2d(init) for i in pick])
+            out = map(np.asarray, _solve_batch(kind, target, put(grid), *data, delta, first,
+                                               grid_only=grid_only))
+            n = sel.size
+            theta[sel], f[sel], st[sel], it[sel], mu[sel], nu[sel] = (o[:n] for o in out)
+            used[sel] = first
+            if progress is not None:
+                progress(finished(), N)
+        while True:
+            # Problems still running continue in regrouped full chunks, ROUND iterations at a time.
+            act = todo[(st[todo] == MAX_ITERATIONS) & (used[todo] < max_iter)]
+            if not act.size:
+                break
+            for sel, pick, data in batches(act):
+                budget = np.minimum(ROUND, max_iter - used[pick])
+                out = map(np.asarray, _continue_batch(kind, target, *put((theta[pick], mu[pick], nu[pick])),
+                                                      *data, delta, put(budget), grid_only=grid_only))
+                t2, f2, s2, i2, m2, n2 = (o[:sel.size] for o in out)
+                theta[sel], f[sel], st[sel], mu[sel], nu[sel] = t2, f2, s2, m2, n2
+                it[sel] += i2
+                used[sel] += budget[:sel.size]
+                if progress is not None:
+                    progress(finished(), N)
+
+    lsq = kind in _LSQ_KINDS and init is None
+    solve(np.arange(N), grid_only=init is not None)
+    if lsq:
+        # One data-driven start is fast but can land in a boundary minimum (a positive parameter
+        # driven to 0); such fits, and non-finite ones, are redone from the grid with iterative
+        # screening, keeping the better result. β → 0 is the shift's legitimate limit, not a retry.
+        bound = (np.abs(theta) > 15) & ~free & (np.array(names) != "beta")
+        retry = np.flatnonzero(bound.any(1) | (st == NONFINITE))
+        if retry.size:
+            keep = theta[retry], f[retry], st[retry], it[retry]
+            solve(retry, grid_only=True)
+            worse = ~(np.where(np.isfinite(f[retry]), f[retry], np.inf) < np.where(
+                np.isfinite(keep[1]) & (keep[2] != NONFINITE), keep[1], np.inf))
+            r = retry[worse]
+            theta[r], f[r], st[r], it[r] = (k[worse] for k in keep)
+    results = []
+    for sel, pick, data in batches(np.arange(N)):
+        stats = _stats_batch(kind, target, put(theta[pick]), *data, delta)
         stats = jax.tree.map(np.asarray, stats)
-        for i in range(real):
-            out.append(_finish(kind, target, None, theta[i], f[i], st[i], it[i],
-                               jax.tree.map(lambda s: s[i], stats), delta))
-        if progress is not None:
-            progress(min(c0 + chunk, len(problems)), len(problems))
-    return out
+        for j, i in enumerate(sel):
+            results.append(_finish(kind, target, None, theta[i], f[i], st[i], it[i],
+                                   jax.tree.map(lambda s: s[j], stats), delta))
+    return results
 
 
 def _repad_dec(p, k):

@@ -53,7 +53,7 @@ class _Base:
 
 def _shift(B, E, beta, s1_cpt):
     """Distribution-shift factor B·(1 − (1 + E·S1_cpt)^(−β)) (Eq. 3)."""
-    return B * (1 - (1 + E * s1_cpt) ** (-beta))
+    return -B * jnp.expm1(-beta * jnp.log1p(E * s1_cpt))  # the same, accurate for small β
 
 
 @_law
