@@ -6,7 +6,7 @@ log residuals), same starts: scipy runs from every start cptjax considers (the d
 variable-projection start and the 8-point grid) and keeps the best; cptjax screens them and runs
 one. scipy gets the exact JAX gradient, jitted once (every problem has the same padded shape).
 scipy is timed on min(N, --scipy-max) problems and its throughput extrapolated; cptjax is the
-best of 3 calls after a compiling one.
+best of 5 calls after a compiling one.
 
 Columns: problems/s; ratio = cptjax / scipy throughput; "1-start" = the ratio against scipy run
 from the single start cptjax's screening picks (a solver-only comparison); "no worse" = the
@@ -92,7 +92,7 @@ def main():
     for n in args.sizes:
         probs = make_problems(n, seed=n)
         res = cptjax.fit_batch(probs)  # also compiles for this batch's shapes
-        t_ours = best_of(lambda: cptjax.fit_batch(probs), reps=3)
+        t_ours = best_of(lambda: cptjax.fit_batch(probs), reps=5)
         m = min(n, args.scipy_max)
         starts = [all_starts(p) for p in probs[:m]]
         scipy_fit(probs[0], starts[0][:1])  # compile

@@ -34,6 +34,7 @@ ROUND = 10  # iterations per round in fit_batch; unfinished problems are regroup
 # its objective value, a 3-iteration IRLS warm-up. Other laws: grid starts screened by 8 LM
 # iterations each, IRLS weights throughout.
 _LSQ_KINDS = ("pt", "cpt")
+_SHIFT_KINDS = ("cpt", "replay", "size", "open")  # laws with Eq. 3's shift term B·(1 − (1+E·S)^(−β))
 
 
 def _schedule(kind, grid_only=False):
@@ -69,7 +70,7 @@ def _to_theta(kind, x):
     _, names, free = _spec(kind)
     x = jnp.asarray(x)
     theta = jnp.where(free, x, jnp.log(jnp.where(free, 1.0, jnp.abs(x))))
-    if "beta" in names:
+    if kind in _SHIFT_KINDS:
         b, be = names.index("B"), names.index("beta")
         theta = theta.at[..., b].set(x[..., b] * x[..., be])
     return theta
@@ -78,7 +79,7 @@ def _to_theta(kind, x):
 def _to_natural(kind, theta):
     _, names, free = _spec(kind)
     x = jnp.where(free, theta, jnp.exp(theta))
-    if "beta" in names:
+    if kind in _SHIFT_KINDS:
         b, be = names.index("B"), names.index("beta")
         beta = jnp.exp(jnp.maximum(theta[..., be], LOG_BETA_MIN))
         x = x.at[..., be].set(beta).at[..., b].set(theta[..., b] / beta)
@@ -536,7 +537,7 @@ def _finish(kind, target, column, theta, f, st, it, stats, delta):
     cls, names, free = _spec(kind)
     theta = np.asarray(theta, np.float64)
     x = np.where(free, theta, np.exp(np.where(free, 0.0, theta)))  # numpy: no per-fit dispatch
-    if "beta" in names:  # θ_B = B·β (see _to_theta)
+    if kind in _SHIFT_KINDS:  # θ_B = B·β (see _to_theta)
         x[names.index("beta")] = np.exp(max(theta[names.index("beta")], LOG_BETA_MIN))
         x[names.index("B")] = theta[names.index("B")] / x[names.index("beta")]
     law = _build(kind, [float(v) for v in x], target)
@@ -547,7 +548,7 @@ def _finish(kind, target, column, theta, f, st, it, stats, delta):
     if status != "converged":
         warn.append(f"fit status: {status}")
     at_bound = [n for n, t, fr in zip(names, theta, free) if not fr and abs(t) > 15]
-    if "beta" in at_bound and theta[names.index("beta")] < 0:
+    if kind in _SHIFT_KINDS and "beta" in at_bound and theta[names.index("beta")] < 0:
         at_bound.remove("beta")
         warn.append(f"beta ran to 0 (B → ∞ with B·beta = {theta[names.index('B')]:.4g} fixed): the data "
                     "favour the shift's limit B·beta·log(1 + E·S1_cpt); B and beta are not separately "

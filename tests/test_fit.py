@@ -82,7 +82,9 @@ def test_not_worse_than_scipy_lbfgsb():
         f = jax.jit(jax.value_and_grad(lambda t: _fit.objective("cpt", "general", t, prob.feats,
                                                                  prob.obs, prob.mask)))
         best = np.inf
-        for x0 in np.asarray(_fit._to_theta("cpt", _fit.starts("cpt", prob.obs))):
+        every = _fit.initial_guesses("cpt", *map(jax.numpy.asarray, (prob.feats, prob.obs, prob.mask)),
+                                     _fit.starts("cpt", prob.obs))  # data-driven + grid
+        for x0 in np.asarray(every):
             r = minimize(lambda t: tuple(map(np.asarray, f(t))), x0, jac=True, method="L-BFGS-B",
                          options={"maxiter": 2000})
             best = min(best, float(r.fun))
@@ -141,6 +143,66 @@ def test_fit_errors():
     r.losses["loss"][4:] = np.nan
     with pytest.raises(cptjax.DataError, match="4 valid points"):
         cptjax.fit([r], "cpt", "loss")
+
+
+def test_shift_reparameterisation_round_trip_and_small_beta():
+    """θ_B = B·β: natural → θ → natural is the identity; at tiny β the closed-form Jacobian still
+    matches jacfwd and the prediction equals the β → 0 limit B·β·log(1 + E·S1_cpt)."""
+    x = jax.numpy.array([3.0, 0.4, 0.6, 0.3, 0.3, -0.5, 3000.0, 0.2])
+    np.testing.assert_allclose(_fit._to_natural("cpt", _fit._to_theta("cpt", x)), x, rtol=1e-14)
+    prob = cptjax.make_problem(synthetic(0), "cpt", "loss")
+    feats = tuple(map(jax.numpy.asarray, prob.feats))
+    for log_beta in (-30.0, -79.0):
+        th = _fit._to_theta("cpt", x).at[7].set(log_beta)
+        r, J = _fit._cpt_residuals_and_jacobian(th, feats, prob.obs, prob.mask)
+        J2 = jax.jacfwd(_fit._residuals, argnums=2)("cpt", "general", th, feats, prob.obs, prob.mask)
+        np.testing.assert_allclose(J, J2, rtol=1e-9, atol=1e-14)
+        s1p, s1c, s2p, s2c = feats[:4]
+        limit = 3.0 + 0.4 * (s1p + s1c) ** -0.6 - 0.3 * s2p - 0.3 * s2c + th[5] * np.log1p(3000.0 * s1c)
+        np.testing.assert_allclose(np.exp(r + np.log(prob.obs)), limit, rtol=1e-12)
+
+
+def test_solver_parameterisation_per_law():
+    """log p for positive parameters; θ_B = B·β only where Eq. 3's shift term is (MPL's B and β
+    are its own, positive, and stay log-parameterised); every map round-trips."""
+    rng = np.random.default_rng(0)
+    for kind in ("pt", "cpt", "replay", "size", "open", "mpl"):
+        names, free = _fit._spec(kind)[1:]
+        x = rng.uniform(0.2, 2.0, len(names)) * np.where(free, -1.0, 1.0)
+        th = np.asarray(_fit._to_theta(kind, x))
+        np.testing.assert_allclose(_fit._to_natural(kind, th), x, rtol=1e-13)
+        expect = np.where(free, x, np.log(np.abs(x)))
+        if kind in ("cpt", "replay", "size", "open"):
+            expect[names.index("B")] = x[names.index("B")] * x[names.index("beta")]
+        np.testing.assert_allclose(th, expect, rtol=1e-13)
+
+
+def test_lsq_start_exact_on_noise_free_data():
+    """With the nonlinear parameters on the variable-projection grid and no noise, the
+    data-driven start is the truth itself (the linear ones solved exactly)."""
+    truth = cptjax.CPTLaw(3.1, 0.45, 0.5, 0.25, 0.35, -0.6, 100.0, 0.5)
+    prob = cptjax.make_problem(synthetic(0, law=truth, noise=0.0), "cpt", "loss")
+    th = _fit._lsq_starts("cpt", tuple(map(jax.numpy.asarray, prob.feats)), prob.obs, prob.mask, 1)[0]
+    np.testing.assert_allclose(_fit._to_natural("cpt", th), list(truth.to_dict().values())[1:], rtol=1e-6)
+    pt = cptjax.PTLaw(3.0, 0.5, 0.3, 0.4)
+    lr = S.cosine(20000, 3e-4, warmup=500, final=3e-5)
+    st = np.arange(500, 20001, 100)
+    run = cptjax.Run("r", lr, lr.size, st, {"loss": np.asarray(cptjax.predict(pt, lr, idx=st - 1))})
+    prob = cptjax.make_problem(run, "pt", "loss")
+    th = _fit._lsq_starts("pt", tuple(map(jax.numpy.asarray, prob.feats)), prob.obs, prob.mask, 1)[0]
+    np.testing.assert_allclose(_fit._to_natural("pt", th), [3.0, 0.5, 0.3, 0.4], rtol=1e-6)
+
+
+def test_boundary_minimum_is_retried_from_the_grid():
+    """One short noise-free run (the CLI example): the data-driven start alone ends in a boundary
+    minimum (C1 → 0, rel. error 0.4%); the grid retry finds the exact parameters."""
+    lr, n = S.join(S.wsd(4000, 2e-4, warmup=100, decay=0.2, final=2e-5), S.cosine(2000, 1e-4, warmup=100))
+    steps = np.arange(50, lr.size + 1, 50)
+    law = LAW.domain
+    run = cptjax.Run("r", lr, n, steps, {"loss": np.asarray(cptjax.predict(law, lr, n, idx=steps - 1))})
+    res = cptjax.fit_batch([cptjax.make_problem(run, "cpt", "loss")])[0]
+    assert res.status == "converged" and res.max_rel_error < 1e-8
+    np.testing.assert_allclose(list(res.params.values()), list(law.to_dict().values())[1:], rtol=1e-6)
 
 
 def test_closed_form_cpt_jacobian_matches_jacfwd():
