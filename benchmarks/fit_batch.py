@@ -109,5 +109,6 @@ def main():
         print(f"{n:>6} {n / t_ours:>14.1f} {n / t_sp:>13.2f} {t_sp / t_ours:>7.1f} {t_one / t_ours:>8.1f} "
               f"{nw:>9.3f} {conv:>10.3f}", flush=True)
 
+
 if __name__ == "__main__":
     main()

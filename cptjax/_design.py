@@ -239,7 +239,6 @@ def _chunk(params, state, law, pt, weight, replay, cfg):
 
 # Compiled once per configuration and shapes; law, PT history, weight and replay are arguments,
 # so repeated designs (and Pareto sweeps, vmapped over λ1) reuse the compilation.
-_chunk_jit = jax.jit(_chunk, static_argnames=("cfg",))
 _chunk_vmap = jax.jit(jax.vmap(_chunk, in_axes=(0, 0, None, None, 0, None, None)), static_argnames=("cfg",))
 
 

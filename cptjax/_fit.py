@@ -86,10 +86,23 @@ def _to_natural(kind, theta):
     return x
 
 
+def _at_bound(kind, theta):
+    """Which positive parameters ran to 0 or ∞ (|log p| > 15), (..., p) booleans, and whether β ran
+    to 0 — for laws with the shift term the latter is its legitimate limit B·β·log(1 + E·S),
+    reported apart."""
+    _, names, free = _spec(kind)
+    bound = (np.abs(theta) > 15) & ~free
+    beta_zero = np.zeros(bound.shape[:-1], bool)
+    if kind in _SHIFT_KINDS:
+        be = names.index("beta")
+        beta_zero = bound[..., be] & (theta[..., be] < 0)
+        bound[..., be] &= ~beta_zero
+    return bound, beta_zero
+
+
 def _build(kind, x, target="general"):
     cls, names, _ = _spec(kind)
-    vals = x if isinstance(x, list) else (x[..., i] for i in range(len(names)))
-    kw = dict(zip(names, vals))
+    kw = dict(zip(names, (x[..., i] for i in range(len(names)))))
     if kind == "replay":
         kw["target"] = target
     return cls(**kw)
@@ -346,7 +359,8 @@ def _lsq_starts(kind, feats, obs, mask, k):
     grid (α for Eq. 1; α × (E, β) for Eq. 4), the law is linear in the others (L0, A, C…, and
     B·β), which weighted linear least squares on relative residuals (the first-order log
     residual) gives in closed form. Every grid point's normal equations are read off one Gram
-    matrix of all candidate columns; positive parameters are clipped to > 0. Returns the ``k``
+    matrix of all candidate columns; positive parameters the fit puts at ≤ 0 are raised to a
+    floor (LSQ_FLOOR). Returns the ``k``
     starts (θ, shape (k, p)) with the smallest least-squares error."""
     s1p, s1c, s2p, s2c = feats[:4]
     wt = jnp.where(mask, 1 / obs, 0.0)
@@ -533,29 +547,25 @@ class FitResult:
         return np.asarray(y), np.asarray(y - z * sd), np.asarray(y + z * sd)
 
 
-def _finish(kind, target, column, theta, f, st, it, stats, delta):
-    cls, names, free = _spec(kind)
-    theta = np.asarray(theta, np.float64)
-    x = np.where(free, theta, np.exp(np.where(free, 0.0, theta)))  # numpy: no per-fit dispatch
-    if kind in _SHIFT_KINDS:  # θ_B = B·β (see _to_theta)
-        x[names.index("beta")] = np.exp(max(theta[names.index("beta")], LOG_BETA_MIN))
-        x[names.index("B")] = theta[names.index("B")] / x[names.index("beta")]
-    law = _build(kind, [float(v) for v in x], target)
+def _finish(kind, target, column, theta, x, f, st, it, stats, delta):
+    """A FitResult from one problem's solver state θ, natural parameters ``x`` and statistics
+    (all numpy: no per-fit JAX dispatch)."""
+    names = _spec(kind)[1]
+    law = jax.tree.map(float, _build(kind, x, target))
     cov = np.asarray(stats["cov"])
     se = np.sqrt(np.clip(np.diag(cov), 0, None))
     warn = []
     status = STATUS[int(st)]
     if status != "converged":
         warn.append(f"fit status: {status}")
-    at_bound = [n for n, t, fr in zip(names, theta, free) if not fr and abs(t) > 15]
-    if kind in _SHIFT_KINDS and "beta" in at_bound and theta[names.index("beta")] < 0:
-        at_bound.remove("beta")
+    bound, beta_zero = _at_bound(kind, theta)
+    if beta_zero:
         warn.append(f"beta ran to 0 (B → ∞ with B·beta = {theta[names.index('B')]:.4g} fixed): the data "
                     "favour the shift's limit B·beta·log(1 + E·S1_cpt); B and beta are not separately "
                     "identifiable")
-    if at_bound:
-        warn.append(f"parameter(s) {at_bound} ran to a bound (0 or infinity): not identifiable from "
-                    "these data")
+    if bound.any():
+        warn.append(f"parameter(s) {[n for n, b in zip(names, bound) if b]} ran to a bound (0 or "
+                    "infinity): not identifiable from these data")
     emin, emax = float(stats["hess_eig_min"]), float(stats["hess_eig_max"])
     if not (emin > 0) or emax / max(emin, 1e-300) > 1e14:
         warn.append(f"Hessian is singular or ill-conditioned (eigenvalues {emin:.3g}..{emax:.3g}): "
@@ -614,11 +624,16 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
             pick = np.concatenate([sel, np.full(chunk - sel.size, sel[-1])])
             yield sel, pick, put(_stack([problems[i] for i in pick], kind))
 
-    names, free = _spec(kind)[1:]
-    p = len(names)
+    p = len(_spec(kind)[1])
     theta, mu, nu = np.zeros((N, p)), np.zeros(N), np.zeros(N)
-    f, st, it, used = np.zeros(N), np.zeros(N, int), np.zeros(N, int), np.zeros(N, int)
-    finished = lambda: int(np.sum((st != MAX_ITERATIONS) | (used >= max_iter)))
+    f, it, used = np.zeros(N), np.zeros(N, int), np.zeros(N, int)
+    st = np.full(N, MAX_ITERATIONS)  # not started counts as running
+    reported = [0]
+
+    def report():
+        if progress is not None:  # monotone: a grid retry re-opens problems already counted
+            reported[0] = max(reported[0], int(np.sum((st != MAX_ITERATIONS) | (used >= max_iter))))
+            progress(reported[0], N)
 
     def solve(todo, grid_only):
         first = min(max_iter, ROUND)
@@ -630,8 +645,7 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
             n = sel.size
             theta[sel], f[sel], st[sel], it[sel], mu[sel], nu[sel] = (o[:n] for o in out)
             used[sel] = first
-            if progress is not None:
-                progress(finished(), N)
+            report()
         while True:
             # Problems still running continue in regrouped full chunks, ROUND iterations at a time.
             act = todo[(st[todo] == MAX_ITERATIONS) & (used[todo] < max_iter)]
@@ -645,30 +659,27 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
                 theta[sel], f[sel], st[sel], mu[sel], nu[sel] = t2, f2, s2, m2, n2
                 it[sel] += i2
                 used[sel] += budget[:sel.size]
-                if progress is not None:
-                    progress(finished(), N)
+                report()
 
-    lsq = kind in _LSQ_KINDS and init is None
     solve(np.arange(N), grid_only=init is not None)
-    if lsq:
+    if kind in _LSQ_KINDS and init is None:
         # One data-driven start is fast but can land in a boundary minimum (a positive parameter
         # driven to 0); such fits, and non-finite ones, are redone from the grid with iterative
-        # screening, keeping the better result. β → 0 is the shift's legitimate limit, not a retry.
-        bound = (np.abs(theta) > 15) & ~free & (np.array(names) != "beta")
-        retry = np.flatnonzero(bound.any(1) | (st == NONFINITE))
+        # screening, keeping the better result.
+        retry = np.flatnonzero(_at_bound(kind, theta)[0].any(1) | (st == NONFINITE))
         if retry.size:
-            keep = theta[retry], f[retry], st[retry], it[retry]
+            score = lambda: np.where((st[retry] != NONFINITE) & np.isfinite(f[retry]), f[retry], np.inf)
+            first, first_score = (theta[retry], f[retry], st[retry], it[retry]), score()
             solve(retry, grid_only=True)
-            worse = ~(np.where(np.isfinite(f[retry]), f[retry], np.inf) < np.where(
-                np.isfinite(keep[1]) & (keep[2] != NONFINITE), keep[1], np.inf))
-            r = retry[worse]
-            theta[r], f[r], st[r], it[r] = (k[worse] for k in keep)
+            back = ~(score() < first_score)
+            theta[retry[back]], f[retry[back]], st[retry[back]], it[retry[back]] = (o[back] for o in first)
+    x = np.asarray(_to_natural(kind, theta))  # all problems in one call
     results = []
     for sel, pick, data in batches(np.arange(N)):
         stats = _stats_batch(kind, target, put(theta[pick]), *data, delta)
         stats = jax.tree.map(np.asarray, stats)
         for j, i in enumerate(sel):
-            results.append(_finish(kind, target, None, theta[i], f[i], st[i], it[i],
+            results.append(_finish(kind, target, None, theta[i], x[i], f[i], st[i], it[i],
                                    jax.tree.map(lambda s: s[j], stats), delta))
     return results
 

@@ -3,11 +3,15 @@ as the upstream projects define them)."""
 
 from __future__ import annotations
 
+import csv
+import gzip
 import os
 import warnings
 
+import numpy as np
+
 from . import _schedules as S
-from ._data import load_run
+from ._data import Run, load_run
 
 MPL_TRAIN = ("cosine_24000", "constant_24000", "wsdcon_9")
 MPL_TEST = ("constant_72000", "cosine_72000", "wsd_20000_24000", "wsdld_20000_24000", "wsdcon_3",
@@ -58,17 +62,12 @@ def olmo_run(data_dir, size: str, kind: str, mult: str, min_step: int = 1000):
     with ``n_pt`` = the step where the decay starts, so the branch is a 'CPT' continuation of the
     constant run with no data shift). Points before ``min_step`` (the warmup transient, where
     the constant runs have no log) are left out."""
-    import numpy as np
-
     path = _olmo_file(data_dir, kind, size, mult)
     cols = [f"eval/{d}-validation/CrossEntropyLoss" for d in OLMO_DOMAINS]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         raw = load_run(path, loss_columns=cols)  # also reads the logged LR (sparse)
     peak = float(np.nanmax(raw.lr))
-    import csv
-    import gzip
-
     with gzip.open(path, "rt") as fh:
         r = csv.DictReader(fh)
         row = next(r)
@@ -86,8 +85,6 @@ def olmo_run(data_dir, size: str, kind: str, mult: str, min_step: int = 1000):
         n_pt = T - n_decay
     early = raw.steps < min_step
     losses = {d: np.where(early, np.nan, raw.losses[c]) for d, c in zip(OLMO_DOMAINS, cols)}
-    from ._data import Run
-
     # how well the rebuilt schedule matches the logged LR
     logged = ~np.isnan(raw.lr[raw.steps - 1])
     err = float(np.max(np.abs(lr[raw.steps - 1] - raw.lr[raw.steps - 1])) / peak) if logged.any() else float("nan")

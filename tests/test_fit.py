@@ -70,6 +70,14 @@ def test_batch_equals_single_even_with_a_nan_lane():
         assert batch[i].objective == pytest.approx(solo.objective, rel=1e-12)
 
 
+def test_progress_is_monotone_and_complete():
+    probs = [cptjax.make_problem(synthetic(s), "cpt", "loss") for s in range(5)]
+    seen = []
+    cptjax.fit_batch(probs, chunk=2, progress=lambda done, total: seen.append((done, total)))
+    assert seen and all(t == 5 for _, t in seen) and seen[0][0] <= 2  # after one chunk of 2
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and seen[-1][0] == 5
+
+
 def test_not_worse_than_scipy_lbfgsb():
     """Same objective, same starts: cptjax's best <= scipy L-BFGS-B's best * (1 + 1e-6)."""
     from scipy.optimize import minimize
