@@ -55,13 +55,13 @@ def make_problems(n, seed=0):
 @jax.jit
 def _value_and_grad(theta, feats, obs, mask):
     # One compilation for all problems (same padded shapes), so scipy's time is solver time.
-    return jax.value_and_grad(lambda t: _fit.objective("cpt", "general", t, feats, obs, mask))(theta)
+    return jax.value_and_grad(lambda t: _fit.objective("cpt", (), t, feats, obs, mask))(theta)
 
 
 def all_starts(prob):
     """Every start cptjax considers for this problem (θ space): data-driven first, then the grid."""
     args = tuple(map(jax.numpy.asarray, (prob.feats, prob.obs, prob.mask)))
-    return np.asarray(_fit.initial_guesses("cpt", *args, _fit.starts("cpt", prob.obs[prob.mask])))
+    return np.asarray(_fit.initial_guesses("cpt", (), *args, _fit.starts("cpt", prob.obs[prob.mask])))
 
 
 def scipy_fit(prob, starts):

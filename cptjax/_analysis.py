@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _schedules as S
 from ._areas import areas
-from ._laws import LawPair
+from ._laws import LawPair, replay_factors
 
 __all__ = ["loss_potential", "critical_point", "turning_length", "optimal_vs_weight"]
 
@@ -41,12 +41,9 @@ def critical_point(law, pt, cpt, replay=None) -> dict:
         raise ValueError("critical_point: the replay law needs `replay`")
     lr, n = S.join(pt, cpt)
     a = areas(lr, n)
-    mix = 1.0
-    anneal = 1.0
+    mix = anneal = 1.0
     if g.kind == "replay":
-        r = jnp.asarray(replay)
-        mix = 1 - jnp.exp(-g.a2 * (1 - r)) if g.target == "general" else jnp.exp(g.a2 * (1 - r)) - 1
-        anneal = jnp.exp(g.a1 * r) if g.target == "general" else jnp.exp(g.a1 * (1 - r))
+        anneal, mix = replay_factors(g.a1, g.a2, replay, g.target, g.form)
     crit = g.L0 + g.B * mix - g.C1 * a.s2_pt[-1] - g.C2 * a.s2_cpt[-1] * anneal
     cond = _cond(g, replay)
     start = g(a.at(n - 1), **cond) if n > 0 else jnp.nan

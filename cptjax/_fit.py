@@ -28,18 +28,16 @@ __all__ = ["FitResult", "FitProblem", "fit", "fit_batch", "make_problem", "objec
 CONVERGED, MAX_ITERATIONS, NONFINITE = 0, 1, 2
 MU0 = 1e-3  # initial Levenberg–Marquardt damping (relative to diag(JᵀWJ))
 W_LATE = 0.1  # outside-δ curvature weight after the IRLS warm-up (0 = exact Gauss–Newton)
-LSQ_FLOOR = 1e-3  # see _lsq_starts
+LSQ_FLOOR = 1e-3  # see _vp_starts
 ROUND = 10  # iterations per round in fit_batch; unfinished problems are regrouped between rounds
-# Laws with variable-projection starts (_lsq_starts): one data-driven start, the grid screened by
-# its objective value, a 3-iteration IRLS warm-up. Other laws: grid starts screened by 8 LM
-# iterations each, IRLS weights throughout.
-_LSQ_KINDS = ("pt", "cpt")
-_SHIFT_KINDS = ("cpt", "replay", "size", "open")  # laws with Eq. 3's shift term B·(1 − (1+E·S)^(−β))
 
 
-def _schedule(kind, grid_only=False):
-    """(n_lsq, screen_iter, irls_iter at a start, irls_iter when continuing) for a law kind."""
-    return (1, 0, 3, 0) if kind in _LSQ_KINDS and not grid_only else (0, 8, 10**9, 10**9)
+def _schedule(grid_only=False):
+    """(n_vp, screen_iter, irls_iter at a start, irls_iter when continuing). Default: one
+    variable-projection start plus the grid, screened by objective value, a 3-iteration IRLS
+    warm-up. ``grid_only`` (the retry): grid starts screened by 8 LM iterations each, IRLS
+    weights throughout."""
+    return (0, 8, 10**9, 10**9) if grid_only else (1, 0, 3, 0)
 
 
 # β is floored at e^−80: there (1 − (1+E·S)^(−β))/β equals log(1 + E·S) to machine precision, so
@@ -47,18 +45,13 @@ def _schedule(kind, grid_only=False):
 LOG_BETA_MIN = -80.0
 STATUS = {CONVERGED: "converged", MAX_ITERATIONS: "max-iterations", NONFINITE: "non-finite"}
 
-# Parameters that may take either sign (all others are positive, fitted as log p).
-_FREE = {"cpt": ("B",), "replay": ("B",), "size": ("B", "gamma1", "gamma2"), "open": ("B",),
-         "pt": (), "mpl": ()}
-
 
 def _spec(kind):
+    """(law class, parameter names, free-sign mask) from the law's own metadata."""
     if kind not in _laws.LAWS:
         raise ValueError(f"unknown law {kind!r}; expected one of {sorted(_laws.LAWS)}")
     cls = _laws.LAWS[kind]
-    names = cls.param_names()
-    free = np.array([n in _FREE[kind] for n in names])
-    return cls, names, free
+    return cls, cls.param_names(), np.array([not p.positive for p in cls.params])
 
 
 def _to_theta(kind, x):
@@ -67,19 +60,19 @@ def _to_theta(kind, x):
     which tends to θ_B·log(1 + E·S) as β → 0: the valley B → ∞, β → 0 (B·β fixed) that noisy
     CPT data often favour becomes a straight, flat direction in log β instead of a curved one
     that Levenberg–Marquardt crawls along."""
-    _, names, free = _spec(kind)
+    cls, names, free = _spec(kind)
     x = jnp.asarray(x)
     theta = jnp.where(free, x, jnp.log(jnp.where(free, 1.0, jnp.abs(x))))
-    if kind in _SHIFT_KINDS:
+    if cls.shift:
         b, be = names.index("B"), names.index("beta")
         theta = theta.at[..., b].set(x[..., b] * x[..., be])
     return theta
 
 
 def _to_natural(kind, theta):
-    _, names, free = _spec(kind)
+    cls, names, free = _spec(kind)
     x = jnp.where(free, theta, jnp.exp(theta))
-    if kind in _SHIFT_KINDS:
+    if cls.shift:
         b, be = names.index("B"), names.index("beta")
         beta = jnp.exp(jnp.maximum(theta[..., be], LOG_BETA_MIN))
         x = x.at[..., be].set(beta).at[..., b].set(theta[..., b] / beta)
@@ -90,22 +83,20 @@ def _at_bound(kind, theta):
     """Which positive parameters ran to 0 or ∞ (|log p| > 15), (..., p) booleans, and whether β ran
     to 0 — for laws with the shift term the latter is its legitimate limit B·β·log(1 + E·S),
     reported apart."""
-    _, names, free = _spec(kind)
+    cls, names, free = _spec(kind)
     bound = (np.abs(theta) > 15) & ~free
     beta_zero = np.zeros(bound.shape[:-1], bool)
-    if kind in _SHIFT_KINDS:
+    if cls.shift:
         be = names.index("beta")
         beta_zero = bound[..., be] & (theta[..., be] < 0)
         bound[..., be] &= ~beta_zero
     return bound, beta_zero
 
 
-def _build(kind, x, target="general"):
+def _build(kind, x, opts=()):
+    """The law with natural parameters ``x`` (..., p) and static options ``opts`` (pairs)."""
     cls, names, _ = _spec(kind)
-    kw = dict(zip(names, (x[..., i] for i in range(len(names)))))
-    if kind == "replay":
-        kw["target"] = target
-    return cls(**kw)
+    return cls(**dict(zip(names, (x[..., i] for i in range(len(names))))), **dict(opts))
 
 
 def huber(r, delta):
@@ -115,98 +106,81 @@ def huber(r, delta):
 
 @dataclasses.dataclass
 class FitProblem:
-    """One fitting problem as flat, padded arrays (area laws) or per-run schedules (MPL)."""
+    """One fitting problem as flat, padded arrays: the law's per-point features (and per-run
+    extras, e.g. MPL's decrements), the observed losses and a mask of real points."""
 
     kind: str
-    target: str
-    feats: tuple  # area laws: (s1p, s1c, s2p, s2c, replay, size) each (n,); mpl: per-run tuples
+    opts: tuple  # the law's static options as (name, value) pairs, e.g. the replay law's target
+    feats: tuple
     obs: np.ndarray
     mask: np.ndarray
     run_of_point: np.ndarray
     idx_of_point: np.ndarray
     runs: list
+    n_point_feats: int = 0  # feats[:n_point_feats] are per point, the rest per-run extras
+
+    @property
+    def target(self):
+        return dict(self.opts).get("target", "general")
 
 
-def make_problem(runs, kind: str, column: str, *, target: str = "general", lam: float = 0.999,
-                 pad_to: int | None = None) -> FitProblem:
-    """Turn runs + one loss column into a problem. Areas come from each run's dense schedule."""
-    _spec(kind)
+def law_options(kind, target="general", form=None) -> tuple:
+    """The static options of a law kind as hashable pairs (only those the law declares)."""
+    cls = _spec(kind)[0]
+    given = {"target": target, "form": form}
+    opts = tuple((n, given[n]) for n in cls.meta if given.get(n) is not None)
+    for n, v in opts:
+        if v not in cls.options()[n]:
+            raise ValueError(f"`{n}` must be one of {cls.options()[n]} for the {kind} law, got {v!r}")
+    return opts
+
+
+def make_problem(runs, kind: str, column: str, *, target: str = "general", form: str | None = None,
+                 lam: float = 0.999, pad_to: int | None = None) -> FitProblem:
+    """Turn runs + one loss column into a problem. Features come from each run's dense schedule
+    (the law's ``features``: areas for area laws, decrements for MPL)."""
+    cls = _spec(kind)[0]
+    opts = law_options(kind, target, form)
     if isinstance(runs, Run):
         runs = [runs]
     if not runs:
         raise DataError("no runs to fit")
-    obs, rid, pidx, feats = [], [], [], []
+    obs, rid, pidx, pts, extra = [], [], [], [], []
     for r_i, run in enumerate(runs):
         ix, y = run.points(column)
-        if kind == "replay" and run.replay is None:
-            raise DataError(f"{run.name}: the replay law needs the run's replay ratio (--replay)")
-        if kind == "size" and run.size is None:
-            raise DataError(f"{run.name}: the size law needs the run's model size (--size)")
-        if kind == "mpl":
-            # Only non-zero decrements enter MPL's sum: keep (d_k, η_k, S1(k−1), k) for those.
-            lr = run.lr
-            d = np.concatenate([lr[:1], lr[:-1]]) - lr
-            d[: int(np.argmax(lr)) + 1] = 0.0
-            nz = np.flatnonzero(d)
-            s1 = np.cumsum(lr)
-            feats.append(((s1[ix], ix, np.full(ix.size, r_i)),
-                          (d[nz], lr[nz], (s1 - lr)[nz], nz, np.full(nz.size, r_i))))
-        else:
-            eta0 = 0.0 if kind == "open" else None
-            # Pad the schedule to a power-of-two length: steps after T do not change the areas up
-            # to T, and runs of many lengths then share a handful of compilations.
-            T = run.lr.size
-            size = max(1024, 1 << (T - 1).bit_length())
-            lr = np.concatenate([run.lr, np.zeros(size - T)])
-            a = _areas_fn(lr, run.n_pt, lam, eta0).at(ix)
-            f = np.stack([np.asarray(x) for x in a]
-                         + [np.full(ix.size, run.replay or 0.0), np.full(ix.size, run.size or 1.0)])
-            feats.append(f)
+        for cond in cls.uses:
+            if getattr(run, cond) is None:
+                what = {"replay": "replay ratio", "size": "model size"}.get(cond, cond)
+                raise DataError(f"{run.name}: the {kind} law needs the run's {what} (--{cond})")
+        p, e = cls.features(run.lr, run.n_pt, ix, lam, run.replay, run.size, r_i)
+        pts.append(p)
+        extra.append(e)
         obs.append(y)
         rid.append(np.full(y.size, r_i))
         pidx.append(ix)
     obs, rid, pidx = map(np.concatenate, (obs, rid, pidx))
     n = obs.size
     mask = np.ones(n, bool)
-    if kind == "mpl":
-        pts = [np.concatenate(c) for c in zip(*(f[0] for f in feats))]
-        dec = [np.concatenate(c) for c in zip(*(f[1] for f in feats))]
-        if dec[0].size == 0:  # no decrement at all: one inert entry keeps shapes non-empty
-            dec = [np.zeros(1), np.ones(1), np.zeros(1), np.full(1, 10**9), np.zeros(1)]
-        feats = tuple(pts) + tuple(dec)
-    else:
-        f = np.concatenate(feats, axis=1)
-        if pad_to is not None:
-            if pad_to < n:
-                raise ValueError(f"pad_to={pad_to} < {n} points")
-            extra = pad_to - n
-            f = np.concatenate([f, np.repeat(f[:, :1], extra, axis=1)], axis=1)
-            obs = np.concatenate([obs, np.ones(extra)])
-            mask = np.concatenate([mask, np.zeros(extra, bool)])
-        feats = tuple(f)
-    return FitProblem(kind, target, feats, obs, mask, rid, pidx, list(runs))
+    pts = [np.concatenate(c) for c in zip(*pts)]
+    extra = [np.concatenate(c) for c in zip(*extra)]
+    if extra and extra[0].size == 0:  # e.g. no decrement at all: one inert entry keeps shapes
+        extra = [np.full(1, v, np.float64) for v in cls.extra_pad]
+    if pad_to is not None:
+        if pad_to < n:
+            raise ValueError(f"pad_to={pad_to} < {n} points")
+        pts = [np.concatenate([f, np.repeat(f[:1], pad_to - n)]) for f in pts]
+        obs = np.concatenate([obs, np.ones(pad_to - n)])
+        mask = np.concatenate([mask, np.zeros(pad_to - n, bool)])
+    return FitProblem(kind, opts, tuple(pts) + tuple(extra), obs, mask, rid, pidx, list(runs),
+                      len(pts))
 
 
-def _predict_points(kind, target, x, feats):
-    law = _build(kind, x, target)
-    if kind == "mpl":
-        s1_t, t_idx, t_run, d, eta, s1b, k_idx, k_run = feats
-        on = (k_run[None, :] == t_run[:, None]) & (k_idx[None, :] <= t_idx[:, None])
-        sk = jnp.where(on, s1_t[:, None] - s1b[None, :], 0.0)
-        g = 1 - (law.C * eta[None, :] ** (-law.gamma) * sk + 1) ** (-law.beta)
-        ld = jnp.sum(jnp.where(on, d[None, :] * g, 0.0), axis=1)
-        return law.L0 + law.A * s1_t ** (-law.alpha) - law.B * ld
-    s1p, s1c, s2p, s2c, rep, size = feats
-    a = _laws.Areas(s1p, s1c, s2p, s2c)
-    if kind == "replay":
-        return law(a, rep)
-    if kind == "size":
-        return law(a, size)
-    return law(a)
+def _predict_points(kind, opts, x, feats):
+    return _build(kind, x, opts).at_points(feats)
 
 
-def _residuals(kind, target, theta, feats, obs, mask):
-    pred = _predict_points(kind, target, _to_natural(kind, theta), feats)
+def _residuals(kind, opts, theta, feats, obs, mask):
+    pred = _predict_points(kind, opts, _to_natural(kind, theta), feats)
     r = jnp.log(jnp.where(pred > 0, pred, jnp.nan)) - jnp.log(obs)
     return jnp.where(mask, r, 0.0)
 
@@ -244,9 +218,9 @@ def _cpt_residuals_and_jacobian_t(theta, feats, obs, mask, log_s1=None, log_obs=
     return r, jnp.stack(cols) * jnp.where(ok, inv, 0.0)
 
 
-def objective(kind, target, theta, feats, obs, mask, delta=1e-3):
+def objective(kind, opts, theta, feats, obs, mask, delta=1e-3):
     """Σ Huber_δ(log L̂ − log L); +inf where the prediction is non-positive or non-finite."""
-    r = _residuals(kind, target, theta, feats, obs, mask)
+    r = _residuals(kind, opts, theta, feats, obs, mask)
     f = jnp.sum(huber(r, delta))
     return jnp.where(jnp.isfinite(f), f, jnp.inf)
 
@@ -271,7 +245,7 @@ def _spd_solve(A, b):
     return jnp.stack(x)
 
 
-def _lm(kind, target, theta0, feats, obs, mask, delta, max_iter, mu0=MU0, nu0=2.0, irls_iter=3):
+def _lm(kind, opts, theta0, feats, obs, mask, delta, max_iter, mu0=MU0, nu0=2.0, irls_iter=3):
     """Levenberg–Marquardt on the Huber objective: gradient Jᵀψ(r) with the Huber score
     ψ(r) = clip(r, −δ, δ), and the Gauss–Newton curvature Jᵀ W J with W = 1 inside δ. Outside δ
     the Huber curvature is 0; for the first ``irls_iter`` iterations W = δ/|r| there (IRLS
@@ -290,7 +264,7 @@ def _lm(kind, target, theta0, feats, obs, mask, delta, max_iter, mu0=MU0, nu0=2.
         inv = dict(log_s1=jnp.log(feats[0] + feats[1]), log_obs=jnp.log(obs))
         rj = lambda th: _cpt_residuals_and_jacobian_t(th, feats, obs, mask, **inv)
     else:
-        resid = functools.partial(_residuals, kind, target, feats=feats, obs=obs, mask=mask)
+        resid = functools.partial(_residuals, kind, opts, feats=feats, obs=obs, mask=mask)
         rj = lambda th: (resid(th), jax.jacfwd(resid)(th).T)
 
     def model(theta, w_out):
@@ -333,91 +307,60 @@ def _lm(kind, target, theta0, feats, obs, mask, delta, max_iter, mu0=MU0, nu0=2.
 
 
 def starts(kind: str, obs: np.ndarray) -> np.ndarray:
-    """A small multi-start grid (natural units) with data-driven L0 (from the lowest loss)."""
+    """The fallback multi-start grid (natural units) from the law's ``Param.start`` values, L0 as
+    fractions of the lowest observed loss."""
     lo = float(np.nanmin(obs))
-    L0 = [0.75 * lo, 0.95 * lo]
-    L0c = [0.95 * lo]  # CPT families: the B × E × α grid matters more (benchmarks/fit_batch.py)
-    grids = {
-        "pt": [L0, [0.5], [0.3, 0.7], [0.3, 3.0]],
-        "cpt": [L0c, [0.5], [0.3, 0.7], [0.3], [0.3], [-0.5, 0.5], [30.0, 3000.0], [0.3]],
-        "replay": [L0c, [0.5], [0.3, 0.7], [0.3], [0.3], [-0.5, 0.5], [30.0, 3000.0], [0.3], [0.05], [2.0]],
-        "size": [L0c, [0.5], [0.3, 0.7], [0.3], [0.3], [-0.5, 0.5], [30.0, 3000.0], [0.3], [1.0],
-                 [0.1], [0.1], [0.2]],
-        "open": [L0c, [0.5], [0.3, 0.7], [0.3], [-0.5, 0.5], [30.0, 3000.0], [0.3], [1.0, 5.0]],
-        "mpl": [L0, [0.5], [0.5], [400.0], [1.0, 2.0], [0.5], [0.6]],
-    }[kind]
-    return np.array(list(itertools.product(*grids)), np.float64)
+    vals = [[v * lo for v in p.start] if p.name == "L0" else list(p.start) for p in _spec(kind)[0].params]
+    return np.array(list(itertools.product(*vals)), np.float64)
 
 
-# Nonlinear parameters scanned by the linear-least-squares starts (see _lsq_starts).
-_LSQ_ALPHA = (0.2, 0.3, 0.5, 0.7, 1.0)
-_LSQ_E_BETA = tuple(itertools.product((10.0, 100.0, 1000.0, 10000.0), (0.1, 0.5)))
-
-
-def _lsq_starts(kind, feats, obs, mask, k):
-    """Data-driven starts by variable projection: with the nonlinear parameters fixed on a small
-    grid (α for Eq. 1; α × (E, β) for Eq. 4), the law is linear in the others (L0, A, C…, and
-    B·β), which weighted linear least squares on relative residuals (the first-order log
-    residual) gives in closed form. Every grid point's normal equations are read off one Gram
-    matrix of all candidate columns; positive parameters the fit puts at ≤ 0 are raised to a
-    floor (LSQ_FLOOR). Returns the ``k``
-    starts (θ, shape (k, p)) with the smallest least-squares error."""
-    s1p, s1c, s2p, s2c = feats[:4]
+def _vp_starts(kind, opts, feats, obs, mask, k):
+    """Data-driven starts by variable projection, for any law: with the nonlinear parameters fixed
+    on the law's grid (``Param.grid``), the law is affine in its linear ones (``Param.linear``:
+    L0, A, C…, B), so weighted linear least squares on relative residuals (the first-order log
+    residual) gives them in closed form. The basis is the law's Jacobian in the linear parameters
+    at 0 (forward mode: one primal evaluation per grid point, exact since the law is affine in
+    them). Positive linear parameters the fit puts at ≤ 0 are raised to a floor (LSQ_FLOOR).
+    Returns the ``k`` starts (θ, shape (k, p)) with the smallest least-squares error."""
+    cls, names, _ = _spec(kind)
+    lin = np.array([i for i, q in enumerate(cls.params) if q.linear])
+    non = np.array([i for i, q in enumerate(cls.params) if not q.linear])
+    pos = jnp.array([cls.params[i].positive for i in lin])
+    grid = jnp.array(list(itertools.product(*(cls.params[i].grid for i in non))), obs.dtype)
     wt = jnp.where(mask, 1 / obs, 0.0)
-    al = jnp.array(_LSQ_ALPHA)
-    P = jnp.exp(-al[:, None] * jnp.log(s1p + s1c))  # (nα, n)
-    one = jnp.ones_like(s1p)
-    if kind == "pt":
-        fixed = [one, -(s2p + s2c)]
-        combos = [(i, None) for i in range(len(_LSQ_ALPHA))]
-        var = [P]
-    else:
-        E, be = (jnp.array(v)[:, None] for v in zip(*_LSQ_E_BETA))
-        Q = -jnp.expm1(-be * jnp.log1p(E * s1c)) / be  # (1 − (1+E·S)^(−β))/β, (nEβ, n)
-        fixed = [one, -s2p, -s2c]
-        combos = list(itertools.product(range(len(_LSQ_ALPHA)), range(len(_LSQ_E_BETA))))
-        var = [P, Q]
-    Z = jnp.concatenate([obs[None], jnp.stack(fixed)] + var, 0) * wt  # rows: y, fixed, P…, Q…
-    G = Z @ Z.T
-    nf, na = len(fixed), len(_LSQ_ALPHA)
-    # Column order of the linear parameters: L0, A (P), C…, then θ_B (Q) for Eq. 4.
-    idx = np.array([[1, 1 + nf + i] + list(range(2, 1 + nf)) + ([] if j is None else [1 + nf + na + j])
-                    for i, j in combos])
-    N = G[idx[:, :, None], idx[:, None, :]]
-    rhs = G[idx, 0]
-    d = jnp.sqrt(jnp.diagonal(N, axis1=1, axis2=2)) + 1e-30  # Jacobi scaling
-    Nn = N / (d[:, :, None] * d[:, None, :]) + 1e-10 * jnp.eye(idx.shape[1])
-    c = jax.vmap(_spd_solve)(Nn, rhs / d) / d
-    n_pos = idx.shape[1] - (kind != "pt")
-    # A positive parameter the least squares puts at ≤ 0 starts where its term is LSQ_FLOOR of the
-    # loss (rms), not at ~0: in log space a near-zero start is a dead end (its gradient ∝ the value).
-    floor = LSQ_FLOOR * jnp.sqrt(G[0, 0]) / d[:, :n_pos]
-    c = c.at[:, :n_pos].set(jnp.maximum(c[:, :n_pos], floor))
-    sse = jnp.einsum("ci,cij,cj->c", c, N, c) - 2 * jnp.sum(c * rhs, 1) + G[0, 0]
-    best = jnp.argsort(jnp.where(jnp.isfinite(sse), sse, jnp.inf))[:k]
-    c = c[best]
-    ai = jnp.array([i for i, _ in combos])[best]
-    alpha = al[ai]
-    if kind == "pt":
-        x = jnp.stack([c[:, 0], c[:, 1], alpha, c[:, 2]], -1)
-    else:
-        ej = jnp.array([j for _, j in combos])[best]
-        Ek, bk = jnp.array([e for e, _ in _LSQ_E_BETA])[ej], jnp.array([b for _, b in _LSQ_E_BETA])[ej]
-        x = jnp.stack([c[:, 0], c[:, 1], alpha, c[:, 2], c[:, 3], c[:, 4] / bk, Ek, bk], -1)
-    return _to_theta(kind, x)
+
+    def one(xn):
+        def pred(c):
+            x = jnp.zeros(len(names), obs.dtype).at[non].set(xn).at[lin].set(c)
+            return _predict_points(kind, opts, x, feats)
+        c0 = jnp.zeros(lin.size, obs.dtype)
+        base, cols = pred(c0), jax.jacfwd(pred)(c0).T  # (n,), (n_lin, n)
+        Z, y = cols * wt, jnp.where(mask, obs - base, 0.0) * wt
+        N, rhs = Z @ Z.T, Z @ y
+        d = jnp.sqrt(jnp.diagonal(N)) + 1e-30  # Jacobi scaling
+        c = _spd_solve(N / (d[:, None] * d[None, :]) + 1e-10 * jnp.eye(lin.size), rhs / d) / d
+        # A positive parameter the least squares puts at ≤ 0 starts where its term is LSQ_FLOOR of
+        # the loss (rms), not at ~0: in log space a near-zero start is a dead end.
+        c = jnp.where(pos, jnp.maximum(c, LSQ_FLOOR * jnp.sqrt(mask.sum()) / d), c)
+        sse = c @ N @ c - 2 * c @ rhs + y @ y
+        x = jnp.zeros(len(names), obs.dtype).at[non].set(xn).at[lin].set(c)
+        return x, jnp.where(jnp.isfinite(sse), sse, jnp.inf)
+
+    x, sse = jax.vmap(one)(grid)
+    return _to_theta(kind, x[jnp.argsort(sse)[:k]])
 
 
-def initial_guesses(kind: str, feats, obs, mask, grid: np.ndarray, n_lsq: int = 1):
-    """All starts of one problem in solver space θ: the ``n_lsq`` best variable-projection starts
-    (pt and cpt laws) followed by the grid (natural units, e.g. from :func:`starts`)."""
+def initial_guesses(kind: str, opts, feats, obs, mask, grid: np.ndarray, n_vp: int = 1):
+    """All starts of one problem in solver space θ: the ``n_vp`` best variable-projection starts
+    followed by the grid (natural units, e.g. from :func:`starts`)."""
     th = _to_theta(kind, jnp.asarray(grid))
-    if kind in _LSQ_KINDS and n_lsq:
-        th = jnp.concatenate([_lsq_starts(kind, feats, obs, mask, n_lsq), th], 0)
+    if n_vp:
+        th = jnp.concatenate([_vp_starts(kind, opts, feats, obs, mask, n_vp), th], 0)
     return th
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "target", "max_iter", "grid_only"))
-def _solve_batch(kind, target, grid, feats, obs, mask, delta, max_iter, grid_only=False):
+@functools.partial(jax.jit, static_argnames=("kind", "opts", "max_iter", "grid_only"))
+def _solve_batch(kind, opts, grid, feats, obs, mask, delta, max_iter, grid_only=False):
     """Problems (leading axis of everything) × starts (the data-driven one unless ``grid_only``,
     then ``grid``, natural units, second axis), by the law's :func:`_schedule`.
 
@@ -425,18 +368,18 @@ def _solve_batch(kind, target, grid, feats, obs, mask, delta, max_iter, grid_onl
     and each problem's best start continues for ``max_iter`` iterations (under vmap every lane
     runs as long as the slowest, so only one start per problem goes on). Iterative screening maps
     over the starts in sequence, each vmapped over the problems, so the working set is one start's."""
-    n_lsq, screen_iter, irls_iter, _ = _schedule(kind, grid_only)
-    theta0 = jax.vmap(lambda f, o, m, g: initial_guesses(kind, f, o, m, g, n_lsq))(feats, obs, mask, grid)
+    n_vp, screen_iter, irls_iter, _ = _schedule(grid_only)
+    theta0 = jax.vmap(lambda f, o, m, g: initial_guesses(kind, opts, f, o, m, g, n_vp))(feats, obs, mask, grid)
 
     def over_problems(th, n, mu=MU0, nu=2.0):
-        lm = lambda t, f, o, m, a, b: _lm(kind, target, t, f, o, m, delta, n, a, b, irls_iter)
+        lm = lambda t, f, o, m, a, b: _lm(kind, opts, t, f, o, m, delta, n, a, b, irls_iter)
         mu, nu = (jnp.broadcast_to(jnp.asarray(v, th.dtype), th.shape[:1]) for v in (mu, nu))
         return jax.vmap(lm)(th, feats, obs, mask, mu, nu)
 
     if theta0.shape[1] == 1:
         return over_problems(theta0[:, 0], max_iter)
     if screen_iter == 0:  # screen by the objective at each start: one evaluation, no Jacobian
-        obj = lambda th, f, o, m: objective(kind, target, th, f, o, m, delta)
+        obj = lambda th, f, o, m: objective(kind, opts, th, f, o, m, delta)
         f0 = jax.vmap(jax.vmap(obj, in_axes=(0, None, None, None)))(theta0, feats, obs, mask)
         best = jnp.argmin(jnp.where(jnp.isnan(f0), jnp.inf, f0), axis=1)
         return over_problems(jnp.take_along_axis(theta0, best[:, None, None], 1)[:, 0], max_iter)
@@ -448,19 +391,19 @@ def _solve_batch(kind, target, grid, feats, obs, mask, delta, max_iter, grid_onl
     return th2, f2, st2, pick(it) + it2, mu2, nu2
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "target", "grid_only"))
-def _continue_batch(kind, target, theta, mu, nu, feats, obs, mask, delta, budget, grid_only=False):
+@functools.partial(jax.jit, static_argnames=("kind", "opts", "grid_only"))
+def _continue_batch(kind, opts, theta, mu, nu, feats, obs, mask, delta, budget, grid_only=False):
     """Continue LM (state θ, μ, ν) for at most ``budget`` (per problem) more iterations."""
-    irls = _schedule(kind, grid_only)[3]
-    lm = lambda t, a, b, f, o, m, n: _lm(kind, target, t, f, o, m, delta, n, a, b, irls)
+    irls = _schedule(grid_only)[3]
+    lm = lambda t, a, b, f, o, m, n: _lm(kind, opts, t, f, o, m, delta, n, a, b, irls)
     return jax.vmap(lm)(theta, mu, nu, feats, obs, mask, budget)
 
 
-def _stats_one(kind, target, theta, feats, obs, mask, delta):
+def _stats_one(kind, opts, theta, feats, obs, mask, delta):
     """Metrics and the sandwich (Laplace) covariance at θ, mapped to natural parameters
     (computed in θ = log p space, where the parameter scales are comparable)."""
     x = _to_natural(kind, theta)
-    pred = _predict_points(kind, target, x, feats)
+    pred = _predict_points(kind, opts, x, feats)
     m = mask.astype(x.dtype)
     n = m.sum()
     err = jnp.where(mask, pred - obs, 0.0)
@@ -468,7 +411,7 @@ def _stats_one(kind, target, theta, feats, obs, mask, delta):
     r2 = 1 - jnp.sum(err**2) / jnp.sum(jnp.where(mask, obs - mean, 0.0) ** 2)
     rel = jnp.where(mask, jnp.abs(err) / obs, 0.0)
 
-    resid_x = functools.partial(_residuals, kind, target, feats=feats, obs=obs, mask=mask)
+    resid_x = functools.partial(_residuals, kind, opts, feats=feats, obs=obs, mask=mask)
 
     def f_x(x):
         return jnp.sum(huber(resid_x(x), delta))
@@ -492,7 +435,7 @@ def _stats_one(kind, target, theta, feats, obs, mask, delta):
 
 
 _stats_batch = jax.jit(jax.vmap(_stats_one, in_axes=(None, None, 0, 0, 0, 0, None)),
-                       static_argnames=("kind", "target"))
+                       static_argnames=("kind", "opts"))
 
 
 @dataclasses.dataclass
@@ -523,7 +466,7 @@ class FitResult:
 
     @property
     def params(self) -> dict:
-        return {k: v for k, v in self.law.to_dict().items() if k != "law" and k != "target"}
+        return {n: float(getattr(self.law, n)) for n in self.law.param_names()}
 
     def to_dict(self) -> dict:
         return {"law": self.law.to_dict(), "kind": self.kind, "column": self.column,
@@ -538,8 +481,8 @@ class FitResult:
         """Prediction and its ±z·σ band (delta method on the parameter covariance)."""
         names = _spec(self.kind)[1]
         x0 = jnp.array([self.params[n] for n in names])
-        target = getattr(self.law, "target", "general")
-        f = lambda x: _laws.predict(_build(self.kind, x, target), lr, n_pt, idx=idx, replay=replay,
+        opts = tuple((n, getattr(self.law, n)) for n in self.law.meta)
+        f = lambda x: _laws.predict(_build(self.kind, x, opts), lr, n_pt, idx=idx, replay=replay,
                                     size=size)
         y = f(x0)
         G = jax.jacfwd(f)(x0)
@@ -547,11 +490,11 @@ class FitResult:
         return np.asarray(y), np.asarray(y - z * sd), np.asarray(y + z * sd)
 
 
-def _finish(kind, target, column, theta, x, f, st, it, stats, delta):
+def _finish(kind, opts, column, theta, x, f, st, it, stats, delta):
     """A FitResult from one problem's solver state θ, natural parameters ``x`` and statistics
     (all numpy: no per-fit JAX dispatch)."""
     names = _spec(kind)[1]
-    law = jax.tree.map(float, _build(kind, x, target))
+    law = jax.tree.map(float, _build(kind, x, opts))
     cov = np.asarray(stats["cov"])
     se = np.sqrt(np.clip(np.diag(cov), 0, None))
     warn = []
@@ -594,20 +537,20 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
     """
     if not problems:
         return []
-    kind, target = problems[0].kind, problems[0].target
-    if any(p.kind != kind or p.target != target for p in problems):
-        raise ValueError("fit_batch: all problems must use the same law and target")
+    kind, opts = problems[0].kind, problems[0].opts
+    if any(p.kind != kind or p.opts != opts for p in problems):
+        raise ValueError("fit_batch: all problems must use the same law and options")
     n_max = max(p.obs.size for p in problems)
-    problems = [p if p.obs.size == n_max else _repad(p, n_max) for p in problems]
-    if kind == "mpl":
-        k_max = max(p.feats[3].size for p in problems)
-        problems = [_repad_dec(p, k_max) for p in problems]
+    problems = _pad_extras([_repad(p, n_max) for p in problems])
     N = len(problems)
     ndev = jax.local_device_count()
     if chunk is None:
         chunk = (32 if jax.default_backend() == "cpu" else 512) * ndev
-    if kind == "mpl":
-        chunk = min(chunk, 2)  # MPL's per-problem working set is large (points × decrements)
+    if len(problems[0].feats) > problems[0].n_point_feats:
+        # Laws with per-run extras (MPL: points × decrements matrices) have a large working set:
+        # keep a chunk's (points × extras) temporaries near 32 MB.
+        k = problems[0].feats[-1].size
+        chunk = min(chunk, max(1, int(32e6 / (8 * 8 * n_max * k))))
     chunk = max(ndev, (min(chunk, N) // ndev) * ndev)
     if ndev > 1:
         from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -640,7 +583,7 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
         for sel, pick, data in batches(todo):
             grid = np.stack([starts(kind, problems[i].obs[problems[i].mask]) if init is None
                              else np.atleast_2d(init) for i in pick])
-            out = map(np.asarray, _solve_batch(kind, target, put(grid), *data, delta, first,
+            out = map(np.asarray, _solve_batch(kind, opts, put(grid), *data, delta, first,
                                                grid_only=grid_only))
             n = sel.size
             theta[sel], f[sel], st[sel], it[sel], mu[sel], nu[sel] = (o[:n] for o in out)
@@ -653,7 +596,7 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
                 break
             for sel, pick, data in batches(act):
                 budget = np.minimum(ROUND, max_iter - used[pick])
-                out = map(np.asarray, _continue_batch(kind, target, *put((theta[pick], mu[pick], nu[pick])),
+                out = map(np.asarray, _continue_batch(kind, opts, *put((theta[pick], mu[pick], nu[pick])),
                                                       *data, delta, put(budget), grid_only=grid_only))
                 t2, f2, s2, i2, m2, n2 = (o[:sel.size] for o in out)
                 theta[sel], f[sel], st[sel], mu[sel], nu[sel] = t2, f2, s2, m2, n2
@@ -662,7 +605,7 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
                 report()
 
     solve(np.arange(N), grid_only=init is not None)
-    if kind in _LSQ_KINDS and init is None:
+    if init is None:
         # One data-driven start is fast but can land in a boundary minimum (a positive parameter
         # driven to 0); such fits, and non-finite ones, are redone from the grid with iterative
         # screening, keeping the better result.
@@ -676,47 +619,54 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
     x = np.asarray(_to_natural(kind, theta))  # all problems in one call
     results = []
     for sel, pick, data in batches(np.arange(N)):
-        stats = _stats_batch(kind, target, put(theta[pick]), *data, delta)
+        stats = _stats_batch(kind, opts, put(theta[pick]), *data, delta)
         stats = jax.tree.map(np.asarray, stats)
         for j, i in enumerate(sel):
-            results.append(_finish(kind, target, None, theta[i], x[i], f[i], st[i], it[i],
+            results.append(_finish(kind, opts, None, theta[i], x[i], f[i], st[i], it[i],
                                    jax.tree.map(lambda s: s[j], stats), delta))
     return results
 
 
-def _repad_dec(p, k):
-    extra = k - p.feats[3].size
+def _repad(p, n):
+    """Pad a problem to ``n`` points (masked) and its per-run extras to the longest of the batch is
+    done by :func:`_pad_extras`."""
+    extra = n - p.obs.size
     if not extra:
         return p
-    pad = [np.zeros(extra), np.ones(extra), np.zeros(extra), np.full(extra, 10**9), np.zeros(extra)]
-    return dataclasses.replace(p, feats=p.feats[:3] + tuple(
-        np.concatenate([f, z]) for f, z in zip(p.feats[3:], pad)))
-
-
-def _repad(p, n):
-    extra = n - p.obs.size
-    npt = 3 if p.kind == "mpl" else len(p.feats)
-    feats = tuple(np.concatenate([f, np.repeat(f[:1], extra)]) if j < npt else f
-                  for j, f in enumerate(p.feats))
+    k = p.n_point_feats
+    feats = tuple(np.concatenate([f, np.repeat(f[:1], extra)]) for f in p.feats[:k]) + p.feats[k:]
     return dataclasses.replace(p, feats=feats, obs=np.concatenate([p.obs, np.ones(extra)]),
                                mask=np.concatenate([p.mask, np.zeros(extra, bool)]))
 
 
+def _pad_extras(problems):
+    """Per-run extras (MPL's decrements) padded to one length with the law's inert entry."""
+    k = problems[0].n_point_feats
+    if len(problems[0].feats) == k:
+        return problems
+    m = max(p.feats[-1].size for p in problems)
+    pad = _spec(problems[0].kind)[0].extra_pad
+    return [dataclasses.replace(p, feats=p.feats[:k] + tuple(
+        np.concatenate([f, np.full(m - f.size, v)]) for f, v in zip(p.feats[k:], pad))) for p in problems]
+
+
 def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = None,
-        delta: float = 1e-3, max_iter: int = 200, lam: float = 0.999) -> FitResult:
+        form: str | None = None, delta: float = 1e-3, max_iter: int = 200,
+        lam: float = 0.999) -> FitResult:
     """Fit one law to one loss column of one or more runs (parameters shared across runs).
 
     Args:
         runs: a :class:`Run` or a list of them (e.g. all PT and CPT runs of one validation set).
-        law: ``pt``, ``cpt``, ``replay``, ``size``, ``open`` or ``mpl``.
+        law: a law kind (``cptjax.LAWS``: ``pt``, ``cpt``, ``replay``, ``size``, ``open``, ``mpl``).
         column: the loss column to fit.
         target: ``general`` or ``domain`` (only the replay law's form depends on it).
+        form: the replay law's shift form (``swapped``, default, or ``printed``).
         delta: Huber δ on log residuals.
     """
     if not (isinstance(delta, (int, float)) and delta > 0):
         raise ValueError(f"`delta` must be > 0, got {delta!r}")
     target = target or "general"
-    prob = make_problem(runs, law, column, target=target, lam=lam)
+    prob = make_problem(runs, law, column, target=target, form=form, lam=lam)
     res = fit_batch([prob], delta=delta, max_iter=max_iter)[0]
     res.column = column
     for w in res.warnings:

@@ -9,16 +9,40 @@ itself and is called on the LR array.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+import numpy as np
+
 from ._areas import Areas, areas, check_schedule
 
-__all__ = ["PTLaw", "CPTLaw", "ReplayCPTLaw", "SizeCPTLaw", "OpenCPTLaw", "MultiPowerLaw",
-           "LawPair", "LossPair", "predict", "law_from_dict", "LAWS"]
+__all__ = ["Param", "PTLaw", "CPTLaw", "ReplayCPTLaw", "SizeCPTLaw", "OpenCPTLaw", "MultiPowerLaw",
+           "LawPair", "LossPair", "predict", "law_from_dict", "replay_factors", "LAWS"]
+
+
+class Param(NamedTuple):
+    """How a law parameter is fitted (the law's own metadata, read by the fitter, the CLI and the
+    JSON reader).
+
+    Attributes:
+        name: the field name.
+        positive: fitted as log p (p > 0); otherwise the sign is free.
+        linear: the law is affine in it for fixed other parameters (variable projection solves
+            it by linear least squares).
+        grid: the values a nonlinear parameter takes on the variable-projection grid.
+        start: its values on the fallback start grid (natural units; for ``L0``, fractions of
+            the lowest observed loss).
+    """
+
+    name: str
+    positive: bool = True
+    linear: bool = False
+    grid: tuple = ()
+    start: tuple = ()
 
 
 def _law(cls=None, *, meta=()):
@@ -27,19 +51,38 @@ def _law(cls=None, *, meta=()):
         names = [f.name for f in dataclasses.fields(cls)]
         jax.tree_util.register_dataclass(
             cls, data_fields=[n for n in names if n not in meta], meta_fields=list(meta))
+        declared = tuple(p.name for p in cls.params)
+        if declared != cls.param_names():
+            raise TypeError(f"{cls.__name__}: `params` {declared} must list the fields {cls.param_names()}")
         return cls
     return wrap if cls is None else wrap(cls)
 
 
 class _Base:
+    """What every law declares: ``kind`` (its JSON/CLI name), ``params`` (one :class:`Param` per
+    field, in field order), ``uses`` (extra conditions it takes: "replay", "size"), ``shift``
+    (True when it has Eq. 3's shift term with fields B, E, beta — fitted as B·β, see
+    ``cptjax._fit``), ``meta`` (static options, e.g. the replay law's target).
+
+    Area laws are called as ``law(areas, *, replay=None, size=None)``; the laws that need the
+    schedule itself (``needs_schedule``) as ``law(lr, idx)``.
+    """
+
     kind: ClassVar[str]
+    params: ClassVar[tuple[Param, ...]]
     needs_schedule: ClassVar[bool] = False
-    uses: ClassVar[tuple[str, ...]] = ()  # extra conditions: "replay", "size"
+    uses: ClassVar[tuple[str, ...]] = ()
+    shift: ClassVar[bool] = False
     meta: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def param_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls) if f.name not in cls.meta)
+
+    @classmethod
+    def options(cls) -> dict[str, tuple]:
+        """Allowed values of each static option (``meta`` field)."""
+        return {}
 
     def to_dict(self) -> dict[str, Any]:
         out = {"law": self.kind}
@@ -50,10 +93,49 @@ class _Base:
     def replace(self, **kw):
         return dataclasses.replace(self, **kw)
 
+    def __post_init__(self):
+        for name, allowed in self.options().items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{type(self).__name__}: `{name}` must be one of {allowed}, "
+                                 f"got {getattr(self, name)!r}")
+
+    # -- fitting: per-point features of a run, and the law evaluated on them ------------------
+    @classmethod
+    def features(cls, lr, n_pt, ix, lam, replay, size, run_index):
+        """Per-point arrays the law needs at array indices ``ix`` of one run (area laws: the four
+        areas, the replay ratio and the model size), and per-run extra arrays (none)."""
+        # Pad the schedule to a power-of-two length: steps after T do not change the areas up to
+        # T, and runs of many lengths then share a handful of compilations.
+        T = lr.size
+        padded = np.concatenate([lr, np.zeros(max(1024, 1 << (T - 1).bit_length()) - T)])
+        a = areas(padded, n_pt, lam, cls.eta0).at(ix)
+        pts = tuple(np.asarray(x) for x in a) + (np.full(ix.size, replay or 0.0),
+                                                 np.full(ix.size, size or 1.0))
+        return pts, ()
+
+    eta0: ClassVar[float | None] = None  # η_0 used for the fit features (None: η_1)
+
+    def at_points(self, feats):
+        """The law at a fitting problem's points (see :meth:`features`)."""
+        s1p, s1c, s2p, s2c, rep, size = feats
+        return self(Areas(s1p, s1c, s2p, s2c), **{u: {"replay": rep, "size": size}[u] for u in self.uses})
+
 
 def _shift(B, E, beta, s1_cpt):
     """Distribution-shift factor B·(1 − (1 + E·S1_cpt)^(−β)) (Eq. 3)."""
     return -B * jnp.expm1(-beta * jnp.log1p(E * s1_cpt))  # the same, accurate for small β
+
+
+def _power(A, alpha, s1):
+    return A * s1 ** (-alpha)
+
+
+_L0 = Param("L0", linear=True, start=(0.95,))
+_A = Param("A", linear=True, start=(0.5,))
+_ALPHA = Param("alpha", grid=(0.2, 0.3, 0.5, 0.7, 1.0), start=(0.3, 0.7))
+_SHIFT_PARAMS = (Param("B", positive=False, linear=True, start=(-0.5, 0.5)),
+                 Param("E", grid=(10.0, 100.0, 1000.0, 10000.0), start=(30.0, 3000.0)),
+                 Param("beta", grid=(0.1, 0.5), start=(0.3,)))
 
 
 @_law
@@ -65,10 +147,11 @@ class PTLaw(_Base):
     alpha: Any
     C: Any
     kind: ClassVar[str] = "pt"
+    params: ClassVar = (Param("L0", linear=True, start=(0.75, 0.95)), _A, _ALPHA,
+                        Param("C", linear=True, start=(0.3, 3.0)))
 
-    def __call__(self, a: Areas):
-        s1 = a.s1_pt + a.s1_cpt
-        return self.L0 + self.A * s1 ** (-self.alpha) - self.C * (a.s2_pt + a.s2_cpt)
+    def __call__(self, a: Areas, *, replay=None, size=None):
+        return self.L0 + _power(self.A, self.alpha, a.s1_pt + a.s1_cpt) - self.C * (a.s2_pt + a.s2_cpt)
 
 
 @_law
@@ -90,20 +173,39 @@ class CPTLaw(_Base):
     E: Any
     beta: Any
     kind: ClassVar[str] = "cpt"
+    params: ClassVar = (_L0, _A, _ALPHA, Param("C1", linear=True, start=(0.3,)),
+                        Param("C2", linear=True, start=(0.3,))) + _SHIFT_PARAMS
+    shift: ClassVar[bool] = True
 
-    def __call__(self, a: Areas):
-        return (self.L0 + self.A * (a.s1_pt + a.s1_cpt) ** (-self.alpha) - self.C1 * a.s2_pt
+    def __call__(self, a: Areas, *, replay=None, size=None):
+        return (self.L0 + _power(self.A, self.alpha, a.s1_pt + a.s1_cpt) - self.C1 * a.s2_pt
                 - self.C2 * a.s2_cpt + _shift(self.B, self.E, self.beta, a.s1_cpt))
 
 
-@_law(meta=("target",))
+def replay_factors(a1, a2, replay, target: str, form: str = "swapped"):
+    """Eq. 8's replay factors (annealing factor, shift factor) for replay ratio r_pt = ``replay``
+    (r_cpt = 1 − r_pt).
+
+    Annealing: general e^(a1·r_pt), domain e^(a1·r_cpt). Shift, ``form="printed"`` (the paper's
+    Eq. 8 as printed): general 1 − e^(−a2·r_cpt), domain e^(a2·r_cpt) − 1; ``form="swapped"`` (the
+    default; the two shift factors exchanged, which the evidence of Fig. 12 supports — LAW.md
+    Eq. 8 and ``experiments/replay_form``): general e^(a2·r_cpt) − 1, domain 1 − e^(−a2·r_cpt).
+    """
+    r_pt = jnp.asarray(replay)
+    r_cpt = 1 - r_pt
+    anneal = jnp.exp(a1 * (r_pt if target == "general" else r_cpt))
+    rises = (target == "general") == (form == "swapped")  # e^(a2·r_cpt) − 1: convex in r
+    mix = jnp.expm1(a2 * r_cpt) if rises else -jnp.expm1(-a2 * r_cpt)
+    return anneal, mix
+
+
+@_law(meta=("target", "form"))
 class ReplayCPTLaw(_Base):
     r"""Eq. 8, the CPT law with replay ratio r = r_pt (share of PT data in the CPT mix),
-    r_cpt = 1 − r.  ``target`` is ``"general"`` or ``"domain"`` (the two sets differ in form):
+    r_cpt = 1 − r.  ``target`` is ``"general"`` or ``"domain"`` (the two sets differ in form);
+    ``form`` is ``"swapped"`` (default, see :func:`replay_factors`) or ``"printed"``:
 
-    general: :math:`\dots - C_2 S_2^{cpt} e^{a_1 r_{pt}} + B(1-(1+ES_1^{cpt})^{-\beta})(1-e^{-a_2 r_{cpt}})`
-
-    domain: :math:`\dots - C_2 S_2^{cpt} e^{a_1 r_{cpt}} + B(1-(1+ES_1^{cpt})^{-\beta})(e^{a_2 r_{cpt}}-1)`
+    .. math:: \dots - C_2 S_2^{cpt} f_{anneal}(r) + B(1-(1+ES_1^{cpt})^{-\beta})\, f_{shift}(r)
     """
 
     L0: Any
@@ -117,22 +219,21 @@ class ReplayCPTLaw(_Base):
     a1: Any
     a2: Any
     target: str = "general"
+    form: str = "swapped"
     kind: ClassVar[str] = "replay"
+    params: ClassVar = CPTLaw.params + (Param("a1", grid=(0.05,), start=(0.05,)),
+                                       Param("a2", grid=(1.0, 3.0), start=(2.0,)))
     uses: ClassVar[tuple[str, ...]] = ("replay",)
-    meta: ClassVar[tuple[str, ...]] = ("target",)
+    shift: ClassVar[bool] = True
+    meta: ClassVar[tuple[str, ...]] = ("target", "form")
 
-    def __post_init__(self):
-        if self.target not in ("general", "domain"):
-            raise ValueError(f"ReplayCPTLaw: `target` must be 'general' or 'domain', got {self.target!r}")
+    @classmethod
+    def options(cls):
+        return {"target": ("general", "domain"), "form": ("swapped", "printed")}
 
-    def __call__(self, a: Areas, replay):
-        r_pt = jnp.asarray(replay)
-        r_cpt = 1 - r_pt
-        if self.target == "general":
-            anneal, mix = jnp.exp(self.a1 * r_pt), 1 - jnp.exp(-self.a2 * r_cpt)
-        else:
-            anneal, mix = jnp.exp(self.a1 * r_cpt), jnp.exp(self.a2 * r_cpt) - 1
-        return (self.L0 + self.A * (a.s1_pt + a.s1_cpt) ** (-self.alpha) - self.C1 * a.s2_pt
+    def __call__(self, a: Areas, *, replay=None, size=None):
+        anneal, mix = replay_factors(self.a1, self.a2, replay, self.target, self.form)
+        return (self.L0 + _power(self.A, self.alpha, a.s1_pt + a.s1_cpt) - self.C1 * a.s2_pt
                 - self.C2 * a.s2_cpt * anneal + _shift(self.B, self.E, self.beta, a.s1_cpt) * mix)
 
 
@@ -154,11 +255,16 @@ class SizeCPTLaw(_Base):
     gamma2: Any
     gamma3: Any
     kind: ClassVar[str] = "size"
+    params: ClassVar = CPTLaw.params + (
+        Param("F", linear=True, start=(1.0,)), Param("gamma1", positive=False, grid=(0.1,), start=(0.1,)),
+        Param("gamma2", positive=False, grid=(0.1,), start=(0.1,)),
+        Param("gamma3", grid=(0.2,), start=(0.2,)))
     uses: ClassVar[tuple[str, ...]] = ("size",)
+    shift: ClassVar[bool] = True
 
-    def __call__(self, a: Areas, size):
+    def __call__(self, a: Areas, *, replay=None, size=None):
         n = jnp.asarray(size)
-        return (self.L0 + self.A * (a.s1_pt + a.s1_cpt) ** (-self.alpha)
+        return (self.L0 + _power(self.A, self.alpha, a.s1_pt + a.s1_cpt)
                 - self.C1 * a.s2_pt * n ** self.gamma1 - self.C2 * a.s2_cpt * n ** self.gamma2
                 + _shift(self.B, self.E, self.beta, a.s1_cpt) + self.F * n ** (-self.gamma3))
 
@@ -181,10 +287,26 @@ class OpenCPTLaw(_Base):
     beta: Any
     S1pt: Any
     kind: ClassVar[str] = "open"
+    params: ClassVar = (_L0, _A, _ALPHA, Param("C", linear=True, start=(0.3,))) + _SHIFT_PARAMS + (
+        Param("S1pt", grid=(0.3, 1.0, 3.0, 10.0), start=(1.0, 5.0)),)
+    shift: ClassVar[bool] = True
+    eta0: ClassVar[float | None] = 0.0
 
-    def __call__(self, a: Areas):
-        return (self.L0 + self.A * (a.s1_cpt + self.S1pt) ** (-self.alpha) - self.C * a.s2_cpt
+    def __call__(self, a: Areas, *, replay=None, size=None):
+        return (self.L0 + _power(self.A, self.alpha, a.s1_cpt + self.S1pt) - self.C * a.s2_cpt
                 + _shift(self.B, self.E, self.beta, a.s1_cpt))
+
+
+def _mpl_g(law, eta, sk):
+    """MPL's G(η_k^(−γ)·S_k(t)) = 1 − (C·η_k^(−γ)·S_k + 1)^(−β)."""
+    return -jnp.expm1(-law.beta * jnp.log1p(law.C * eta ** (-law.gamma) * sk))
+
+
+def warmup_end(lr) -> int:
+    """MPL's warmup length: the (first) index of the schedule's peak LR; decrements at steps up to
+    it are not summed. Computed on a concrete schedule, then held fixed, so that the law stays a
+    smooth function of the schedule (an argmax inside the law is discontinuous on a plateau)."""
+    return int(np.argmax(np.asarray(lr), axis=-1))
 
 
 @_law
@@ -195,8 +317,10 @@ class MultiPowerLaw(_Base):
               G(\eta_k^{-\gamma} S_k(t)),\quad S_k(t)=\sum_{\tau=k}^{t}\eta_\tau,\quad
               G(x) = 1-(Cx+1)^{-\beta}
 
-    S1 includes the warmup area (MPL's S_W); decrements up to the peak (warmup) are not summed.
-    Called on the schedule: ``law(lr, idx)``. The sum is evaluated in chunks of ``chunk`` output
+    S1 includes the warmup area (MPL's S_W); decrements up to the warmup end (``warmup``, an array
+    index; default: where the concrete schedule peaks, :func:`warmup_end`) are not summed.
+    Called on the schedule: ``law(lr, idx, warmup=...)``; under a transformation of the schedule
+    (``jax.grad``) pass ``warmup`` explicitly. The sum is evaluated in chunks of ``chunk`` output
     steps, so memory is O(chunk·T), never O(T²).
     """
 
@@ -208,28 +332,57 @@ class MultiPowerLaw(_Base):
     beta: Any
     gamma: Any
     kind: ClassVar[str] = "mpl"
+    params: ClassVar = (Param("L0", linear=True, start=(0.75, 0.95)), _A,
+                        Param("alpha", grid=(0.3, 0.5, 0.7), start=(0.5,)),
+                        Param("B", linear=True, start=(400.0,)),
+                        Param("C", grid=(0.5, 2.0), start=(1.0, 2.0)),
+                        Param("beta", grid=(0.4, 0.6), start=(0.5,)),
+                        Param("gamma", grid=(0.4, 0.6), start=(0.6,)))
     needs_schedule: ClassVar[bool] = True
 
-    def __call__(self, lr, idx=None, eta0=None, chunk: int = 128):
+    def __call__(self, lr, idx=None, *, eta0=None, warmup=None, chunk: int = 128):
+        if warmup is None:
+            if isinstance(lr, jax.core.Tracer):
+                raise ValueError("MultiPowerLaw: pass `warmup` (the warmup end, an array index) "
+                                 "when the schedule is traced (jit/grad/vmap over it)")
+            warmup = warmup_end(lr)
         lr = jnp.asarray(lr)
         T = lr.shape[-1]
         idx = jnp.arange(T) if idx is None else jnp.asarray(idx)
         first = lr[:1] if eta0 is None else jnp.asarray(eta0, lr.dtype)[None]
-        d = jnp.concatenate([first, lr[:-1]]) - lr
         k = jnp.arange(T)
-        d = jnp.where(k <= jnp.argmax(lr), 0.0, d)
+        d = jnp.where(k <= warmup, 0.0, jnp.concatenate([first, lr[:-1]]) - lr)
         s1 = jnp.cumsum(lr)
         s1_before = s1 - lr  # S1(k-1)
         # Guard η = 0 (where η^(-γ) is infinite): G → 1 there, which a tiny floor reproduces.
-        eta_g = jnp.maximum(lr, jnp.finfo(lr.dtype).tiny ** 0.25) ** (-self.gamma)
+        eta_g = jnp.maximum(lr, jnp.finfo(lr.dtype).tiny ** 0.25)
 
         def one(t):
-            sk = s1[t] - s1_before
-            g = 1 - (self.C * eta_g * jnp.maximum(sk, 0.0) + 1) ** (-self.beta)
+            g = _mpl_g(self, eta_g, jnp.maximum(s1[t] - s1_before, 0.0))
             return jnp.sum(jnp.where(k <= t, d * g, 0.0))
 
         ld = lax.map(one, idx.ravel(), batch_size=min(chunk, idx.size)).reshape(idx.shape)
-        return self.L0 + self.A * s1[idx] ** (-self.alpha) - self.B * ld
+        return self.L0 + _power(self.A, self.alpha, s1[idx]) - self.B * ld
+
+    @classmethod
+    def features(cls, lr, n_pt, ix, lam, replay, size, run_index):
+        """Per point (S1(t), t, run); per non-zero decrement (d_k, η_k, S1(k−1), k, run)."""
+        d = np.concatenate([lr[:1], lr[:-1]]) - lr
+        d[: warmup_end(lr) + 1] = 0.0
+        nz = np.flatnonzero(d)
+        s1 = np.cumsum(lr)
+        return ((s1[ix], ix, np.full(ix.size, run_index)),
+                (d[nz], lr[nz], (s1 - lr)[nz], nz, np.full(nz.size, run_index)))
+
+    # One inert decrement (d = 0, at a step no point reaches) pads the per-decrement arrays.
+    extra_pad: ClassVar[tuple] = (0.0, 1.0, 0.0, 10**9, 0.0)
+
+    def at_points(self, feats):
+        s1_t, t_idx, t_run, d, eta, s1b, k_idx, k_run = feats
+        on = (k_run[None, :] == t_run[:, None]) & (k_idx[None, :] <= t_idx[:, None])
+        g = _mpl_g(self, eta[None, :], jnp.where(on, s1_t[:, None] - s1b[None, :], 0.0))
+        ld = jnp.sum(jnp.where(on, d[None, :] * g, 0.0), axis=1)
+        return self.L0 + _power(self.A, self.alpha, s1_t) - self.B * ld
 
 
 LAWS = {c.kind: c for c in (PTLaw, CPTLaw, ReplayCPTLaw, SizeCPTLaw, OpenCPTLaw, MultiPowerLaw)}
@@ -252,34 +405,39 @@ class LossPair(NamedTuple):
     domain: jax.Array
 
 
-def law_from_dict(d: dict):
-    """Rebuild a law (or a :class:`LawPair` from ``{"general": ..., "domain": ...}``)."""
+def law_from_dict(d):
+    """Rebuild a law (or a :class:`LawPair` from ``{"general": ..., "domain": ...}``).
+
+    Every parameter must be a finite number; unknown law names, missing parameters and bad
+    option values raise ``ValueError`` naming the key."""
+    if not isinstance(d, dict):
+        raise ValueError(f"a law must be a JSON object (a dict), got {type(d).__name__}")
     if "general" in d and "domain" in d:
         return LawPair(law_from_dict(d["general"]), law_from_dict(d["domain"]))
     kind = d.get("law")
-    if kind not in LAWS:
-        raise ValueError(f"unknown law {kind!r}; expected one of {sorted(LAWS)}")
+    if not isinstance(kind, str) or kind not in LAWS:
+        raise ValueError(f"unknown law {kind!r}; expected one of {sorted(LAWS)} under key 'law'")
     cls = LAWS[kind]
     missing = [n for n in cls.param_names() if n not in d]
     if missing:
         raise ValueError(f"law {kind!r} is missing parameter(s) {missing}")
-    kw = {n: float(d[n]) for n in cls.param_names()}
+    kw = {}
+    for n in cls.param_names():
+        v = d[n]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"law {kind!r}: parameter {n!r} must be a finite number, got {v!r}")
+        kw[n] = float(v)
     kw.update({n: d[n] for n in cls.meta if n in d})
     return cls(**kw)
 
 
 @jax.jit
-def _eval_one(law, a, lr, idx, replay, size, eta0):
+def _eval_one(law, a, lr, idx, replay, size, eta0, warmup):
     if law.needs_schedule:
-        return law(lr, idx, eta0=eta0)
+        return law(lr, idx, eta0=eta0, warmup=warmup)
     if idx is not None:
         a = a.at(idx)
-    cond = {}
-    if "replay" in law.uses:
-        cond["replay"] = replay
-    if "size" in law.uses:
-        cond["size"] = size
-    return law(a, **cond)
+    return law(a, replay=replay, size=size)
 
 
 def predict(law, lr, n_pt=None, *, idx=None, replay=None, size=None, lam=0.999, eta0=None,
@@ -320,5 +478,6 @@ def predict(law, lr, n_pt=None, *, idx=None, replay=None, size=None, lam=0.999, 
         if i.size and (i.min() < 0 or i.max() >= lr.shape[-1]):
             raise ValueError(f"`idx` must be array indices in [0, {lr.shape[-1] - 1}]")
     a = None if all(l.needs_schedule for l in laws) else areas(lr, n_pt, lam, eta0, pt_warmup=pt_warmup)
-    out = [_eval_one(l, a, lr, idx, replay, size, eta0) for l in laws]
+    warm = warmup_end(lr) if any(l.needs_schedule for l in laws) else None
+    out = [_eval_one(l, a, lr, idx, replay, size, eta0, warm) for l in laws]
     return LossPair(*out) if isinstance(law, LawPair) else out[0]

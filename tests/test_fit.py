@@ -87,10 +87,10 @@ def test_not_worse_than_scipy_lbfgsb():
     for seed in range(n):
         prob = cptjax.make_problem(synthetic(100 + seed), "cpt", "loss")
         ours = cptjax.fit_batch([prob])[0].objective
-        f = jax.jit(jax.value_and_grad(lambda t: _fit.objective("cpt", "general", t, prob.feats,
+        f = jax.jit(jax.value_and_grad(lambda t: _fit.objective("cpt", (), t, prob.feats,
                                                                  prob.obs, prob.mask)))
         best = np.inf
-        every = _fit.initial_guesses("cpt", *map(jax.numpy.asarray, (prob.feats, prob.obs, prob.mask)),
+        every = _fit.initial_guesses("cpt", (), *map(jax.numpy.asarray, (prob.feats, prob.obs, prob.mask)),
                                      _fit.starts("cpt", prob.obs))  # data-driven + grid
         for x0 in np.asarray(every):
             r = minimize(lambda t: tuple(map(np.asarray, f(t))), x0, jac=True, method="L-BFGS-B",
@@ -163,7 +163,7 @@ def test_shift_reparameterisation_round_trip_and_small_beta():
     for log_beta in (-30.0, -79.0):
         th = _fit._to_theta("cpt", x).at[7].set(log_beta)
         r, J = _fit._cpt_residuals_and_jacobian(th, feats, prob.obs, prob.mask)
-        J2 = jax.jacfwd(_fit._residuals, argnums=2)("cpt", "general", th, feats, prob.obs, prob.mask)
+        J2 = jax.jacfwd(_fit._residuals, argnums=2)("cpt", (), th, feats, prob.obs, prob.mask)
         np.testing.assert_allclose(J, J2, rtol=1e-9, atol=1e-14)
         s1p, s1c, s2p, s2c = feats[:4]
         limit = 3.0 + 0.4 * (s1p + s1c) ** -0.6 - 0.3 * s2p - 0.3 * s2c + th[5] * np.log1p(3000.0 * s1c)
@@ -180,7 +180,7 @@ def test_solver_parameterisation_per_law():
         th = np.asarray(_fit._to_theta(kind, x))
         np.testing.assert_allclose(_fit._to_natural(kind, th), x, rtol=1e-13)
         expect = np.where(free, x, np.log(np.abs(x)))
-        if kind in ("cpt", "replay", "size", "open"):
+        if _fit._spec(kind)[0].shift:
             expect[names.index("B")] = x[names.index("B")] * x[names.index("beta")]
         np.testing.assert_allclose(th, expect, rtol=1e-13)
 
@@ -190,14 +190,14 @@ def test_lsq_start_exact_on_noise_free_data():
     data-driven start is the truth itself (the linear ones solved exactly)."""
     truth = cptjax.CPTLaw(3.1, 0.45, 0.5, 0.25, 0.35, -0.6, 100.0, 0.5)
     prob = cptjax.make_problem(synthetic(0, law=truth, noise=0.0), "cpt", "loss")
-    th = _fit._lsq_starts("cpt", tuple(map(jax.numpy.asarray, prob.feats)), prob.obs, prob.mask, 1)[0]
+    th = _fit._vp_starts("cpt", (), tuple(map(jax.numpy.asarray, prob.feats)), prob.obs, prob.mask, 1)[0]
     np.testing.assert_allclose(_fit._to_natural("cpt", th), list(truth.to_dict().values())[1:], rtol=1e-6)
     pt = cptjax.PTLaw(3.0, 0.5, 0.3, 0.4)
     lr = S.cosine(20000, 3e-4, warmup=500, final=3e-5)
     st = np.arange(500, 20001, 100)
     run = cptjax.Run("r", lr, lr.size, st, {"loss": np.asarray(cptjax.predict(pt, lr, idx=st - 1))})
     prob = cptjax.make_problem(run, "pt", "loss")
-    th = _fit._lsq_starts("pt", tuple(map(jax.numpy.asarray, prob.feats)), prob.obs, prob.mask, 1)[0]
+    th = _fit._vp_starts("pt", (), tuple(map(jax.numpy.asarray, prob.feats)), prob.obs, prob.mask, 1)[0]
     np.testing.assert_allclose(_fit._to_natural("pt", th), [3.0, 0.5, 0.3, 0.4], rtol=1e-6)
 
 
@@ -218,7 +218,7 @@ def test_closed_form_cpt_jacobian_matches_jacfwd():
     feats = tuple(map(jax.numpy.asarray, prob.feats))
     th = _fit._to_theta("cpt", jax.numpy.array([3.0, 0.4, 0.6, 0.3, 0.3, -0.5, 3000.0, 0.2]))
     r, J = _fit._cpt_residuals_and_jacobian(th, feats, prob.obs, prob.mask)
-    r2 = _fit._residuals("cpt", "general", th, feats, prob.obs, prob.mask)
-    J2 = jax.jacfwd(_fit._residuals, argnums=2)("cpt", "general", th, feats, prob.obs, prob.mask)
+    r2 = _fit._residuals("cpt", (), th, feats, prob.obs, prob.mask)
+    J2 = jax.jacfwd(_fit._residuals, argnums=2)("cpt", (), th, feats, prob.obs, prob.mask)
     np.testing.assert_allclose(r, r2, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(J, J2, rtol=1e-9, atol=1e-14)
