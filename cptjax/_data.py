@@ -95,7 +95,41 @@ def _open_text(path):
     raw = open(path, "rb").read()
     if path.endswith(".gz"):
         raw = gzip.decompress(raw)
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (spreadsheet exports)
+        raw = raw[3:]
     return raw.decode("utf-8", errors="replace")
+
+
+_META_KEYS = {"n_pt": int, "replay": float, "size": float}
+
+
+def _csv_meta(path, text):
+    """Leading ``# key: value`` lines (as ``cptjax lab`` writes them): n_pt, replay and size are
+    read; other keys are kept as comments. Returns (meta, the text after them)."""
+    meta, lines = {}, text.splitlines(keepends=True)
+    i = 0
+    while i < len(lines) and lines[i].lstrip().startswith("#"):
+        key, sep, val = lines[i].lstrip()[1:].partition(":")
+        key = key.strip()
+        if sep and key in _META_KEYS:
+            try:
+                meta[key] = _META_KEYS[key](val.strip())
+            except ValueError:
+                raise DataError(f"{path}: line {i + 1}: '# {key}:' needs a number, got "
+                                f"{val.strip()!r}") from None
+        i += 1
+    return meta, "".join(lines[i:])
+
+
+def _delimiter(path, text):
+    """',' unless the header is clearly separated by ';' or tabs (some locales' spreadsheets)."""
+    first = text.split("\n", 1)[0]
+    if "," in first:
+        return ","
+    for d in (";", "\t"):
+        if d in first:
+            return d
+    return ","
 
 
 def _float(cell):
@@ -170,7 +204,11 @@ def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None
                        d.get("size", size), d.get("replay", replay), {})
 
     text = _open_text(path)
-    reader = csv.reader(io.StringIO(text))
+    meta, text = _csv_meta(path, text)
+    n_pt = meta.get("n_pt", n_pt) if n_pt is None else n_pt
+    replay = meta.get("replay", replay) if replay is None else replay
+    size = meta.get("size", size) if size is None else size
+    reader = csv.reader(io.StringIO(text), delimiter=_delimiter(path, text))
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:

@@ -304,6 +304,45 @@ def cmd_design(args) -> int:
     return 0
 
 
+def cmd_lab(args) -> int:
+    import tomllib
+
+    from . import _lab
+
+    if args.print_default:
+        print(_lab.DEFAULT_STUDY, end="")
+        return 0
+    if args.study and args.quick:
+        raise _Fail("give a STUDY file or --quick, not both")
+    if args.study:
+        study = _lab.load_study(args.study, args.model)
+    else:
+        text = _lab.QUICK_STUDY if args.quick else _lab.DEFAULT_STUDY
+        study = _lab.parse_study(tomllib.loads(text), "quick study" if args.quick else "default study",
+                                 args.model)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise _Fail(f"--out {args.out}: exists and is not a folder")
+    only = set(args.only) if args.only else None
+    if only:
+        names = {r.name for r in study.runs} | {r.name for r in study.pt_runs()}
+        bad = sorted(only - names)
+        if bad:
+            raise _Fail(f"--only: unknown run(s) {bad}; the study has {sorted(names)}")
+    corpora = _lab.load_corpora(args.general, args.domain, args.ood)
+    for c in corpora.values():
+        progress(c.describe(), args.json)
+    n = len(study.runs) + len(study.pt)
+    progress(f"study {study.name!r}: {len(study.pt)} PT + {len(study.runs)} CPT runs, model "
+             f"{study.model.n_params() / 1e6:.2f}M parameters; writing to {args.out}/", args.json)
+    t0 = time.perf_counter()
+    manifest = _lab.run_study(study, args.out, corpora=corpora, quiet=args.json, only=only)
+    progress(f"{n} runs done in {time.perf_counter() - t0:.1f} s; fit them with "
+             f"'cptjax fit {args.out}/*.csv --loss-column domain_loss'", args.json)
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cptjax",
@@ -391,6 +430,30 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--out", default="cptjax-design", help="report folder (cptjax-design)")
     de.add_argument("--json", action="store_true", help="print machine-readable JSON to stdout")
     de.set_defaults(func=cmd_design)
+
+    la = sub.add_parser(
+        "lab", help="train real PT + CPT runs of a small GPT (the CPT lab)",
+        description="Train a small byte-level GPT (JAX/optax) on English prose (PT), then continue "
+                    "it on Python source (CPT) under every schedule, peak LR and replay ratio of a "
+                    "study file; write one run file per run (read by 'cptjax fit' without flags) "
+                    "and a manifest. Finished runs are skipped; a killed study resumes from its "
+                    "checkpoints.")
+    la.add_argument("study", nargs="?", default=None,
+                    help="study TOML file (default: the built-in study; see --print-default)")
+    la.add_argument("--out", default="cptjax-lab", help="output folder (cptjax-lab)")
+    la.add_argument("--quick", action="store_true", help="a tiny smoke study (about a minute)")
+    la.add_argument("--model", default=None, choices=["tiny", "cpu", "gpu"],
+                    help="model size preset (overrides the study's)")
+    la.add_argument("--general", nargs="+", default=None, metavar="PATH",
+                    help="your own general (PT) text files instead of CPython's prose")
+    la.add_argument("--domain", nargs="+", default=None, metavar="PATH",
+                    help="your own domain (CPT) text files instead of CPython's source")
+    la.add_argument("--ood", nargs="+", default=None, metavar="PATH",
+                    help="an out-of-domain validation set (Eq. 6), also evaluated")
+    la.add_argument("--only", nargs="+", default=None, metavar="RUN", help="train only these runs")
+    la.add_argument("--print-default", action="store_true", help="print the built-in study and exit")
+    la.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    la.set_defaults(func=cmd_lab)
     return p
 
 

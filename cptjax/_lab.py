@@ -1,0 +1,516 @@
+"""The CPT lab: real continual pre-training of a small byte-level GPT in JAX/optax, to test what
+the laws predict and what ``cptjax design`` plans.
+
+PT trains once per PT schedule on the general corpus; every CPT run branches from the saved PT
+checkpoint and trains on the domain corpus, with a replay ratio r (the share of PT sequences in
+each CPT batch, mixed deterministically: step t takes ⌊(t+1)·r·B⌋ − ⌊t·r·B⌋ of them). Both
+validation losses (nats per byte) are measured on fixed validation batches every
+``eval_interval`` steps and at the last step. Everything is a function of the seeds: the batch of
+step t is drawn from ``default_rng([seed, stream, t])``, so a run resumed from a checkpoint
+(written at evaluation boundaries) ends with the same bytes as an uninterrupted one.
+
+A run file is the CSV that ``cptjax fit`` reads, with ``# n_pt:`` and ``# replay:`` header lines:
+``step,lr,general_loss,domain_loss`` (one row per step; losses at evaluation steps only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import os
+import time
+import tomllib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from . import _schedules
+from ._data import atomic_write
+
+__all__ = ["ModelConfig", "MODELS", "Study", "RunSpec", "load_study", "run_study", "train_run",
+           "init_params", "loss_fn", "DEFAULT_STUDY", "QUICK_STUDY"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """A pre-LayerNorm GPT on bytes: ``n_layer`` blocks of causal self-attention + GELU MLP (4×),
+    learned positions, tied input/output embeddings."""
+
+    d_model: int = 128
+    n_layer: int = 2
+    n_head: int = 4
+    seq_len: int = 128
+    batch: int = 16
+    vocab: int = 256
+    weight_decay: float = 0.1
+    clip: float = 1.0
+
+    def __post_init__(self):
+        for f in ("d_model", "n_layer", "n_head", "seq_len", "batch"):
+            v = getattr(self, f)
+            if not (isinstance(v, int) and v >= 1):
+                raise ValueError(f"model.{f} must be an integer >= 1, got {v!r}")
+        if self.d_model % self.n_head:
+            raise ValueError(f"model.d_model ({self.d_model}) must be a multiple of model.n_head "
+                             f"({self.n_head})")
+
+    def n_params(self) -> int:
+        d = self.d_model
+        return self.vocab * d + self.seq_len * d + self.n_layer * (12 * d * d + 13 * d) + 2 * d
+
+    def flops_per_step(self) -> float:
+        """Training FLOPs per step: 6·N per token for the dense layers plus attention
+        (6·2·S·d per token per layer, forward and backward)."""
+        N = self.n_params() - self.seq_len * self.d_model
+        tok = self.batch * self.seq_len
+        return tok * (6 * N + 12 * self.n_layer * self.seq_len * self.d_model)
+
+
+MODELS = {
+    "tiny": ModelConfig(d_model=32, n_layer=1, n_head=2, seq_len=32, batch=8),
+    "cpu": ModelConfig(),  # >= 10 steps/s on a 2-core CPU (benchmarks/lab.py)
+    "gpu": ModelConfig(d_model=384, n_layer=6, n_head=6, seq_len=256, batch=64),
+}
+
+
+# -- the model --------------------------------------------------------------------------------
+def init_params(cfg: ModelConfig, seed: int = 0) -> dict:
+    """GPT-2-style initialisation (normal 0.02; residual projections scaled by 1/√(2·layers))."""
+    k = iter(jax.random.split(jax.random.PRNGKey(seed), 2 + 4 * cfg.n_layer))
+    d, std = cfg.d_model, 0.02
+    proj = std / math.sqrt(2 * cfg.n_layer)
+    normal = lambda key, shape, s: s * jax.random.normal(key, shape, jnp.float32)
+    blocks = []
+    for _ in range(cfg.n_layer):
+        blocks.append({
+            "ln1": {"g": jnp.ones(d), "b": jnp.zeros(d)}, "ln2": {"g": jnp.ones(d), "b": jnp.zeros(d)},
+            "qkv": normal(next(k), (d, 3 * d), std), "qkv_b": jnp.zeros(3 * d),
+            "out": normal(next(k), (d, d), proj), "out_b": jnp.zeros(d),
+            "fc": normal(next(k), (d, 4 * d), std), "fc_b": jnp.zeros(4 * d),
+            "fc2": normal(next(k), (4 * d, d), proj), "fc2_b": jnp.zeros(d)})
+    return _f32({"tok": normal(next(k), (cfg.vocab, d), std), "pos": normal(next(k), (cfg.seq_len, d), 0.01),
+                 "blocks": blocks, "ln_f": {"g": jnp.ones(d), "b": jnp.zeros(d)}})
+
+
+def _f32(tree):
+    """Every floating leaf in float32: the lab trains in float32 whether or not x64 is enabled."""
+    return jax.tree.map(lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def _ln(p, x):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) * jax.lax.rsqrt(var + 1e-5) * p["g"] + p["b"]
+
+
+def forward(params, tokens, n_head: int):
+    """Logits (B, S, vocab) for byte tokens (B, S)."""
+    B, S = tokens.shape
+    x = params["tok"][tokens] + params["pos"][:S]
+    d = x.shape[-1]
+    mask = jnp.tril(jnp.ones((S, S), bool))
+    for blk in params["blocks"]:
+        h = _ln(blk["ln1"], x) @ blk["qkv"] + blk["qkv_b"]
+        q, k, v = (t.reshape(B, S, n_head, d // n_head) for t in jnp.split(h, 3, -1))
+        att = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(d // n_head)
+        att = jax.nn.softmax(jnp.where(mask, att, -1e30), -1)
+        x = x + jnp.einsum("bhqk,bkhd->bqhd", att, v).reshape(B, S, d) @ blk["out"] + blk["out_b"]
+        x = x + jax.nn.gelu(_ln(blk["ln2"], x) @ blk["fc"] + blk["fc_b"]) @ blk["fc2"] + blk["fc2_b"]
+    return _ln(params["ln_f"], x) @ params["tok"].T
+
+
+def loss_fn(params, batch, n_head: int):
+    """Mean next-byte cross-entropy (nats per byte) of a batch of sequences (B, S + 1)."""
+    logits = forward(params, batch[:, :-1], n_head)
+    logp = jax.nn.log_softmax(logits, -1)
+    return -jnp.take_along_axis(logp, batch[:, 1:, None].astype(jnp.int32), -1).mean()
+
+
+def _optimizer(cfg: ModelConfig):
+    return optax.chain(optax.clip_by_global_norm(cfg.clip),
+                       optax.inject_hyperparams(optax.adamw)(learning_rate=0.0, b1=0.9, b2=0.95,
+                                                             weight_decay=cfg.weight_decay))
+
+
+def _with_lr(state, lr):
+    inner = state[1]
+    return (state[0], inner._replace(hyperparams={**inner.hyperparams, "learning_rate": lr}))
+
+
+def _make_fns(cfg: ModelConfig):
+    opt = _optimizer(cfg)
+
+    @jax.jit
+    def train_chunk(params, state, batches, lrs):
+        def step(carry, x):
+            p, s = carry
+            batch, lr = x
+            loss, g = jax.value_and_grad(loss_fn)(p, batch, cfg.n_head)
+            u, s = opt.update(g, _with_lr(s, lr), p)
+            return (optax.apply_updates(p, u), s), loss
+        (params, state), losses = jax.lax.scan(step, (params, state), (batches, lrs))
+        return params, state, losses
+
+    @jax.jit
+    def evaluate(params, batches):
+        return jax.lax.map(lambda b: loss_fn(params, b, cfg.n_head), batches).mean()
+
+    return opt, train_chunk, evaluate
+
+
+# -- data ---------------------------------------------------------------------------------------
+def _draw(data: np.ndarray, n: int, S: int, rng) -> np.ndarray:
+    starts = rng.integers(0, data.size - S - 1, size=n)
+    return data[starts[:, None] + np.arange(S + 1)]
+
+
+def _batches(corpora, cfg, seed, stream, steps, replay):
+    """The batches of the given 1-based steps: PT (``replay`` None) draws every sequence from the
+    general corpus, CPT mixes ⌊(t+1)·r·B⌋ − ⌊t·r·B⌋ general sequences into domain ones."""
+    out = []
+    for t in steps:
+        rng = np.random.default_rng([seed, stream, int(t)])
+        if replay is None:
+            out.append(_draw(corpora["general"].train, cfg.batch, cfg.seq_len, rng))
+            continue
+        n_g = int(math.floor(t * replay * cfg.batch) - math.floor((t - 1) * replay * cfg.batch))
+        parts = [_draw(corpora["general"].train, n_g, cfg.seq_len, rng),
+                 _draw(corpora["domain"].train, cfg.batch - n_g, cfg.seq_len, rng)]
+        out.append(np.concatenate(parts))
+    return np.stack(out).astype(np.int32)
+
+
+def _eval_batches(corpora, cfg, n_batches):
+    """Fixed validation batches per corpus (the same for every run of a study)."""
+    out = {}
+    for i, (name, c) in enumerate(sorted(corpora.items())):
+        rng = np.random.default_rng([7919, i])
+        out[name] = jnp.asarray(_draw(c.val, n_batches * cfg.batch, cfg.seq_len, rng)
+                                .reshape(n_batches, cfg.batch, cfg.seq_len + 1).astype(np.int32))
+    return out
+
+
+# -- studies --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One run: a PT schedule (and its name), optionally a CPT schedule branching from its end."""
+
+    name: str
+    pt_name: str
+    pt: str
+    cpt: str | None = None
+    replay: float = 0.0
+    seed: int = 0
+    peak: float | None = None
+    family: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    name: str
+    model: ModelConfig
+    pt: dict  # name -> schedule text
+    runs: tuple  # CPT RunSpecs
+    seed: int = 0
+    eval_interval: int = 100
+    eval_batches: int = 8
+
+    def pt_runs(self):
+        return tuple(RunSpec(f"pt-{n}", n, s, seed=self.seed) for n, s in self.pt.items())
+
+
+def _require(d, key, kind, where):
+    if key not in d:
+        raise ValueError(f"{where}: missing key {key!r}")
+    if not isinstance(d[key], kind):
+        raise ValueError(f"{where}: {key!r} must be {getattr(kind, '__name__', kind)}, got {d[key]!r}")
+    return d[key]
+
+
+def parse_study(d: dict, where: str = "study", model: str | None = None) -> Study:
+    """A :class:`Study` from a TOML table (see ``DEFAULT_STUDY`` for the layout)."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a table")
+    m = dict(d.get("model", {}))
+    base = MODELS.get(model or m.pop("preset", "cpu"))
+    if base is None:
+        raise ValueError(f"{where}: model.preset must be one of {sorted(MODELS)}")
+    m.pop("preset", None)
+    unknown = set(m) - {f.name for f in dataclasses.fields(ModelConfig)}
+    if unknown:
+        raise ValueError(f"{where}: unknown model key(s) {sorted(unknown)}")
+    cfg = dataclasses.replace(base, **m)
+    pt = _require(d, "pt", dict, where)
+    if not pt:
+        raise ValueError(f"{where}: [pt] needs at least one named PT schedule")
+    for n, s in pt.items():
+        if not isinstance(s, str):
+            raise ValueError(f"{where}: pt.{n} must be a schedule in text form")
+        _schedules.parse(s)
+    cpt = _require(d, "cpt", dict, where)
+    steps = _require(cpt, "steps", int, f"{where}: [cpt]")
+    scheds = _require(cpt, "schedules", dict, f"{where}: [cpt]")
+    runs, seen = [], set()
+    for gi, g in enumerate(_require(cpt, "grid", list, f"{where}: [cpt]")):
+        w = f"{where}: cpt.grid[{gi}]"
+        for p_name in _require(g, "pt", list, w):
+            if p_name not in pt:
+                raise ValueError(f"{w}: unknown PT schedule {p_name!r}; have {sorted(pt)}")
+            for fam in _require(g, "schedule", list, w):
+                if fam not in scheds:
+                    raise ValueError(f"{w}: unknown CPT schedule {fam!r}; have {sorted(scheds)}")
+                for peak in _require(g, "peak", list, w):
+                    for r in g.get("replay", [0.0]):
+                        if not 0 <= float(r) <= 1:
+                            raise ValueError(f"{w}: replay {r!r} is not in [0, 1]")
+                        for seed in g.get("seed", [d.get("seed", 0)]):
+                            text = scheds[fam].format(steps=steps, peak=peak)
+                            _schedules.parse(text)
+                            name = f"{p_name}_{fam}_p{peak:g}_r{float(r):g}_s{seed}"
+                            if name not in seen:
+                                seen.add(name)
+                                runs.append(RunSpec(name, p_name, pt[p_name], text, float(r),
+                                                    int(seed), float(peak), fam))
+    return Study(d.get("name", "study"), cfg, dict(pt), tuple(runs), int(d.get("seed", 0)),
+                 int(d.get("eval_interval", 100)), int(d.get("eval_batches", 8)))
+
+
+def load_study(path, model: str | None = None) -> Study:
+    """Read a study TOML file (``tomllib``); errors name the file and the key."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            d = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such study file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a directory, not a study file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid TOML ({e})") from None
+    return parse_study(d, path, model)
+
+
+DEFAULT_STUDY = """\
+# The default lab study (about an hour on a 2-core CPU with the 'cpu' model).
+name = "default"
+seed = 0
+eval_interval = 100
+eval_batches = 8
+
+[model]
+preset = "cpu"
+
+# PT with two loss potentials: constant to the branch, or annealed to 10% at the branch.
+[pt]
+constant = "constant(steps=3000,peak=2e-3,warmup=100)"
+annealed = "wsd(steps=3000,peak=2e-3,warmup=100,decay=0.3,final=2e-4)"
+
+[cpt]
+steps = 1500
+
+[cpt.schedules]
+constant = "constant(steps={steps},peak={peak})"
+cosine = "cosine(steps={steps},peak={peak},final=0)"
+wsd = "wsd(steps={steps},peak={peak},decay=0.2,final=0)"
+rewarm = "cosine(steps={steps},peak={peak},warmup=150,final=0)"
+
+[[cpt.grid]]   # every schedule at two peak LRs after both PTs, no replay
+pt = ["constant", "annealed"]
+schedule = ["constant", "cosine", "wsd", "rewarm"]
+peak = [2e-3, 5e-4]
+replay = [0.0]
+
+[[cpt.grid]]   # replay
+pt = ["constant"]
+schedule = ["cosine", "wsd"]
+peak = [2e-3]
+replay = [0.25, 0.5]
+
+[[cpt.grid]]   # one run again with another data-order seed: the noise floor
+pt = ["constant"]
+schedule = ["cosine"]
+peak = [2e-3]
+replay = [0.0]
+seed = [1]
+"""
+
+QUICK_STUDY = """\
+name = "quick"
+seed = 0
+eval_interval = 10
+eval_batches = 2
+
+[model]
+preset = "tiny"
+
+[pt]
+constant = "constant(steps=60,peak=3e-3,warmup=5)"
+
+[cpt]
+steps = 40
+
+[cpt.schedules]
+constant = "constant(steps={steps},peak={peak})"
+cosine = "cosine(steps={steps},peak={peak},final=0)"
+
+[[cpt.grid]]
+pt = ["constant"]
+schedule = ["constant", "cosine"]
+peak = [3e-3]
+replay = [0.0, 0.5]
+"""
+
+
+# -- checkpoints and run files ----------------------------------------------------------------------
+def _save_ckpt(path, step, params, state, log):
+    leaves = jax.tree.leaves((params, state))
+    buf = io.BytesIO()
+    np.savez(buf, step=np.asarray(step), log=np.asarray(log, np.float64).reshape(-1, 4),
+             **{f"x{i}": np.asarray(v) for i, v in enumerate(leaves)})
+    atomic_write(path, buf.getvalue())
+
+
+def _load_ckpt(path, like):
+    with np.load(path) as z:
+        treedef = jax.tree.structure(like)
+        n = treedef.num_leaves
+        leaves = [jnp.asarray(z[f"x{i}"]) for i in range(n)]
+        return int(z["step"]), jax.tree.unflatten(treedef, leaves), [tuple(r) for r in z["log"]]
+
+
+def run_csv(lr, n_pt, replay, log, extra=None) -> str:
+    """The run file: ``# n_pt:`` / ``# replay:`` headers, then step,lr,general_loss,domain_loss."""
+    at = {int(s): (g, d) for s, g, d, _ in log}
+    head = [f"# n_pt: {n_pt}", f"# replay: {replay:g}"] + [f"# {k}: {v}" for k, v in (extra or {}).items()]
+    rows = ["step,lr,general_loss,domain_loss"]
+    for i, v in enumerate(lr, start=1):
+        g, d = at.get(i, (None, None))
+        rows.append(f"{i},{float(v)!r}," + ("," if g is None else f"{g:.7f},{d:.7f}"))
+    return "\n".join(head + rows) + "\n"
+
+
+class _Progress:
+    """One status line on stderr: run, step, steps/s and the study's ETA."""
+
+    def __init__(self, total, out=None, quiet=False):
+        self.total, self.done, self.t0, self.quiet = total, 0, time.perf_counter(), quiet
+        self.out = out
+        self.timed_steps = 0
+
+    def update(self, label, step, steps, n):
+        self.done += n
+        self.timed_steps += n
+        if self.quiet:
+            return
+        dt = time.perf_counter() - self.t0
+        rate = self.timed_steps / dt if dt > 0 else float("nan")
+        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        msg = (f"[cptjax lab] {label}: step {step}/{steps}  {rate:.1f} steps/s  "
+               f"study {self.done}/{self.total} steps, ETA {eta / 60:.1f} min")
+        import sys
+
+        print(msg, file=sys.stderr, flush=True)
+
+
+def train_run(spec: RunSpec, study: Study, corpora, out_dir, fns, progress=None, stop_after=None):
+    """Train one run (PT, or CPT branching from its PT checkpoint), resuming from its checkpoint;
+    write its run file. ``stop_after`` (tests) stops after that many steps, as a kill would."""
+    cfg = study.model
+    opt, train_chunk, evaluate = fns
+    ckdir = os.path.join(out_dir, ".ckpt")
+    os.makedirs(ckdir, exist_ok=True)
+    pt_lr = _schedules.parse(spec.pt)
+    n_pt = pt_lr.size
+    is_cpt = spec.cpt is not None
+    cpt_lr = _schedules.parse(spec.cpt) if is_cpt else np.zeros(0)
+    lr = np.concatenate([pt_lr, cpt_lr])
+    params = init_params(cfg, study.seed)
+    state = _f32(opt.init(params))
+    ck = os.path.join(ckdir, spec.name + ".npz")
+    pt_final = os.path.join(ckdir, f"pt-{spec.pt_name}.final.npz")
+    evals = _eval_batches(corpora, cfg, study.eval_batches)
+    if os.path.exists(ck):
+        step, (params, state), log = _load_ckpt(ck, (params, state))
+    elif is_cpt:
+        if not os.path.exists(pt_final):
+            raise RuntimeError(f"PT checkpoint {pt_final} is missing (train the PT run first)")
+        step, (params, state), log = _load_ckpt(pt_final, (params, state))
+    else:
+        step, log = 0, []
+    T = lr.size
+    ev = study.eval_interval
+    done_here = 0
+    while step < T:
+        # Chunks end at evaluation steps (multiples of eval_interval), the PT end and the last step.
+        nxt = min(T, (step // ev + 1) * ev, n_pt if step < n_pt else T)
+        steps = np.arange(step + 1, nxt + 1)
+        in_cpt = steps[0] > n_pt
+        data = _batches(corpora, cfg, spec.seed if in_cpt else study.seed, 1 if in_cpt else 0,
+                        steps - (n_pt if in_cpt else 0), spec.replay if in_cpt else None)
+        params, state, _ = train_chunk(params, state, jnp.asarray(data),
+                                       jnp.asarray(lr[steps - 1], jnp.float32))
+        step = nxt
+        g, d = (float(evaluate(params, evals[k])) for k in ("general", "domain"))
+        if not (math.isfinite(g) and math.isfinite(d)):
+            raise RuntimeError(f"{spec.name}: the loss became non-finite at step {step} (LR too high?)")
+        log.append((step, g, d, float(lr[step - 1])))
+        if progress is not None:
+            progress.update(spec.name, step, T, steps.size)
+        done_here += steps.size
+        if step == n_pt and not is_cpt:
+            _save_ckpt(pt_final, step, params, state, log)
+        if step < T:
+            _save_ckpt(ck, step, params, state, log)
+        if stop_after is not None and done_here >= stop_after and step < T:
+            return None
+    path = os.path.join(out_dir, spec.name + ".csv")
+    extra = {"pt": spec.pt, "cpt": spec.cpt or "", "seed": spec.seed}
+    atomic_write(path, run_csv(lr, n_pt if is_cpt else T, spec.replay if is_cpt else 0.0, log, extra))
+    if os.path.exists(ck):
+        os.remove(ck)
+    return path
+
+
+def load_corpora(general=None, domain=None, ood=None):
+    """The lab's corpora: CPython prose / source by default, or the user's files."""
+    from . import _corpora as C
+
+    parts = None if (general and domain) else C._stdlib_parts()
+    out = {"general": C.files_corpus("general", general) if general else C.general_corpus(parts),
+           "domain": C.files_corpus("domain", domain) if domain else C.domain_corpus(parts)}
+    if ood:
+        out["ood"] = C.files_corpus("ood", ood)
+    return out
+
+
+def run_study(study: Study, out_dir, *, corpora=None, quiet=False, only=None) -> dict:
+    """Train every run of a study that has no run file yet (PT first, then its CPT branches);
+    write ``manifest.json``. Returns the manifest."""
+    corpora = corpora or load_corpora()
+    os.makedirs(out_dir, exist_ok=True)
+    fns = _make_fns(study.model)
+    pts = [r for r in study.pt_runs() if only is None or r.name in only or
+           any(c.pt_name == r.pt_name for c in study.runs if c.name in only)]
+    cpts = [r for r in study.runs if only is None or r.name in only]
+    todo = [r for r in pts + cpts if not os.path.exists(os.path.join(out_dir, r.name + ".csv"))]
+    steps_of = lambda r: _schedules.parse(r.pt).size if r.cpt is None else _schedules.parse(r.cpt).size
+    prog = _Progress(sum(steps_of(r) for r in todo), quiet=quiet)
+    for r in pts + cpts:
+        if r in todo:
+            train_run(r, study, corpora, out_dir, fns, prog)
+    manifest = {
+        "study": study.name, "model": dataclasses.asdict(study.model),
+        "n_params": study.model.n_params(), "seed": study.seed,
+        "eval_interval": study.eval_interval, "eval_batches": study.eval_batches,
+        "corpora": {k: c.describe() for k, c in corpora.items()},
+        "runs": [{"file": r.name + ".csv", "pt": r.pt_name, "pt_schedule": r.pt, "cpt": r.cpt,
+                  "family": r.family, "peak": r.peak, "replay": r.replay if r.cpt else None,
+                  "seed": r.seed, "kind": "cpt" if r.cpt else "pt"} for r in pts + cpts],
+    }
+    atomic_write(os.path.join(out_dir, "manifest.json"), json.dumps(manifest, indent=2))
+    return manifest
