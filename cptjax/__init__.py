@@ -5,6 +5,10 @@ from ._areas import Areas as Areas
 from ._areas import areas as areas
 from ._areas import momentum as momentum
 from ._laws import CPTLaw as CPTLaw
+from ._laws import LAWS as LAWS
+from ._laws import Param as Param
+from ._laws import SharedCPTLaw as SharedCPTLaw
+from ._laws import replay_factors as replay_factors
 from ._laws import LawPair as LawPair
 from ._laws import LossPair as LossPair
 from ._laws import MultiPowerLaw as MultiPowerLaw

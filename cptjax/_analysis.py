@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _schedules as S
 from ._areas import areas
-from ._laws import LawPair, replay_factors
+from ._laws import LawPair, predict, replay_factors
 
 __all__ = ["loss_potential", "critical_point", "turning_length", "optimal_vs_weight"]
 
@@ -40,7 +40,7 @@ def critical_point(law, pt, cpt, replay=None) -> dict:
     if g.kind == "replay" and replay is None:
         raise ValueError("critical_point: the replay law needs `replay`")
     lr, n = S.join(pt, cpt)
-    a = areas(lr, n)
+    a = areas(lr, n, g.lam)
     mix = anneal = 1.0
     if g.kind == "replay":
         anneal, mix = replay_factors(g.a1, g.a2, replay, g.target, g.form)
@@ -57,12 +57,10 @@ def turning_length(law, pt, cpt, replay=None, weight_general: float = 1.0) -> fl
     if not 0 <= weight_general <= 1:
         raise ValueError(f"`weight_general` must be in [0, 1], got {weight_general!r}")
     lr, n = S.join(pt, cpt)
-    a = areas(lr, n)
+    g = law.general if isinstance(law, LawPair) else law
+    y = predict(law, lr, n, replay=replay if "replay" in g.uses else None)
     if isinstance(law, LawPair):
-        cond = _cond(law.general, replay)
-        y = weight_general * law.general(a, **cond) + (1 - weight_general) * law.domain(a, **cond)
-    else:
-        y = law(a, **_cond(law, replay))
+        y = weight_general * y.general + (1 - weight_general) * y.domain
     y = np.asarray(y)
     start, tail = y[n - 1], y[n:]
     risen = np.maximum.accumulate(tail > start)
@@ -109,9 +107,8 @@ def optimal_vs_weight(law: LawPair, weights, *, what: str, pt_steps: int = 40000
     uses = "replay" in law.general.uses
 
     def final(lr, r):
-        a = areas(lr, pt_steps).at(-1)
         cond = {"replay": r} if uses else {}
-        return law.general(a, **cond), law.domain(a, **cond)
+        return tuple(l(areas(lr, pt_steps, l.lam).at(-1), **cond) for l in law)
 
     g, d = map(np.asarray, jax.jit(jax.vmap(final))(lrs, rs))
     obj = weights[:, None] * g[None, :] + (1 - weights[:, None]) * d[None, :]

@@ -124,23 +124,25 @@ class FitProblem:
         return dict(self.opts).get("target", "general")
 
 
-def law_options(kind, target="general", form=None) -> tuple:
+def law_options(kind, target="general", form=None, lam=None) -> tuple:
     """The static options of a law kind as hashable pairs (only those the law declares)."""
     cls = _spec(kind)[0]
-    given = {"target": target, "form": form}
+    given = {"target": target, "form": form, "lam": None if lam is None else float(lam)}
     opts = tuple((n, given[n]) for n in cls.meta if given.get(n) is not None)
     for n, v in opts:
-        if v not in cls.options()[n]:
+        if n in cls.options() and v not in cls.options()[n]:
             raise ValueError(f"`{n}` must be one of {cls.options()[n]} for the {kind} law, got {v!r}")
     return opts
 
 
 def make_problem(runs, kind: str, column: str, *, target: str = "general", form: str | None = None,
-                 lam: float = 0.999, pad_to: int | None = None) -> FitProblem:
+                 lam: float | None = None, pad_to: int | None = None) -> FitProblem:
     """Turn runs + one loss column into a problem. Features come from each run's dense schedule
     (the law's ``features``: areas for area laws, decrements for MPL)."""
     cls = _spec(kind)[0]
-    opts = law_options(kind, target, form)
+    opts = law_options(kind, target, form, lam)
+    if lam is not None and not 0 < float(lam) < 1:
+        raise ValueError(f"`lam` (momentum decay) must be in (0, 1), got {lam!r}")
     if isinstance(runs, Run):
         runs = [runs]
     if not runs:
@@ -463,6 +465,7 @@ class FitResult:
     cov: np.ndarray
     warnings: list
     delta: float = 1e-3
+    extra: dict = dataclasses.field(default_factory=dict)  # e.g. the λ profile
 
     @property
     def params(self) -> dict:
@@ -475,7 +478,7 @@ class FitResult:
                 "metrics": {"r2": self.r2, "rmse": self.rmse, "mean_rel_error": self.mean_rel_error,
                             "max_rel_error": self.max_rel_error, "huber": self.objective},
                 "stderr": self.stderr, "cov": self.cov.tolist(), "warnings": self.warnings,
-                "delta": self.delta}
+                "delta": self.delta, **self.extra}
 
     def band(self, lr, n_pt=None, *, idx=None, replay=None, size=None, z: float = 1.96):
         """Prediction and its ±z·σ band (delta method on the parameter covariance)."""
@@ -650,24 +653,46 @@ def _pad_extras(problems):
         np.concatenate([f, np.full(m - f.size, v)]) for f, v in zip(p.feats[k:], pad))) for p in problems]
 
 
+LAM_GRID = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
+
+
 def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = None,
         form: str | None = None, delta: float = 1e-3, max_iter: int = 200,
-        lam: float = 0.999) -> FitResult:
+        lam: float | str | None = None) -> FitResult:
     """Fit one law to one loss column of one or more runs (parameters shared across runs).
 
     Args:
         runs: a :class:`Run` or a list of them (e.g. all PT and CPT runs of one validation set).
-        law: a law kind (``cptjax.LAWS``: ``pt``, ``cpt``, ``replay``, ``size``, ``open``, ``mpl``).
+        law: a law kind (``cptjax.LAWS``: ``pt``, ``cpt``, ``cpt-shared``, ``replay``, ``size``,
+            ``open``, ``mpl``).
         column: the loss column to fit.
         target: ``general`` or ``domain`` (only the replay law's form depends on it).
         form: the replay law's shift form (``swapped``, default, or ``printed``).
         delta: Huber δ on log residuals.
+        lam: the momentum decay λ of the areas (default 0.999, the paper's), or ``"profile"``:
+            fit at every λ of ``LAM_GRID`` (one batched fit) and keep the best objective — the
+            paper's appendix fits λ; on the lab's runs the best λ is ~0.99 (experiments/lab).
+            The fitted law carries its λ (``law.lam``), which predict and design use.
     """
     if not (isinstance(delta, (int, float)) and delta > 0):
         raise ValueError(f"`delta` must be > 0, got {delta!r}")
     target = target or "general"
-    prob = make_problem(runs, law, column, target=target, form=form, lam=lam)
-    res = fit_batch([prob], delta=delta, max_iter=max_iter)[0]
+    if isinstance(lam, str):
+        if lam != "profile":
+            raise ValueError(f"`lam` must be a number in (0, 1) or 'profile', got {lam!r}")
+        if _spec(law)[0].needs_schedule:
+            raise ValueError(f"lam='profile' needs an area law; {law!r} takes the schedule itself")
+        probs = [make_problem(runs, law, column, target=target, form=form, lam=v) for v in LAM_GRID]
+        # Problems of different λ differ in a static option: one batched fit each (shared shapes).
+        fits = [fit_batch([p], delta=delta, max_iter=max_iter)[0] for p in probs]
+        score = [f.objective if f.status != "non-finite" and math.isfinite(f.objective) else math.inf
+                 for f in fits]
+        res = fits[int(np.argmin(score))]
+        res.extra["lam_profile"] = {"lam": list(LAM_GRID), "objective": [
+            v if math.isfinite(v) else None for v in score], "kept": res.law.lam}
+    else:
+        prob = make_problem(runs, law, column, target=target, form=form, lam=lam)
+        res = fit_batch([prob], delta=delta, max_iter=max_iter)[0]
     res.column = column
     for w in res.warnings:
         warnings.warn(w, RuntimeWarning, stacklevel=2)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._areas import Areas, areas, check_schedule
 
-__all__ = ["Param", "PTLaw", "CPTLaw", "ReplayCPTLaw", "SizeCPTLaw", "OpenCPTLaw", "MultiPowerLaw",
+__all__ = ["Param", "PTLaw", "CPTLaw", "SharedCPTLaw", "ReplayCPTLaw", "SizeCPTLaw", "OpenCPTLaw", "MultiPowerLaw",
            "LawPair", "LossPair", "predict", "law_from_dict", "replay_factors", "LAWS"]
 
 
@@ -45,8 +45,19 @@ class Param(NamedTuple):
     start: tuple = ()
 
 
+LAM = 0.999  # the CPT paper's momentum decay λ (LAW.md §1)
+
+
 def _law(cls=None, *, meta=()):
     def wrap(cls):
+        nonlocal meta
+        if not getattr(cls, "needs_schedule", False):
+            # Area laws carry the momentum decay λ their areas are computed with (a static option:
+            # fitted by profiling, saved in JSON, used by predict and design).
+            cls.__annotations__ = {**cls.__annotations__, "lam": float}
+            cls.lam = LAM
+            meta = tuple(meta) + ("lam",)
+            cls.meta = tuple(getattr(cls, "meta", ())) + ("lam",)
         cls = dataclasses.dataclass(frozen=True)(cls)
         names = [f.name for f in dataclasses.fields(cls)]
         jax.tree_util.register_dataclass(
@@ -94,6 +105,9 @@ class _Base:
         return dataclasses.replace(self, **kw)
 
     def __post_init__(self):
+        lam = getattr(self, "lam", 0.5)
+        if not (isinstance(lam, (int, float)) and 0 < lam < 1):
+            raise ValueError(f"{type(self).__name__}: `lam` (momentum decay) must be in (0, 1), got {lam!r}")
         for name, allowed in self.options().items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{type(self).__name__}: `{name}` must be one of {allowed}, "
@@ -108,7 +122,7 @@ class _Base:
         # T, and runs of many lengths then share a handful of compilations.
         T = lr.size
         padded = np.concatenate([lr, np.zeros(max(1024, 1 << (T - 1).bit_length()) - T)])
-        a = areas(padded, n_pt, lam, cls.eta0).at(ix)
+        a = areas(padded, n_pt, LAM if lam is None else lam, cls.eta0).at(ix)
         pts = tuple(np.asarray(x) for x in a) + (np.full(ix.size, replay or 0.0),
                                                  np.full(ix.size, size or 1.0))
         return pts, ()
@@ -182,6 +196,33 @@ class CPTLaw(_Base):
                 - self.C2 * a.s2_cpt + _shift(self.B, self.E, self.beta, a.s1_cpt))
 
 
+@_law
+class SharedCPTLaw(_Base):
+    r"""Eq. 4 with one annealing coefficient for both phases (C1 = C2 = C), so that a CPT
+    re-warmup (negative S2_cpt) undoes the PT anneal at the rate it was earned:
+
+    .. math:: L = L_0 + A(S_1^{pt}+S_1^{cpt})^{-\alpha} - C (S_2^{pt} + S_2^{cpt})
+              + B(1-(1+E S_1^{cpt})^{-\beta})
+
+    On the lab's runs it predicts held-out CPT phases better than Eq. 4 (experiments/lab).
+    """
+
+    L0: Any
+    A: Any
+    alpha: Any
+    C: Any
+    B: Any
+    E: Any
+    beta: Any
+    kind: ClassVar[str] = "cpt-shared"
+    params: ClassVar = (_L0, _A, _ALPHA, Param("C", linear=True, start=(0.3,))) + _SHIFT_PARAMS
+    shift: ClassVar[bool] = True
+
+    def __call__(self, a: Areas, *, replay=None, size=None):
+        return (self.L0 + _power(self.A, self.alpha, a.s1_pt + a.s1_cpt) - self.C * (a.s2_pt + a.s2_cpt)
+                + _shift(self.B, self.E, self.beta, a.s1_cpt))
+
+
 def replay_factors(a1, a2, replay, target: str, form: str = "swapped"):
     """Eq. 8's replay factors (annealing factor, shift factor) for replay ratio r_pt = ``replay``
     (r_cpt = 1 − r_pt).
@@ -225,7 +266,7 @@ class ReplayCPTLaw(_Base):
                                        Param("a2", grid=(1.0, 3.0), start=(2.0,)))
     uses: ClassVar[tuple[str, ...]] = ("replay",)
     shift: ClassVar[bool] = True
-    meta: ClassVar[tuple[str, ...]] = ("target", "form")
+    meta: ClassVar[tuple[str, ...]] = ("target", "form")  # + "lam", added by @_law
 
     @classmethod
     def options(cls):
@@ -385,7 +426,8 @@ class MultiPowerLaw(_Base):
         return self.L0 + _power(self.A, self.alpha, s1_t) - self.B * ld
 
 
-LAWS = {c.kind: c for c in (PTLaw, CPTLaw, ReplayCPTLaw, SizeCPTLaw, OpenCPTLaw, MultiPowerLaw)}
+LAWS = {c.kind: c for c in (PTLaw, CPTLaw, SharedCPTLaw, ReplayCPTLaw, SizeCPTLaw, OpenCPTLaw,
+                            MultiPowerLaw)}
 
 
 class LawPair(NamedTuple):
@@ -427,7 +469,9 @@ def law_from_dict(d):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise ValueError(f"law {kind!r}: parameter {n!r} must be a finite number, got {v!r}")
         kw[n] = float(v)
-    kw.update({n: d[n] for n in cls.meta if n in d})
+    for n in cls.meta:
+        if n in d:
+            kw[n] = float(d[n]) if n == "lam" and isinstance(d[n], (int, float)) and not isinstance(d[n], bool) else d[n]
     return cls(**kw)
 
 
@@ -440,11 +484,12 @@ def _eval_one(law, a, lr, idx, replay, size, eta0, warmup):
     return law(a, replay=replay, size=size)
 
 
-def predict(law, lr, n_pt=None, *, idx=None, replay=None, size=None, lam=0.999, eta0=None,
+def predict(law, lr, n_pt=None, *, idx=None, replay=None, size=None, lam=None, eta0=None,
             pt_warmup: str = "literal"):
     """Predicted loss of ``law`` (a law or a :class:`LawPair`) for the schedule ``lr``.
 
-    Computes the areas once and evaluates at array indices ``idx`` (default: every step).
+    Computes the areas once (per momentum decay λ: each law's own ``lam`` unless ``lam`` is
+    given) and evaluates at array indices ``idx`` (default: every step).
     ``replay`` (replay ratio r_pt ∈ [0, 1]) and ``size`` (N, millions) are required exactly by the
     laws that take them. Returns an array, or a :class:`LossPair` for a pair.
 
@@ -477,7 +522,9 @@ def predict(law, lr, n_pt=None, *, idx=None, replay=None, size=None, lam=0.999, 
         i = np.asarray(idx)
         if i.size and (i.min() < 0 or i.max() >= lr.shape[-1]):
             raise ValueError(f"`idx` must be array indices in [0, {lr.shape[-1] - 1}]")
-    a = None if all(l.needs_schedule for l in laws) else areas(lr, n_pt, lam, eta0, pt_warmup=pt_warmup)
+    # Areas once per momentum decay (each law's own λ unless ``lam`` overrides it).
+    lams = {id(l): (lam if lam is not None else l.lam) for l in laws if not l.needs_schedule}
+    a = {v: areas(lr, n_pt, v, eta0, pt_warmup=pt_warmup) for v in set(lams.values())}
     warm = warmup_end(lr) if any(l.needs_schedule for l in laws) else None
-    out = [_eval_one(l, a, lr, idx, replay, size, eta0, warm) for l in laws]
+    out = [_eval_one(l, a.get(lams.get(id(l))), lr, idx, replay, size, eta0, warm) for l in laws]
     return LossPair(*out) if isinstance(law, LawPair) else out[0]

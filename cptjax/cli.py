@@ -10,6 +10,8 @@ import time
 
 import numpy as np
 
+from ._laws import LAWS
+
 DEFAULT_PT = "wsd(steps=40000,peak=2e-4,warmup=500,decay=0.2,final=2e-5)"
 DEFAULT_CPT = "cosine(steps=10000,peak=1e-4,warmup=500,final=0)"
 
@@ -202,7 +204,7 @@ def cmd_fit(args) -> int:
              args.json)
     t0 = time.perf_counter()
     res = cptjax.fit(runs, args.law, column, target=args.target, delta=args.delta,
-                     max_iter=args.max_iter)
+                     max_iter=args.max_iter, lam=_lam(args.lam))
     progress(f"{res.status} after {res.iterations} iterations in {time.perf_counter() - t0:.1f} s",
              args.json)
     out = res.to_dict()
@@ -236,6 +238,18 @@ def cmd_fit(args) -> int:
     for w in res.warnings:
         print(f"warning: {w}")
     return 0
+
+
+def _lam(text):
+    if text is None or text == "profile":
+        return text
+    try:
+        v = float(text)
+    except ValueError:
+        raise _Fail(f"--lam: expected a number in (0, 1) or 'profile', got {text!r}") from None
+    if not 0 < v < 1:
+        raise _Fail(f"--lam: the momentum decay must be in (0, 1), got {v}")
+    return v
 
 
 def _data_range(spec):
@@ -371,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replay ratio r_pt in [0, 1] (laws with replay, e.g. the 'replay' preset)")
     pr.add_argument("--size", type=float, default=None,
                     help="model size N in millions of parameters (the 'size' law)")
-    pr.add_argument("--lam", type=float, default=0.999, help="momentum decay lambda (default 0.999)")
+    pr.add_argument("--lam", type=float, default=None,
+                    help="momentum decay lambda (default: the law's own, 0.999 for the presets)")
     pr.add_argument("--at", default=None,
                     help="comma-separated joined steps for the table (default: transfer point and "
                          "5%%, 25%%, 50%%, 75%%, 100%% of CPT)")
@@ -393,8 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "Objective: sum of Huber(delta) on log residuals; multi-start "
                     "Levenberg-Marquardt; standard errors from the Laplace/sandwich covariance.")
     fi.add_argument("runs", nargs="+", metavar="RUN", help="run files: .csv, .csv.gz or .json")
-    fi.add_argument("--law", default="cpt", choices=["pt", "cpt", "replay", "size", "open", "mpl"],
-                    help="law to fit (default cpt)")
+    fi.add_argument("--law", default="cpt", choices=sorted(LAWS),
+                    help="law to fit (default cpt): " + ", ".join(sorted(LAWS)))
     fi.add_argument("--loss-column", default=None, help="loss column to fit (default: the first)")
     fi.add_argument("--target", default="general", choices=["general", "domain"],
                     help="validation set kind (the replay law's form depends on it)")
@@ -405,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--size", type=float, default=None, help="model size (millions) of the runs")
     fi.add_argument("--delta", type=float, default=1e-3, help="Huber delta on log loss (1e-3)")
     fi.add_argument("--max-iter", type=int, default=200, help="iteration cap per start (200)")
+    fi.add_argument("--lam", default=None,
+                    help="momentum decay lambda of the areas: a number in (0, 1) (default 0.999) or "
+                         "'profile' (fit at 0.9..0.999 and keep the best objective)")
     fi.add_argument("--out", default=None, help="write the fit as JSON (loadable by predict)")
     fi.add_argument("--plot", default=None, help="PNG of data vs fit with a residual panel")
     fi.add_argument("--json", action="store_true", help="print machine-readable JSON to stdout")
