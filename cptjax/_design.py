@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 from . import _schedules
-from ._areas import PTState, areas, continue_areas, pt_state
+from ._areas import areas, continue_areas, pt_state
 from ._data import atomic_write
 from ._laws import LawPair, LossPair
 
@@ -54,21 +54,25 @@ def _check(law, pt, cpt_steps, max_lr, weight_general, replay):
     return pt
 
 
+def pt_states(law, pt):
+    """The fixed PT history summarised once per law of the pair (each with its own λ)."""
+    return tuple(pt_state(pt, l.lam) for l in law)
+
+
 def evaluate(law, pt, cpt, replay=None, last_k=1, weight_general=0.5, weight_domain=None):
     """Losses of a CPT schedule after the PT history: returns (objective, general, domain) and
     the curves (LossPair). The losses are the mean over the last ``last_k`` steps, or, when
     ``last_k`` is a tuple of CPT steps (horizons), the mean over those steps. The objective is
     ``weight_general·general + weight_domain·domain`` (default weight_domain = 1 − weight_general).
 
-    ``pt`` is the PT schedule (curves then cover PT and CPT) or a :class:`PTState` summary (curves
-    cover the CPT steps only; this is what the optimiser uses)."""
-    if isinstance(pt, PTState):
-        a = continue_areas(jnp.asarray(cpt), pt)
+    ``pt`` is the PT schedule (curves then cover PT and CPT) or its :func:`pt_states` summary
+    (curves cover the CPT steps only; this is what the optimiser uses). Each law uses its own λ."""
+    cond = {"replay": replay} if "replay" in law.general.uses else {}
+    if isinstance(pt, tuple):
+        g, d = (l(continue_areas(jnp.asarray(cpt), s, l.lam), **cond) for l, s in zip(law, pt))
     else:
         lr = jnp.concatenate([jnp.asarray(pt), jnp.asarray(cpt)])
-        a = areas(lr, pt.shape[-1])
-    cond = {"replay": replay} if "replay" in law.general.uses else {}
-    g, d = law.general(a, **cond), law.domain(a, **cond)
+        g, d = (l(areas(lr, pt.shape[-1], l.lam), **cond) for l in law)
     if isinstance(last_k, tuple):
         at = jnp.asarray([g.shape[-1] - jnp.shape(cpt)[-1] + h - 1 for h in last_k])
         gk, dk = jnp.mean(g[at]), jnp.mean(d[at])
@@ -94,11 +98,14 @@ class Plan:
     n_pt: int
     iterations: int
     note: str = ""
+    shape: str = "wsd"
+    diagnostics: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"objective": self.objective, "general": self.general, "domain": self.domain,
                 "replay": self.replay, "weight_general": self.weight_general, "source": self.source,
                 "note": self.note, "iterations": self.iterations, "n_pt": self.n_pt,
+                "shape": self.shape, "diagnostics": self.diagnostics,
                 "cpt_steps": int(self.schedule.size),
                 "baselines": {k: {kk: vv for kk, vv in v.items() if kk != "schedule"}
                               for k, v in self.baselines.items()},
@@ -156,7 +163,7 @@ def _grid_table(law, pt, cpt_steps, max_lr, replay, warmup, final, last_k):
     S = jnp.asarray(np.stack([grid[n] for n in names]))
     rs = list(np.linspace(0, 1, 21)) if replay == "free" else [None if replay is None else float(replay)]
     rows = []
-    summary = pt_state(pt)
+    summary = pt_states(law, pt)
     f = jax.jit(jax.vmap(lambda c, r: evaluate(law, summary, c, r, last_k)[1:3], in_axes=(0, None)))
     for r in rs:
         g, d = map(np.asarray, f(S, None if r is None else jnp.asarray(r)))
@@ -197,21 +204,38 @@ class _Config(NamedTuple):
     last_k: int | tuple
     learning_rate: float
     chunk: int = 100
+    shape: str = "wsd"
+    cooldown_min: int = 0
+
+
+# Cooldown power q of the wsd shape, η = end·(1 − v)^q over the cooldown (v: 0 → 1):
+# q ∈ [Q_MIN, Q_MAX] keeps the cooldown a ramp, never a cliff (q = 1 is linear).
+Q_MIN, Q_MAX = 0.5, 2.0
 
 
 def _build_schedule(params, cfg: _Config, start_lr):
-    u = jnp.linspace(0.0, 1.0, cfg.knots)
-    t = jnp.linspace(0.0, 1.0, cfg.cpt_steps - cfg.warmup)
-    if cfg.monotone:
-        peak = cfg.max_lr * jax.nn.sigmoid(params["a"])
-        fin = 0.0 if cfg.final is None else cfg.final
+    n = cfg.cpt_steps - cfg.warmup
+    t = jnp.linspace(0.0, 1.0, n)
+    peak = cfg.max_lr * jax.nn.sigmoid(params["a"])
+    fin = 0.0 if cfg.final is None else cfg.final
+    if cfg.shape == "wsd":
+        # The WSD family with a free peak, cooldown length L ≥ cooldown_min and cooldown power q:
+        # hold the peak, then fin + (peak − fin)·(1 − v)^q, reaching fin at the last step only.
+        # No cliff and no dead tail can be represented (q ≤ 2 keeps the cooldown a ramp).
+        L = cfg.cooldown_min + (n - cfg.cooldown_min) * jax.nn.sigmoid(params["c"])
+        s0 = n - L  # cooldown start (continuous)
+        step = jnp.arange(n, dtype=t.dtype)
+        q = Q_MIN * (Q_MAX / Q_MIN) ** jax.nn.sigmoid(params["q"])
+        rest = jnp.clip(1 - (step + 1 - s0) / L, 0.0, 1.0)
+        safe = jnp.where(rest > 0, rest, 1.0)  # (1 − v)^q has an infinite derivative at v = 1
+        main = fin + (peak - fin) * jnp.where(rest > 0, safe ** q, 0.0)
+    elif cfg.monotone:
         w = jax.nn.softmax(params["w"])
         steps = (peak - fin) * (w[:-1] if cfg.final is None else w)
-        vals = peak - jnp.concatenate([jnp.zeros(1), jnp.cumsum(steps)])[: cfg.knots]
-        vals = jnp.maximum(vals, fin)
+        vals = jnp.maximum(peak - jnp.concatenate([jnp.zeros(1), jnp.cumsum(steps)])[: cfg.knots], fin)
+        main = jnp.interp(t, jnp.linspace(0.0, 1.0, cfg.knots), vals)
     else:
-        vals = cfg.max_lr * jax.nn.sigmoid(params["w"])
-    main = jnp.interp(t, u, vals)
+        main = jnp.interp(t, jnp.linspace(0.0, 1.0, cfg.knots), cfg.max_lr * jax.nn.sigmoid(params["w"]))
     if cfg.warmup:
         i = jnp.arange(1, cfg.warmup + 1) / cfg.warmup
         main = jnp.concatenate([start_lr + (main[0] - start_lr) * i, main])
@@ -220,7 +244,7 @@ def _build_schedule(params, cfg: _Config, start_lr):
 
 def _loss(params, law, pt, weight, replay, cfg):
     r = jax.nn.sigmoid(params["rho"]) if cfg.free_replay else replay
-    return evaluate(law, pt, _build_schedule(params, cfg, pt.eta), r, cfg.last_k, weight[0],
+    return evaluate(law, pt, _build_schedule(params, cfg, pt[0].eta), r, cfg.last_k, weight[0],
                     weight[1])[0]
 
 
@@ -245,7 +269,8 @@ _chunk_vmap = jax.jit(jax.vmap(_chunk, in_axes=(0, 0, None, None, 0, None, None)
 def _init(cfg):
     n_w = cfg.knots + (1 if cfg.monotone and cfg.final is None else 0)
     w0 = jnp.zeros(n_w) if cfg.monotone else jnp.full(cfg.knots, 2.0)
-    params = {"a": jnp.asarray(3.0), "w": w0, "rho": jnp.asarray(0.0)}
+    params = {"a": jnp.asarray(3.0), "w": w0, "rho": jnp.asarray(0.0), "c": jnp.asarray(-1.0),
+              "q": jnp.asarray(0.0)}
     return params, optax.adam(cfg.learning_rate).init(params)
 
 
@@ -256,7 +281,7 @@ def _optimise(law, pt, weights, replay, cfg, iterations, tol, progress):
     p0, s0 = _init(cfg)
     params, state = jax.tree.map(lambda x: jnp.broadcast_to(x, weights.shape[:1] + x.shape), (p0, s0))
     rep = None if replay in (None, "free") else jnp.asarray(float(replay))
-    summary = pt_state(pt)  # the PT history is fixed: summarise it once
+    summary = pt_states(law, pt)  # the PT history is fixed: summarise it once
     prev, done = None, 0
     for done in range(cfg.chunk, iterations + cfg.chunk, cfg.chunk):
         params, state, cur = _chunk_vmap(params, state, law, summary, weights, rep, cfg)
@@ -270,7 +295,8 @@ def _optimise(law, pt, weights, replay, cfg, iterations, tol, progress):
 
 
 def design(law, pt, cpt_steps: int, *, max_lr: float, weight_general: float = 0.5, replay=None,
-           warmup: int = 0, monotone: bool = True, final: float | None = None, knots: int = 64,
+           warmup: int = 0, shape: str = "wsd", monotone: bool = True,
+           final: float | None = None, knots: int = 64,
            last_k=1, ood=None, iterations: int = 3000, learning_rate: float = 0.05,
            tol: float = 1e-9, data_range: int | None = None, progress=None) -> Plan:
     """Optimise the CPT schedule (and replay ratio if ``replay='free'``) with optax Adam.
@@ -283,7 +309,13 @@ def design(law, pt, cpt_steps: int, *, max_lr: float, weight_general: float = 0.
         weight_general: λ1 (λ2 = 1 − λ1).
         replay: ``None`` (law without replay), a fixed ratio, or ``"free"``.
         warmup: fixed re-warmup length (linear from the PT's last LR to the peak).
-        monotone: non-increasing after the re-warmup. final: fix the final LR.
+        shape: ``"wsd"`` (default): hold a free peak, then cool down over a free length
+            ≥ max(2/(1 − λ), 10% of the budget) with a free shape (1 − v)^q, q ∈ [0.5, 2],
+            reaching the final LR only at the last step: no dead tail of zero-LR steps and no
+            cliff, both of which the annealing law over-credits and which lost in real training.
+            ``"free"``: free-form knots (non-increasing when ``monotone``), what the law alone
+            would choose — report it beside the default, never train it blindly.
+        monotone: (free shape) non-increasing after the re-warmup. final: fix the final LR.
         knots: number of knots (interpolated to every step).
         last_k: average the losses over the last k steps, or a tuple of CPT steps (several
             horizons at once: the losses are averaged over them).
@@ -302,9 +334,28 @@ def design(law, pt, cpt_steps: int, *, max_lr: float, weight_general: float = 0.
         True
     """
     return pareto(law, pt, cpt_steps, [weight_general], max_lr=max_lr, replay=replay, warmup=warmup,
-                  monotone=monotone, final=final, knots=knots, last_k=last_k, ood=ood,
+                  shape=shape, monotone=monotone, final=final, knots=knots, last_k=last_k, ood=ood,
                   iterations=iterations, learning_rate=learning_rate, tol=tol,
                   data_range=data_range, progress=progress)[0]
+
+
+def diagnostics(law, pt, plan, last_k=1, wg=None, wd=None) -> dict:
+    """What a practitioner should know about a plan: its predicted gain over the best baseline,
+    the share of its steps below 1% of its peak LR and the part of its objective the law credits
+    to them (the objective it loses when those steps run at 1% of the peak instead)."""
+    wg = plan.weight_general if wg is None else wg
+    wd = 1 - wg if wd is None else wd
+    sched = np.asarray(plan.schedule)
+    peak = float(sched.max())
+    low = sched < 0.01 * peak
+    lifted = np.where(low, 0.01 * peak, sched)
+    lifted_obj = float(evaluate(law, pt, lifted, plan.replay, last_k, wg, wd)[0])
+    best = min(b["objective"] for b in plan.baselines.values())
+    return {"gain_vs_best_baseline": best - plan.objective,
+            "gain_vs_best_baseline_rel": (best - plan.objective) / best,
+            "share_below_1pct_of_peak": float(low.mean()),
+            "objective_credited_to_steps_below_1pct": lifted_obj - plan.objective,
+            "peak_lr": peak, "final_lr": float(sched[-1])}
 
 
 def _weights(weight_general, ood):
@@ -316,8 +367,8 @@ def _weights(weight_general, ood):
     return (1 - share) * wg + share * cg, (1 - share) * wd + share * cd
 
 
-def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, monotone=True,
-           final=None, knots=64, last_k=1, ood=None, iterations=3000, learning_rate=0.05,
+def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, shape="wsd",
+           monotone=True, final=None, knots=64, last_k=1, ood=None, iterations=3000, learning_rate=0.05,
            tol=1e-9, data_range=None, progress=None) -> list:
     """Plans for several λ1 at once: one vmapped optimisation over the weights, one baseline grid
     evaluated once and selected per weight. Returns a list of :class:`Plan` (one per weight)."""
@@ -339,10 +390,16 @@ def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, monoto
     if ood is not None:
         if len(ood) != 3 or not 0 <= ood[2] <= 1:
             raise ValueError("`ood` must be (c_general, c_domain, share) with share in [0, 1]")
+    if shape not in ("wsd", "free"):
+        raise ValueError(f"`shape` must be 'wsd' or 'free', got {shape!r}")
+    if not (isinstance(knots, int) and knots >= 2):
+        raise ValueError(f"`knots` must be an integer >= 2, got {knots!r}")
     pairs = [_weights(w, ood) for w in weights]
+    n_main = cpt_steps - warmup
+    cool = min(n_main - 1, max(math.ceil(2 / (1 - law.general.lam)), math.ceil(0.1 * cpt_steps)))
     cfg = _Config(int(cpt_steps), float(max_lr), int(warmup), None if final is None else float(final),
-                  int(min(knots, cpt_steps - warmup)), bool(monotone), replay == "free", last_k,
-                  float(learning_rate))
+                  int(min(knots, n_main)), bool(monotone), replay == "free", last_k,
+                  float(learning_rate), shape=shape, cooldown_min=int(max(cool, 1)))
     params, done = _optimise(law, pt, pairs, replay, cfg, iterations, tol, progress)
     table = _grid_table(law, pt, cpt_steps, max_lr, replay, warmup, final, cfg.last_k)
     plans = []
@@ -355,12 +412,13 @@ def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, monoto
         base = _select(table, wg, wd)
         name, b = min(base.items(), key=lambda kv: kv[1]["objective"])
         plan = Plan(sched, r, float(obj), float(g), float(d), curves, base, float(w), "gradient",
-                    pt.size, done)
+                    pt.size, done, shape=shape)
         if not np.isfinite(plan.objective) or plan.objective > b["objective"]:
             obj, g, d, curves = evaluate(law, pt, b["schedule"], b["replay"], cfg.last_k, wg, wd)
             plan = Plan(np.asarray(b["schedule"]), b["replay"], float(obj), float(g), float(d),
                         curves, base, float(w), b["name"], pt.size, done,
                         note=f"gradient search ended worse than the best baseline ({b['name']}); "
-                             "reporting the baseline")
+                             "reporting the baseline", shape=shape)
+        plan.diagnostics = diagnostics(law, pt, plan, cfg.last_k, wg, wd)
         plans.append(plan)
     return plans

@@ -89,3 +89,31 @@ def test_horizons_and_ood_objective():
     wg, wd = 0.5 * 0.5 + 0.5 * -0.546, 0.5 * 0.5 + 0.5 * 1.853
     assert plan.objective == pytest.approx(wg * g + wd * d, rel=1e-9)
     assert plan.objective <= min(b["objective"] for b in plan.baselines.values())
+
+
+def test_wsd_shape_respects_every_constraint_exactly():
+    """The default plan shape: non-increasing after the re-warmup, at most max_lr, a cooldown of
+    at least max(2/(1 − λ), 10% of the budget) steps, the final LR reached only at the last step,
+    and no cliff: no step drops by more than the cooldown's steepest allowed ramp."""
+    law = cptjax.preset("setting-a")
+    for w in (0.2, 0.5):
+        plan = cptjax.design(law, PT, 3000, max_lr=2e-4, weight_general=w, warmup=100, iterations=300)
+        s = plan.schedule[100:]
+        assert plan.shape == "wsd" and s.max() <= 2e-4 * (1 + 1e-12)
+        assert np.all(np.diff(s) <= 1e-15)  # non-increasing
+        assert s[-1] == pytest.approx(0.0, abs=1e-15) and np.all(s[:-1] > 0)  # lowest only at the end
+        cool = np.flatnonzero(s < s[0] * (1 - 1e-9))
+        assert cool.size >= min(2900 - 1, max(2000, 300)) - 1  # cooldown length (2/(1-0.999) = 2000)
+        # q ≤ 2: one step of a cooldown of L steps falls by at most 2/L of the peak (ramp, no cliff).
+        assert np.max(-np.diff(s)) <= 2.0 * s[0] / cool.size * 1.01
+        d = plan.diagnostics
+        assert d["share_below_1pct_of_peak"] < 0.1 and d["gain_vs_best_baseline"] >= 0
+
+
+def test_free_shape_shows_the_dead_tail():
+    """What the law alone prefers (shape='free'): hold, drop, then many steps at ~zero LR —
+    reported by the diagnostics, which is why it is not the default."""
+    law = cptjax.preset("setting-a")
+    plan = cptjax.design(law, PT, 3000, max_lr=2e-4, weight_general=0.2, warmup=100, shape="free",
+                         iterations=300)
+    assert plan.diagnostics["share_below_1pct_of_peak"] > 0.1
