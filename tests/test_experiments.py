@@ -90,3 +90,36 @@ def test_bootstrap(tmp_path, monkeypatch):
     for k in ("L0", "A", "alpha"):
         p = r["params"][k]
         assert 0.5 < p["bootstrap_se"] / p["laplace_se"] < 2
+
+
+def test_lab_prediction(tmp_path, monkeypatch):
+    """On the stored lab runs (experiments/lab/runs), Eq. 4 as published misses the held-out CPT
+    phases by ~2%; the result JSON reports every phase and the seed noise floor."""
+    monkeypatch.setattr(sys, "argv", ["p", "--quick", "--out", str(tmp_path)])
+    importlib.import_module("experiments.lab.prediction").main()
+    r = json.loads((tmp_path / "lab_prediction.json").read_text())
+    row = r["forms"]["Eq. 4 (paper)"]
+    for t in ("general", "domain"):
+        assert 0.01 < row[t]["cpt_mean"] < 0.04 and set(row[t]["by_phase"]) == {
+            "early_pt", "pt", "cpt_first_200", "cpt_rest"}
+        assert 0.002 < r["noise_floor_cpt"][t] < 0.03
+
+
+def test_lab_closed_loop_report_matches_stored_results(tmp_path, monkeypatch):
+    """The closed-loop table is computed from the trained runs (measured, not predicted) and
+    matches the committed results file."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    monkeypatch.setattr(sys, "argv", ["c", "--runs", str(root / "experiments/lab/closed_loop/runs"),
+                                      "--out", str(tmp_path)])
+    importlib.import_module("experiments.lab.closed_loop").main()
+    new = json.loads((tmp_path / "lab_closed_loop.json").read_text())
+    old = json.loads((root / "experiments/results/lab_closed_loop.json").read_text())
+    assert new == old
+    rows = new["rows"]
+    assert len(rows) == 24 and all(r["n_seeds"] == 3 for r in rows)
+    free = {(r["mode"], r["weight_general"]): r for r in rows if r["kind"] == "free"}
+    plan = {(r["mode"], r["weight_general"]): r for r in rows if r["kind"] == "plan"}
+    # The free-form plan (dead tail) loses to the constrained default plan in real training.
+    assert all(free[k]["measured_mean"] > plan[k]["measured_mean"] for k in plan if k[1] < 0.8)
