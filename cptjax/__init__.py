@@ -1,43 +1,114 @@
-"""cptjax: predict, fit and optimise LLM continual pre-training loss curves in JAX."""
+"""cptjax: predict, fit and optimise LLM continual pre-training loss curves in JAX.
 
-from . import _schedules as schedules
-from ._areas import Areas as Areas
-from ._areas import areas as areas
-from ._areas import momentum as momentum
-from ._laws import CPTLaw as CPTLaw
-from ._laws import LAWS as LAWS
-from ._laws import Param as Param
-from ._laws import SharedCPTLaw as SharedCPTLaw
-from ._laws import replay_factors as replay_factors
-from ._laws import LawPair as LawPair
-from ._laws import LossPair as LossPair
-from ._laws import MultiPowerLaw as MultiPowerLaw
-from ._laws import OpenCPTLaw as OpenCPTLaw
-from ._laws import PTLaw as PTLaw
-from ._laws import ReplayCPTLaw as ReplayCPTLaw
-from ._laws import SizeCPTLaw as SizeCPTLaw
-from ._laws import law_from_dict as law_from_dict
-from ._laws import predict as predict
-from ._presets import PRESETS as PRESETS
-from ._presets import preset as preset
-from ._presets import replay_beta as replay_beta
+Public names are imported on first use (PEP 562), so that ``import cptjax.cli`` starts in
+milliseconds and the command can install its signal handling before JAX loads.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-from ._data import DataError as DataError
-from ._data import DataWarning as DataWarning
-from ._data import Run as Run
-from ._data import load_run as load_run
-from ._fit import FitResult as FitResult
-from ._fit import fit as fit
-from ._fit import fit_batch as fit_batch
-from ._fit import make_problem as make_problem
-from ._design import Plan as Plan
-from ._design import baselines as baselines
-from ._design import design as design
-from ._design import evaluate as evaluate
-from ._design import optax_schedule as optax_schedule
-from ._design import pareto as pareto
-from ._analysis import critical_point as critical_point
-from ._analysis import loss_potential as loss_potential
-from ._analysis import optimal_vs_weight as optimal_vs_weight
-from ._analysis import turning_length as turning_length
+
+# name -> (module, attribute); attribute None: the module itself
+_EXPORTS = {
+    "schedules": ("._schedules", None),
+    "Areas": ("._areas", 'Areas'),
+    "areas": ("._areas", 'areas'),
+    "momentum": ("._areas", 'momentum'),
+    "CPTLaw": ("._laws", 'CPTLaw'),
+    "LAWS": ("._laws", 'LAWS'),
+    "Param": ("._laws", 'Param'),
+    "SharedCPTLaw": ("._laws", 'SharedCPTLaw'),
+    "replay_factors": ("._laws", 'replay_factors'),
+    "LawPair": ("._laws", 'LawPair'),
+    "LossPair": ("._laws", 'LossPair'),
+    "MultiPowerLaw": ("._laws", 'MultiPowerLaw'),
+    "OpenCPTLaw": ("._laws", 'OpenCPTLaw'),
+    "PTLaw": ("._laws", 'PTLaw'),
+    "ReplayCPTLaw": ("._laws", 'ReplayCPTLaw'),
+    "SizeCPTLaw": ("._laws", 'SizeCPTLaw'),
+    "law_from_dict": ("._laws", 'law_from_dict'),
+    "predict": ("._laws", 'predict'),
+    "PRESETS": ("._presets", 'PRESETS'),
+    "preset": ("._presets", 'preset'),
+    "replay_beta": ("._presets", 'replay_beta'),
+    "DataError": ("._data", 'DataError'),
+    "DataWarning": ("._data", 'DataWarning'),
+    "Run": ("._data", 'Run'),
+    "load_run": ("._data", 'load_run'),
+    "FitResult": ("._fit", 'FitResult'),
+    "fit": ("._fit", 'fit'),
+    "fit_batch": ("._fit", 'fit_batch'),
+    "make_problem": ("._fit", 'make_problem'),
+    "Plan": ("._design", 'Plan'),
+    "baselines": ("._design", 'baselines'),
+    "design": ("._design", 'design'),
+    "evaluate": ("._design", 'evaluate'),
+    "optax_schedule": ("._design", 'optax_schedule'),
+    "pareto": ("._design", 'pareto'),
+    "critical_point": ("._analysis", 'critical_point'),
+    "loss_potential": ("._analysis", 'loss_potential'),
+    "optimal_vs_weight": ("._analysis", 'optimal_vs_weight'),
+    "turning_length": ("._analysis", 'turning_length'),
+    "lab": ("._lab", None),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'cptjax' has no attribute {name!r}")
+    module, attr = _EXPORTS[name]
+    value = importlib.import_module(module, __name__)
+    value = value if attr is None else getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # the same names, for static analysis
+    from . import _schedules as schedules
+    from ._areas import Areas as Areas
+    from ._areas import areas as areas
+    from ._areas import momentum as momentum
+    from ._laws import CPTLaw as CPTLaw
+    from ._laws import LAWS as LAWS
+    from ._laws import Param as Param
+    from ._laws import SharedCPTLaw as SharedCPTLaw
+    from ._laws import replay_factors as replay_factors
+    from ._laws import LawPair as LawPair
+    from ._laws import LossPair as LossPair
+    from ._laws import MultiPowerLaw as MultiPowerLaw
+    from ._laws import OpenCPTLaw as OpenCPTLaw
+    from ._laws import PTLaw as PTLaw
+    from ._laws import ReplayCPTLaw as ReplayCPTLaw
+    from ._laws import SizeCPTLaw as SizeCPTLaw
+    from ._laws import law_from_dict as law_from_dict
+    from ._laws import predict as predict
+    from ._presets import PRESETS as PRESETS
+    from ._presets import preset as preset
+    from ._presets import replay_beta as replay_beta
+    from ._data import DataError as DataError
+    from ._data import DataWarning as DataWarning
+    from ._data import Run as Run
+    from ._data import load_run as load_run
+    from ._fit import FitResult as FitResult
+    from ._fit import fit as fit
+    from ._fit import fit_batch as fit_batch
+    from ._fit import make_problem as make_problem
+    from ._design import Plan as Plan
+    from ._design import baselines as baselines
+    from ._design import design as design
+    from ._design import evaluate as evaluate
+    from ._design import optax_schedule as optax_schedule
+    from ._design import pareto as pareto
+    from ._analysis import critical_point as critical_point
+    from ._analysis import loss_potential as loss_potential
+    from ._analysis import optimal_vs_weight as optimal_vs_weight
+    from ._analysis import turning_length as turning_length

@@ -37,10 +37,26 @@ def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+_WARNED = []
+
+
+def _warn_float32():
+    """float64 input, x64 off: JAX computes in float32; say so once per process."""
+    if not _WARNED:
+        import warnings
+
+        warnings.warn("cptjax: the schedule is float64 but JAX's x64 mode is off, so it is computed "
+                      "in float32 (relative error ~1e-6; areas over 10^5+ steps lose more): enable "
+                      "float64 with jax.config.update('jax_enable_x64', True)", UserWarning, stacklevel=4)
+        _WARNED.append(True)
+
+
 def check_schedule(lr, n_pt=None, name: str = "lr") -> None:
     """Validate a concrete schedule and ``n_pt`` (skipped for traced values)."""
     if _is_concrete(lr):
         a = np.asarray(lr)
+        if a.dtype == np.float64 and not jax.config.jax_enable_x64:
+            _warn_float32()
         if a.ndim not in (1, 2):
             raise ValueError(f"`{name}` must be a per-step LR array of shape (T,) or a batch "
                              f"(B, T), got shape {a.shape}")

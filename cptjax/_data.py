@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 
 from . import _schedules
+from ._io import atomic_write  # noqa: F401  (re-exported: older imports)
 
 __all__ = ["Run", "load_run", "DataError", "DataWarning"]
 
@@ -71,30 +72,21 @@ class Run:
                 "size": self.size, "replay": self.replay}
 
 
-def atomic_write(path, data) -> None:
-    """Write text or bytes to ``path`` via a temp file + rename: never a partly written file."""
-    import tempfile
-
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise DataError(f"{path}: directory {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _open_text(path):
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
-    raw = open(path, "rb").read()
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a folder, not a run file")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
     if path.endswith(".gz"):
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, ValueError) as e:
+            raise DataError(f"{path}: not a valid gzip file ({e})") from None
     if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (spreadsheet exports)
         raw = raw[3:]
     return raw.decode("utf-8", errors="replace")
@@ -169,7 +161,10 @@ def _rebuild_lr(path, steps, lr_vals, total):
 
 def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None,
              loss_columns=None, size=None, replay=None, total_steps=None) -> Run:
-    """Load a run from CSV (``.csv``/``.csv.gz``, plain or W&B export) or JSON.
+    """Load a run: CSV (``.csv``/``.csv.gz``: plain, W&B export, or PyTorch Lightning
+    ``metrics.csv``), a Hugging Face ``trainer_state.json``, a TensorBoard event file
+    (``*tfevents*``, optional extra ``cptjax[tensorboard]``), or cptjax's JSON. The format is
+    recorded in ``run.report["format"]``.
 
     CSV: a step column (``step`` or W&B ``_step``), an LR column (``lr`` or
     ``optim/learning_rate_group0``) unless ``schedule`` (text form or array) is given, and loss
@@ -182,29 +177,59 @@ def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None
     """
     path = os.fspath(path)
     name = os.path.basename(path)
+    kw = dict(schedule=schedule, n_pt=n_pt, size=size, replay=replay, total_steps=total_steps)
+    if "tfevents" in name:
+        return _tensorboard_run(path, name, loss_columns, lr_column, **kw)
     if path.endswith(".json"):
         try:
             d = json.loads(_open_text(path))
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, RecursionError) as e:
             raise DataError(f"{path}: not valid JSON ({e})") from None
+        if isinstance(d, dict) and "log_history" in d:
+            return _hf_run(path, name, d, loss_columns, **kw)
+        if not isinstance(d, dict):
+            raise DataError(f"{path}: a JSON run must be an object with 'steps', 'losses' and 'lr'")
         for key in ("steps", "losses"):
             if key not in d:
                 raise DataError(f"{path}: missing key {key!r}")
         lr = d.get("lr", d.get("schedule")) if schedule is None else schedule
         if lr is None:
             raise DataError(f"{path}: needs 'lr' (array) or 'schedule' (text form)")
-        lr = _schedules.parse(lr) if isinstance(lr, str) else np.asarray(lr, np.float64)
-        steps = np.asarray(d["steps"], np.int64)
-        cols = {k: np.array([math.nan if x is None else x for x in v], np.float64)
-                for k, v in d["losses"].items()}
+        try:
+            lr = _schedules.parse(lr) if isinstance(lr, str) else np.asarray(lr, np.float64)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{path}: bad 'lr' / 'schedule' ({e})") from None
+        if not isinstance(d["losses"], dict) or not isinstance(d["steps"], list):
+            raise DataError(f"{path}: 'losses' must be an object of lists and 'steps' a list")
+        try:
+            cols = {k: np.array([math.nan if x is None else x for x in v], np.float64)
+                    for k, v in d["losses"].items()}
+            steps = np.asarray(d["steps"], np.float64)
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: 'steps' and every loss must be lists of numbers") from None
+        nan_json = {k: int(sum(1 for x in v if isinstance(x, float) and math.isnan(x)))
+                    for k, v in d["losses"].items()}
+        if steps.ndim != 1 or not np.all(np.isfinite(steps)) or np.any(steps != np.round(steps)):
+            raise DataError(f"{path}: 'steps' must be a list of integers")
+        if steps.size and np.abs(steps).max() > _schedules.MAX_STEPS:
+            raise DataError(f"{path}: a step is above the limit of {_schedules.MAX_STEPS:,}")
+        steps = steps.astype(np.int64)
         for k, v in cols.items():
             if v.shape != steps.shape:
                 raise DataError(f"{path}: loss {k!r} has {v.size} values for {steps.size} steps")
-        return _finish(path, name, lr, d.get("n_pt", n_pt), steps, cols,
-                       d.get("size", size), d.get("replay", replay), {})
+        meta = {}
+        for key in ("n_pt", "size", "replay"):
+            v = d.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise DataError(f"{path}: {key!r} must be a number, got {v!r}")
+            meta[key] = v
+        return _finish(path, name, lr, meta["n_pt"] if meta["n_pt"] is not None else n_pt, steps, cols,
+                       meta["size"] if meta["size"] is not None else size,
+                       meta["replay"] if meta["replay"] is not None else replay,
+                       {"nan_cells": {k: n for k, n in nan_json.items() if n}})
 
     text = _open_text(path)
-    meta, text = _csv_meta(path, text)
+    meta, text = _csv_meta(path, text.replace("\r\n", "\n").replace("\r", "\n"))
     n_pt = meta.get("n_pt", n_pt) if n_pt is None else n_pt
     replay = meta.get("replay", replay) if replay is None else replay
     size = meta.get("size", size) if size is None else size
@@ -213,14 +238,16 @@ def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None
         header = [h.strip() for h in next(reader)]
     except StopIteration:
         raise DataError(f"{path}: empty file") from None
+    except csv.Error as e:
+        raise DataError(f"{path}: not a readable CSV file ({e})") from None
     sc = step_column or next((c for c in ("step", "_step", "Step", "steps") if c in header), None)
     if sc is None or sc not in header:
         raise DataError(f"{path}: missing step column (looked for {step_column or 'step, _step'}); "
                         f"columns are {header[:8]}{'...' if len(header) > 8 else ''}")
     lc = lr_column or next((c for c in ("lr", "learning_rate", "optim/learning_rate_group0")
-                            if c in header), None)
+                            if c in header), next((c for c in header if c.startswith("lr-")), None))
     if schedule is None and (lc is None or lc not in header):
-        raise DataError(f"{path}: missing LR column (looked for {lr_column or 'lr, optim/learning_rate_group0'}) "
+        raise DataError(f"{path}: missing LR column (looked for {lr_column or 'lr, learning_rate, optim/learning_rate_group0, lr-*'}) "
                         "and no schedule given")
     if loss_columns is None:
         loss_columns = [c for c in header if c.endswith("CrossEntropyLoss") and c.startswith("eval/")]
@@ -232,45 +259,164 @@ def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None
             raise DataError(f"{path}: missing loss column {c!r}")
     idx = {c: header.index(c) for c in header}
     rows_steps, rows_lr, rows_loss = [], [], {c: [] for c in loss_columns}
-    for rn, row in enumerate(reader, start=2):
-        if not row or all(not x.strip() for x in row):
-            continue
-        try:
-            step = _float(row[idx[sc]])
-            if not math.isfinite(step):
+    nan_cells = {c: 0 for c in loss_columns}
+    try:
+        for rn, row in enumerate(reader, start=2):
+            if not row or all(not x.strip() for x in row):
                 continue
-            rows_steps.append(int(round(step)))
-            rows_lr.append(_float(row[idx[lc]]) if schedule is None else math.nan)
-            for c in loss_columns:
-                rows_loss[c].append(_float(row[idx[c]]) if idx[c] < len(row) else math.nan)
-        except (ValueError, IndexError):
-            raise DataError(f"{path}: row {rn}: could not read a number "
-                            f"(columns {sc!r}, {lc!r}, {loss_columns})") from None
-    steps = np.asarray(rows_steps, np.int64)
-    if steps.size == 0:
+            try:
+                step = _float(row[idx[sc]])
+                if not math.isfinite(step):
+                    continue
+                rows_steps.append(int(round(step)))
+                rows_lr.append(_float(row[idx[lc]]) if schedule is None and idx[lc] < len(row) else math.nan)
+                for c in loss_columns:
+                    cell = row[idx[c]] if idx[c] < len(row) else ""
+                    nan_cells[c] += cell.strip().lower() == "nan"
+                    rows_loss[c].append(_float(cell))
+            except (ValueError, IndexError, OverflowError):
+                raise DataError(f"{path}: row {rn}: could not read a number "
+                                f"(columns {sc!r}, {lc!r}, {loss_columns})") from None
+    except csv.Error as e:
+        raise DataError(f"{path}: not a readable CSV file ({e})") from None
+    # PyTorch Lightning's LearningRateMonitor logs at global step g the LR of the next update.
+    shift = 1 if lc is not None and lc.startswith("lr-") else 0
+    report = {"format": "lightning" if shift else "csv", "nan_cells": {c: n for c, n in nan_cells.items() if n}}
+    return _assemble(path, name, rows_steps, rows_lr, rows_loss, report, schedule=schedule, n_pt=n_pt,
+                     size=size, replay=replay, total_steps=total_steps, lr_shift=shift)
+
+
+def _hf_run(path, name, d, loss_columns, **kw):
+    """A Hugging Face ``Trainer`` ``trainer_state.json``: ``log_history`` entries with ``step``,
+    the training ``loss`` and ``learning_rate`` every ``logging_steps``, and ``eval_*loss``
+    entries. The LR logged at step s is the one step s used (checked against the real Trainer's
+    scheduler, tests/fixtures); the sparse records are interpolated to every step."""
+    hist = d.get("log_history")
+    if not isinstance(hist, list):
+        raise DataError(f"{path}: 'log_history' must be a list of log entries")
+    cols = set()
+    for e in hist:
+        if isinstance(e, dict):
+            cols |= {k for k in e if (k == "loss" or (k.startswith("eval_") and "loss" in k))}
+    cols = sorted(cols) if loss_columns is None else list(loss_columns)
+    if not cols:
+        raise DataError(f"{path}: no loss in 'log_history' (looked for 'loss' and 'eval_*loss')")
+    steps, lrs, losses = [], [], {c: [] for c in cols}
+    for i, e in enumerate(hist):
+        if not isinstance(e, dict) or "step" not in e:
+            continue
+        st = e["step"]
+        if isinstance(st, bool) or not isinstance(st, (int, float)) or not math.isfinite(st):
+            raise DataError(f"{path}: log_history[{i}]: 'step' must be a number, got {st!r}")
+        steps.append(int(st))
+        lr = e.get("learning_rate")
+        lrs.append(float(lr) if isinstance(lr, (int, float)) and not isinstance(lr, bool) else math.nan)
+        for c in cols:
+            v = e.get(c)
+            losses[c].append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan)
+    missing = [c for c in cols if all(math.isnan(v) for v in losses[c])]
+    if missing:
+        raise DataError(f"{path}: no values for loss column(s) {missing}")
+    kw["total_steps"] = kw.get("total_steps") or (d.get("global_step") if isinstance(d.get("global_step"), int) else None)
+    return _assemble(path, name, steps, lrs, losses, {"format": "huggingface"}, **kw)
+
+
+def _tensorboard_run(path, name, loss_columns, lr_column, **kw):
+    """A TensorBoard event file (the optional extra ``cptjax[tensorboard]`` reads it): scalar tags
+    with ``loss`` in their name are loss columns; the LR tag is ``lr_column``, or
+    ``train/learning_rate`` / ``learning_rate`` (Hugging Face: the LR of that step) or ``lr-*``
+    (Lightning's LearningRateMonitor: the LR of the next step)."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        raise DataError(f"{path}: reading TensorBoard event files needs the optional extra: "
+                        "pip install 'cptjax[tensorboard]'") from None
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such file")
+    try:
+        acc = EventAccumulator(path, size_guidance={"scalars": 0})
+        acc.Reload()
+        tags = acc.Tags().get("scalars", [])
+    except Exception as e:  # the reader raises many types on a corrupt file
+        raise DataError(f"{path}: not a readable TensorBoard event file ({type(e).__name__})") from None
+    lr_tag = lr_column or next((t for t in ("train/learning_rate", "learning_rate", "lr") if t in tags),
+                               next((t for t in tags if t.startswith("lr-")), None))
+    if kw["schedule"] is None and lr_tag not in tags:
+        raise DataError(f"{path}: no LR tag (looked for train/learning_rate, learning_rate, lr-*); "
+                        f"tags are {tags[:8]}")
+    cols = list(loss_columns) if loss_columns else [t for t in tags if "loss" in t.lower() and t != lr_tag]
+    for c in cols:
+        if c not in tags:
+            raise DataError(f"{path}: no scalar tag {c!r}; tags are {tags[:8]}")
+    if not cols:
+        raise DataError(f"{path}: no loss tags; tags are {tags[:8]}")
+    steps, lrs, losses = [], [], {c: [] for c in cols}
+    for tag in ([lr_tag] if lr_tag in tags else []) + cols:
+        for ev in acc.Scalars(tag):
+            steps.append(int(ev.step))
+            lrs.append(float(ev.value) if tag == lr_tag else math.nan)
+            for c in cols:
+                losses[c].append(float(ev.value) if tag == c else math.nan)
+    shift = 1 if lr_tag and lr_tag.startswith("lr-") else 0
+    order = np.argsort(np.asarray(steps), kind="stable")  # tags are read one after another
+    pick = lambda xs: [xs[i] for i in order]
+    return _assemble(path, name, pick(steps), pick(lrs), {c: pick(v) for c, v in losses.items()},
+                     {"format": "tensorboard"}, lr_shift=shift, **kw)
+
+
+def _last_per_step(steps, v):
+    """Per unique step (sorted), the last finite value of ``v`` in file order (NaN if none): a
+    resumed run's later rows win, and loggers that write one row per metric (Lightning) merge."""
+    u = np.unique(steps)
+    out = np.full(u.size, np.nan)
+    ok = ~np.isnan(v)  # ±inf is a (bad) logged value: kept here, counted and dropped later
+    if ok.any():
+        s, x = steps[ok][::-1], v[ok][::-1]
+        rs, ri = np.unique(s, return_index=True)
+        out[np.searchsorted(u, rs)] = x[ri]
+    return u, out
+
+
+def _assemble(path, name, rows_steps, rows_lr, rows_loss, report, *, schedule, n_pt, size, replay,
+              total_steps, lr_shift=0):
+    """Records (one per logged row, in file order) → a :class:`Run`: rows of the same step merged,
+    the dense LR rebuilt (``lr_shift``: the LR logged at step g is that of step g + shift)."""
+    if not rows_steps:
         raise DataError(f"{path}: no data rows")
-    # Resumed runs: keep the last row of each step, then sort.
-    report = {}
-    order = np.arange(steps.size)
-    last = {s: i for i, s in zip(order, steps)}
-    keep = np.array(sorted(last.values(), key=lambda i: steps[i]))
-    n_dup = steps.size - keep.size
-    if n_dup or np.any(np.diff(steps) < 0):
-        report["duplicate_steps_dropped"] = int(n_dup)
-        warnings.warn(f"{path}: unsorted or repeated steps (a resumed run?); kept the last row of "
-                      f"each step ({n_dup} rows dropped)", DataWarning, stacklevel=2)
-    steps = steps[keep]
-    lrv = np.asarray(rows_lr, np.float64)[keep]
-    cols = {c: np.asarray(v, np.float64)[keep] for c, v in rows_loss.items()}
+    big = max(rows_steps, key=abs)
+    if abs(big) > _schedules.MAX_STEPS:
+        raise DataError(f"{path}: step {big} is outside 0..{_schedules.MAX_STEPS:,}")
+    steps = np.asarray(rows_steps, np.int64)
     if (steps < 0).any():
-        raise DataError(f"{path}: negative step {int(steps.min())} in column {sc!r}")
+        raise DataError(f"{path}: negative step {int(steps.min())}")
+    if steps.max() + lr_shift > _schedules.MAX_STEPS:
+        raise DataError(f"{path}: step {int(steps.max())} is above the limit of "
+                        f"{_schedules.MAX_STEPS:,} steps")
+    if np.any(np.diff(steps) < 0):
+        report["unsorted_steps"] = True
+        warnings.warn(f"{path}: steps go backwards (a resumed run?); kept the last value logged "
+                      "for each step", DataWarning, stacklevel=3)
+    u, _ = _last_per_step(steps, np.zeros(steps.size))
+    cols = {c: _last_per_step(steps, np.asarray(v, np.float64))[1] for c, v in rows_loss.items()}
+    if steps.size > u.size and report.get("format") == "csv":
+        report["duplicate_steps_merged"] = int(steps.size - u.size)
+    has_loss = np.zeros(u.size, bool)
+    for v in cols.values():
+        has_loss |= ~np.isnan(v)
     if schedule is not None:
-        lr = _schedules.parse(schedule) if isinstance(schedule, str) else np.asarray(schedule, np.float64)
+        try:
+            lr = _schedules.parse(schedule) if isinstance(schedule, str) else np.asarray(schedule, np.float64)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{path}: bad schedule ({e})") from None
     else:
-        total = int(total_steps or steps.max())
-        lr, rep = _rebuild_lr(path, steps, lrv, total)
+        _, lrv = _last_per_step(steps, np.asarray(rows_lr, np.float64))
+        lr_steps = u + lr_shift
+        total = int(total_steps or max(u[has_loss].max() if has_loss.any() else 0, lr_steps.max()))
+        lr, rep = _rebuild_lr(path, lr_steps, lrv, max(total, 1))
         report.update(rep)
-    return _finish(path, name, lr, n_pt, steps, cols, size, replay, report)
+    keep = has_loss if has_loss.any() else np.ones(u.size, bool)
+    return _finish(path, name, lr, n_pt, u[keep], {c: v[keep] for c, v in cols.items()}, size, replay,
+                   report)
 
 
 def _finish(path, name, lr, n_pt, steps, cols, size, replay, report):
@@ -279,6 +425,11 @@ def _finish(path, name, lr, n_pt, steps, cols, size, replay, report):
         raise DataError(f"{path}: the schedule is empty")
     if not np.isfinite(lr).all() or (lr < 0).any():
         raise DataError(f"{path}: the schedule has a negative or non-finite LR")
+    if not (lr > 0).any():
+        raise DataError(f"{path}: the LR is zero at every step, so the areas are zero and no law can "
+                        "be fitted (is the LR logged, and in raw units such as 2e-4?)")
+    if isinstance(n_pt, float) and not (math.isfinite(n_pt) and n_pt == int(n_pt)):
+        raise DataError(f"{path}: n_pt must be an integer, got {n_pt}")
     n_pt = lr.size if n_pt is None else int(n_pt)
     if not 0 <= n_pt <= lr.size:
         raise DataError(f"{path}: n_pt = {n_pt} is outside [0, {lr.size}]")
@@ -293,17 +444,18 @@ def _finish(path, name, lr, n_pt, steps, cols, size, replay, report):
         steps = steps[~zero]
         cols = {k: v[~zero] for k, v in cols.items()}
     dropped = {}
+    nan_cells = report.pop("nan_cells", {})
     for k, v in cols.items():
         bad = ~np.isfinite(v) | (v <= 0)
-        nonempty_bad = (np.isfinite(v) & (v <= 0)) | np.isinf(v)
-        if nonempty_bad.any():
-            dropped[k] = int(nonempty_bad.sum())
+        n_bad = int(((np.isfinite(v) & (v <= 0)) | np.isinf(v)).sum()) + nan_cells.get(k, 0)
+        if n_bad:
+            dropped[k] = n_bad
         cols[k] = np.where(bad, np.nan, v)
     if dropped:
         report["bad_losses_dropped"] = dropped
         warnings.warn(f"{path}: dropped non-finite or non-positive losses {dropped}", DataWarning,
                       stacklevel=3)
-    if size is not None and not float(size) > 0:
+    if size is not None and not (math.isfinite(float(size)) and float(size) > 0):
         raise DataError(f"{path}: size must be > 0 (millions of parameters), got {size}")
     if replay is not None and not 0 <= float(replay) <= 1:
         raise DataError(f"{path}: replay ratio must be in [0, 1], got {replay}")

@@ -25,7 +25,7 @@ import optax
 
 from . import _schedules
 from ._areas import areas, continue_areas, pt_state
-from ._data import atomic_write
+from ._io import atomic_write, dumps
 from ._laws import LawPair, LossPair
 
 __all__ = ["Plan", "design", "baselines", "evaluate", "pareto", "optax_schedule"]
@@ -118,7 +118,7 @@ class Plan:
         atomic_write(prefix + ".npy", buf.getvalue())
         atomic_write(prefix + ".csv", "cpt_step,lr\n" + "".join(
             f"{i + 1},{v!r}\n" for i, v in enumerate(self.schedule.tolist())))
-        atomic_write(prefix + ".json", json.dumps(self.to_dict()))
+        atomic_write(prefix + ".json", dumps(self.to_dict()))
         return [prefix + ".csv", prefix + ".npy", prefix + ".json"]
 
 
@@ -287,7 +287,7 @@ def _optimise(law, pt, weights, replay, cfg, iterations, tol, progress):
         params, state, cur = _chunk_vmap(params, state, law, summary, weights, rep, cfg)
         cur = np.asarray(cur)
         if progress is not None:
-            progress(done, iterations, float(cur.min()))
+            progress(done, iterations, float(cur[-1]))  # the last lane: the caller's own plan
         if not np.all(np.isfinite(cur)) or (prev is not None and np.all(np.abs(prev - cur) <= tol * np.abs(cur))):
             break
         prev = cur

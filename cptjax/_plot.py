@@ -18,18 +18,21 @@ def _plt():
 
 
 def save(fig, path) -> None:
-    """Write ``fig`` atomically (temp file + rename), so a failed save leaves no partial file."""
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(path)[1] or ".png", dir=d)
-    os.close(fd)
+    """Write ``fig`` atomically (temp file + rename, see ``_io``): a failed or interrupted save
+    leaves no partial file; errors name ``path``, not the temporary file."""
+    import io
+
+    from ._io import atomic_write
+
+    buf = io.BytesIO()
+    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        fig.savefig(buf, format=fmt, dpi=120, bbox_inches="tight")
+    except ValueError as e:
+        raise ValueError(f"plot {path}: {e}") from None
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         _plt().close(fig)
+    atomic_write(path, buf.getvalue())
 
 
 def prediction(steps, lr, curves: dict, n_pt: int | None, path, title: str = "", observed=None):
@@ -89,12 +92,14 @@ def fit(series, path, title: str = ""):
     save(fig, path)
 
 
-def design(plan, front, path):
-    """Schedule vs baselines, predicted curves, and the Pareto front."""
+def design(plan, front, path, free=None):
+    """Schedule (plan, free-form plan) vs baselines, predicted curves, and the Pareto front."""
     plt = _plt()
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
     t = np.arange(1, plan.schedule.size + 1)
     ax[0].plot(t, plan.schedule, "k", lw=2, label=f"plan ({plan.source})")
+    if free is not None:
+        ax[0].plot(t, free.schedule, "k:", lw=1.5, label="free-form plan (not recommended)")
     for b in plan.baselines.values():
         ax[0].plot(t, b["schedule"], lw=1, label=b["name"])
     ax[0].set_xlabel("CPT step")
@@ -104,6 +109,10 @@ def design(plan, front, path):
     g, d = (np.asarray(x)[plan.n_pt:] for x in plan.curves)
     ax[1].plot(t, g, label="general (D_pt)")
     ax[1].plot(t, d, label="domain (D_cpt)")
+    if free is not None:
+        fg, fdm = (np.asarray(x)[free.n_pt:] for x in free.curves)
+        ax[1].plot(t, fg, ":", color="C0", label="general, free-form plan")
+        ax[1].plot(t, fdm, ":", color="C1", label="domain, free-form plan")
     ax[1].set_xlabel("CPT step")
     ax[1].set_ylabel("predicted loss")
     ax[1].legend()

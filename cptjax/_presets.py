@@ -143,9 +143,20 @@ _ALIASES = {"fig3": "setting-a", "a": "setting-a", "fig11": "setting-b", "b": "s
             "fig19": "replay", "fig15": "size"}
 
 
+# Largest LR in the data each preset was fitted on (the papers' peak LRs): design warns above it.
+LR_MAX = {"setting-a": 2e-4, "setting-b": 2e-4, "replay": 2e-4, "replay-printed": 2e-4, "size": 2e-4,
+          "mpl-25m": 3e-4, "mpl-100m": 3e-4, "mpl-400m": 3e-4}
+
+
+def preset_lr_max(name: str):
+    key = str(name).lower()
+    return LR_MAX.get(_ALIASES.get(key, key))
+
+
 def preset_data_range(name: str) -> int:
     """Joined steps of the runs behind a preset (see DATA_RANGE)."""
-    return DATA_RANGE[_ALIASES.get(str(name).lower(), str(name).lower())]
+    key = str(name).lower()
+    return DATA_RANGE.get(_ALIASES.get(key, key))
 
 
 def preset(name: str):

@@ -23,15 +23,26 @@ __all__ = [
 _SHAPES = ("linear", "exp", "cosine", "sqrt")
 
 
+# Longest schedule built here: 10^7 steps (80 MB per float64 array; the areas need ~5 such arrays
+# and a fit or design a few more). Longer runs are rare and better logged at a coarser step.
+MAX_STEPS = 10_000_000
+
+
 def _check(steps, peak, warmup, final=None, name="schedule"):
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"{name}: `steps` must be an integer >= 1, got {steps!r}")
+    if steps > MAX_STEPS:
+        raise ValueError(f"{name}: `steps`={steps} is above the limit of {MAX_STEPS:,} steps "
+                         f"(it would need ~{steps * 8 * 6 / 1e9:.0f} GB)")
     if not (isinstance(peak, (int, float, np.floating)) and math.isfinite(peak) and peak > 0):
         raise ValueError(f"{name}: `peak` must be a finite number > 0, got {peak!r}")
     if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or not 0 <= warmup < steps:
         raise ValueError(f"{name}: `warmup` must be an integer in [0, steps), got {warmup!r}")
-    if final is not None and not (math.isfinite(final) and 0 <= final):
+    if final is not None and not (isinstance(final, (int, float, np.floating)) and not isinstance(final, bool)
+                                  and math.isfinite(final) and 0 <= final):
         raise ValueError(f"{name}: `final` must be a finite number >= 0, got {final!r}")
+    if final is not None and final > peak:
+        raise ValueError(f"{name}: `final` ({final:g}) must not exceed `peak` ({peak:g})")
 
 
 def _with_warmup(steps: int, peak: float, warmup: int, body) -> np.ndarray:
@@ -121,6 +132,8 @@ def multistep(steps: int, peak: float, warmup: int = 0, milestones=(0.8, 0.9),
     milestones, factors = tuple(np.atleast_1d(milestones)), tuple(np.atleast_1d(factors))
     if len(milestones) != len(factors):
         raise ValueError("multistep: `milestones` and `factors` must have the same length")
+    if any(not (isinstance(f, (int, float, np.number)) and math.isfinite(f) and f >= 0) for f in factors):
+        raise ValueError(f"multistep: `factors` must be finite numbers >= 0, got {factors}")
     if any(not 0 < m <= 1 for m in milestones) or list(milestones) != sorted(milestones):
         raise ValueError(f"multistep: `milestones` must be increasing fractions in (0, 1], got {milestones}")
     if any(not (f >= 0 and math.isfinite(f)) for f in factors):
@@ -170,12 +183,24 @@ def join(pt, cpt) -> tuple[np.ndarray, int]:
 def from_file(path) -> np.ndarray:
     """Load a per-step LR array from ``.npy`` or ``.csv``/``.txt`` (one column, or a column
     named ``lr``)."""
+    if not str(path).strip():
+        raise ValueError("file(): give a path, e.g. file(lr.npy)")
     p = pathlib.Path(path)
     if not p.exists():
         raise ValueError(f"file({path}): no such file")
+    if p.is_dir():
+        raise ValueError(f"file({path}): is a folder, not a schedule file")
     try:
         if p.suffix == ".npy":
             arr = np.load(p)
+        elif p.suffix == ".json":  # a plan file from `cptjax design` (or any {"schedule": [...]})
+            import json
+
+            with open(p, encoding="utf-8") as fh:
+                d = json.load(fh)
+            if not (isinstance(d, dict) and isinstance(d.get("schedule"), list)):
+                raise ValueError(f"file({path}): a JSON schedule needs a 'schedule' list of LRs")
+            arr = d["schedule"]
         else:
             with open(p) as fh:
                 first = fh.readline()
@@ -191,10 +216,27 @@ def from_file(path) -> np.ndarray:
         if str(e).startswith("file("):
             raise
         raise ValueError(f"file({path}): could not read a numeric LR array ({e})") from None
-    arr = np.asarray(arr, np.float64)
+    except (OSError, UnicodeDecodeError, EOFError, json_errors()) as e:
+        raise ValueError(f"file({path}): could not read it ({e})") from None
+    try:
+        arr = np.asarray(arr, np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"file({path}): expected a numeric LR array") from None
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"file({path}): expected a non-empty 1-D LR array, got shape {arr.shape}")
+    if arr.size > MAX_STEPS:
+        raise ValueError(f"file({path}): {arr.size} steps is above the limit of {MAX_STEPS:,}")
+    bad = ~np.isfinite(arr) | (arr < 0)
+    if bad.any():
+        raise ValueError(f"file({path}): the LR at step {int(np.argmax(bad)) + 1} is negative or "
+                         "not finite")
     return arr
+
+
+def json_errors():
+    import json
+
+    return json.JSONDecodeError
 
 
 _KINDS = {"constant": constant, "cosine": cosine, "linear": linear, "wsd": wsd,

@@ -3,33 +3,78 @@
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 import sys
+import threading
 import time
 
-import numpy as np
+from ._io import atomic_dir, atomic_write, check_output_dir, check_output_file, dumps
 
-from ._laws import LAWS
+np = None  # numpy, imported by main() once the signal handling is in place
 
 DEFAULT_PT = "wsd(steps=40000,peak=2e-4,warmup=500,decay=0.2,final=2e-5)"
 DEFAULT_CPT = "cosine(steps=10000,peak=1e-4,warmup=500,final=0)"
+BUG_URL = "https://github.com/cptjax/cptjax/issues"
 
 
 class _Fail(Exception):
     """A user error: printed as one line, exit code 2."""
 
 
-def _x64():
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on the one error path (``cptjax: error: ...``, exit 2)."""
+
+    def error(self, message):
+        raise _Fail(f"{self.prog.removeprefix('cptjax').strip() + ': ' if self.prog != 'cptjax' else ''}{message}")
+
+
+def _setup_jax(x64: bool = True):
+    """float64, and JAX's persistent compilation cache in the user's cache folder, so a second
+    command of the same shapes starts without compiling (``CPTJAX_NO_CACHE=1`` turns it off,
+    ``CPTJAX_CACHE_DIR`` moves it)."""
     import jax
 
-    jax.config.update("jax_enable_x64", True)
+    if x64:
+        jax.config.update("jax_enable_x64", True)
+    if os.environ.get("CPTJAX_NO_CACHE", "") not in ("", "0"):
+        return
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.environ.get("CPTJAX_CACHE_DIR") or os.path.join(base, "cptjax", "jax")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return  # no writable cache folder: compile every time
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def atomic_write(path: str, text: str) -> None:
-    from ._data import atomic_write as _write
+_x64 = _setup_jax
 
-    _write(path, text)
+
+def _number(name, value, lo=None, hi=None, *, lo_open=False, integer=False):
+    """Check a numeric argument: finite, within [lo, hi] (lo excluded when ``lo_open``)."""
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        raise _Fail(f"{name} must be a finite number, got {value}")
+    if integer and value != int(value):
+        raise _Fail(f"{name} must be an integer, got {value}")
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        raise _Fail(f"{name} must be {'>' if lo_open else '>='} {lo:g}, got {value:g}")
+    if hi is not None and value > hi:
+        raise _Fail(f"{name} must be <= {hi:g}, got {value:g}")
+    return value
+
+
+def _out_file(path, name):
+    if path is not None:
+        try:
+            check_output_file(path, name)
+        except ValueError as e:
+            raise _Fail(str(e)) from None
+    return path
 
 
 def progress(msg: str, quiet: bool = False):
@@ -40,20 +85,27 @@ def progress(msg: str, quiet: bool = False):
 
 def load_law(spec: str):
     """A law from a preset name or a JSON file (a fitted law, or a law's ``to_dict``)."""
+    import json
+
     import cptjax
 
     if spec.endswith(".json") or os.path.exists(spec):
         if not os.path.exists(spec):
             raise _Fail(f"{spec}: no such law file")
+        if os.path.isdir(spec):
+            raise _Fail(f"{spec}: is a folder, not a law file")
         try:
-            with open(spec) as fh:
+            with open(spec, encoding="utf-8") as fh:
                 d = json.load(fh)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise _Fail(f"{spec}: not valid JSON ({e})") from None
-        d = d.get("law", d) if isinstance(d.get("law"), dict) else d
+        except OSError as e:
+            raise _Fail(f"{spec}: cannot read ({e.strerror})") from None
+        if isinstance(d, dict) and isinstance(d.get("law"), dict):
+            d = d["law"]
         try:
             return cptjax.law_from_dict(d)
-        except ValueError as e:
+        except (ValueError, TypeError) as e:
             raise _Fail(f"{spec}: {e}") from None
     return cptjax.preset(spec)
 
@@ -106,7 +158,7 @@ def _predict_run(args, law) -> int:
         atomic_write(args.out, "step,observed," + ",".join(f"predicted_{n}" for n in names)
                      + "\n" + body + "\n")
     if args.json:
-        print(json.dumps(res, indent=2))
+        print(dumps(res, indent=2))
     else:
         for k, v in res.items():
             if isinstance(v, dict):
@@ -117,7 +169,12 @@ def _predict_run(args, law) -> int:
 
 
 def cmd_predict(args) -> int:
-    _x64()
+    _out_file(args.out, "--out")
+    _out_file(args.plot, "--plot")
+    _number("--replay", args.replay, 0, 1)
+    _number("--size", args.size, 0, lo_open=True)
+    _number("--lam", args.lam, 0, 1 - 1e-12, lo_open=True)
+    _setup_jax()
     import cptjax
 
     t0 = time.perf_counter()
@@ -133,6 +190,11 @@ def cmd_predict(args) -> int:
     pred = cptjax.predict(law, lr, n_pt, replay=args.replay, size=args.size, lam=args.lam)
     names = ("general", "domain") if isinstance(pred, cptjax.LossPair) else ("loss",)
     curves = {n: np.asarray(v) for n, v in zip(names, pred if isinstance(pred, tuple) else (pred,))}
+    for n, c in curves.items():
+        bad = ~np.isfinite(c)
+        if bad.any():
+            raise _Fail(f"{args.law}: the law predicts a non-finite {n} loss from step "
+                        f"{int(np.argmax(bad)) + 1}: check its parameters and the schedule")
     steps = np.arange(1, T + 1)
     at = _parse_steps(args.at, T, n_pt)
     rows = [(s, s - n_pt, lr[s - 1], *(curves[n][s - 1] for n in names)) for s in at]
@@ -145,7 +207,7 @@ def cmd_predict(args) -> int:
     }
     if args.out:
         if args.out.endswith(".json"):
-            atomic_write(args.out, json.dumps({**result, "curves": {
+            atomic_write(args.out, dumps({**result, "curves": {
                 "step": steps.tolist(), "lr": lr.tolist(),
                 **{n: curves[n].tolist() for n in names}}}))
         else:
@@ -160,7 +222,7 @@ def cmd_predict(args) -> int:
                          title=f"cptjax predict: {args.law}")
         progress(f"wrote plot to {args.plot}", args.json)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(dumps(result, indent=2))
     else:
         fmt = [str, str, lambda v: f"{v:.3g}"] + [lambda v: f"{v:.5f}"] * len(names)
         print(_table(rows, ["step", "cpt_step", "lr", *names], fmt))
@@ -194,7 +256,17 @@ def _errors(pred, obs):
 
 
 def cmd_fit(args) -> int:
-    _x64()
+    _out_file(args.out, "--out")
+    _out_file(args.plot, "--plot")
+    _number("--delta", args.delta, 0, lo_open=True)
+    _number("--max-iter", args.max_iter, 1, integer=True)
+    _number("--replay", args.replay, 0, 1)
+    _number("--size", args.size, 0, lo_open=True)
+    _number("--n-pt", args.n_pt, 0, integer=True)
+    lam = _lam(args.lam)
+    _setup_jax()
+    import warnings
+
     import cptjax
 
     runs = _load_runs(args)
@@ -203,16 +275,24 @@ def cmd_fit(args) -> int:
              f"({sum(int(np.isfinite(r.losses[column]).sum()) for r in runs if column in r.losses)} points)",
              args.json)
     t0 = time.perf_counter()
-    res = cptjax.fit(runs, args.law, column, target=args.target, delta=args.delta,
-                     max_iter=args.max_iter, lam=_lam(args.lam))
+    with warnings.catch_warnings():  # the fit's warnings are printed once, below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = cptjax.fit(runs, args.law, column, target=args.target, delta=args.delta,
+                         max_iter=args.max_iter, lam=lam)
+    if res.status == "non-finite" or not all(math.isfinite(v) for v in res.params.values()):
+        raise _Fail(f"the fit of {args.law!r} to {column!r} did not reach finite parameters (status "
+                    f"{res.status}): check the runs' LR and loss columns (is the LR logged in "
+                    "raw units, and not all zero?)")
     progress(f"{res.status} after {res.iterations} iterations in {time.perf_counter() - t0:.1f} s",
              args.json)
     out = res.to_dict()
     out["runs"] = [r.name for r in runs]
     out["data_range"] = max(int(r.lr.size) for r in runs)
+    out["lr_range"] = [float(min(r.lr[r.lr > 0].min() if (r.lr > 0).any() else 0.0 for r in runs)),
+                       float(max(r.lr.max() for r in runs))]
     out["data_report"] = {r.name: r.report for r in runs}
     if args.out:
-        atomic_write(args.out, json.dumps(out, indent=2))
+        atomic_write(args.out, dumps(out, indent=2))
         progress(f"wrote {args.out}", args.json)
     if args.plot:
         from . import _plot
@@ -227,14 +307,15 @@ def cmd_fit(args) -> int:
         _plot.fit(series, args.plot, title=f"cptjax fit: {args.law} law, {column}")
         progress(f"wrote {args.plot}", args.json)
     if args.json:
-        print(json.dumps(out, indent=2))
+        print(dumps(out, indent=2))
         return 0
     rows = [(k, v, res.stderr[k]) for k, v in res.params.items()]
     print(_table(rows, ["param", "value", "stderr"],
                  [str, lambda v: f"{v:.6g}", lambda v: f"{v:.3g}"]))
     print(f"status {res.status}; iterations {res.iterations}; points {res.n_points}; "
           f"huber {res.objective:.4g}; R2 {res.r2:.5f}; RMSE {res.rmse:.4g}; "
-          f"mean rel err {100 * res.mean_rel_error:.3f}%; max {100 * res.max_rel_error:.3f}%")
+          f"mean rel err {100 * res.mean_rel_error:.3f}%; max {100 * res.max_rel_error:.3f}%"
+          + (f"; lam {res.law.lam:g}" if hasattr(res.law, "lam") else ""))
     for w in res.warnings:
         print(f"warning: {w}")
     return 0
@@ -252,67 +333,121 @@ def _lam(text):
     return v
 
 
-def _data_range(spec):
-    from ._presets import preset_data_range
+def _law_range(spec):
+    """(steps, largest LR) of the data a law was fitted on: from a fit JSON, or the preset's."""
+    import json
 
-    if os.path.exists(spec):
-        with open(spec) as fh:
-            return json.load(fh).get("data_range")
-    return preset_data_range(spec)
+    from ._presets import preset_data_range, preset_lr_max
+
+    if os.path.isfile(spec):
+        with open(spec, encoding="utf-8") as fh:
+            d = json.load(fh)
+        lr = d.get("lr_range") if isinstance(d, dict) else None
+        return (d.get("data_range") if isinstance(d, dict) else None), (lr[1] if lr else None)
+    return preset_data_range(spec), preset_lr_max(spec)
+
+
+def _check_design_args(args):
+    _number("--weight-general", args.weight_general, 0, 1)
+    _number("--max-lr", args.max_lr, 0, lo_open=True)
+    _number("--cpt-steps", args.cpt_steps, 2)
+    _number("--warmup", args.warmup, 0)
+    if args.warmup >= args.cpt_steps:
+        raise _Fail(f"--warmup ({args.warmup}) must be shorter than --cpt-steps ({args.cpt_steps})")
+    _number("--knots", args.knots, 2)
+    _number("--iterations", args.iterations, 1)
+    if args.cpt_steps > 10_000_000:
+        raise _Fail(f"--cpt-steps {args.cpt_steps} is above the limit of 10,000,000 steps")
+    if args.replay is None or args.replay == "free":
+        replay = args.replay
+    else:
+        try:
+            replay = float(args.replay)
+        except ValueError:
+            raise _Fail(f"--replay must be 'free' or a ratio in [0, 1], got {args.replay!r}") from None
+        _number("--replay", replay, 0, 1)
+    try:
+        check_output_dir(args.out, "--out")
+    except ValueError as e:
+        raise _Fail(str(e)) from None
+    return replay
 
 
 def cmd_design(args) -> int:
-    _x64()
+    replay = _check_design_args(args)
+    _setup_jax()
     import cptjax
 
-    replay = None if args.replay is None else ("free" if args.replay == "free" else float(args.replay))
     law_name = args.law or ("replay" if replay is not None else "setting-a")
     law = load_law(law_name)
     if not isinstance(law, cptjax.LawPair):
         raise _Fail(f"{law_name}: design needs a general+domain law pair (a CPT preset or a JSON "
                     "with 'general' and 'domain')")
     pt = cptjax.schedules.parse(args.pt)
-    data_range = _data_range(law_name)
-    if args.cpt_steps < 2:
-        raise _Fail(f"--cpt-steps must be >= 2, got {args.cpt_steps}")
-    os.makedirs(args.out, exist_ok=True)
+    data_range, lr_max = _law_range(law_name)
+    if lr_max and args.max_lr > 10 * lr_max:
+        raise _Fail(f"--max-lr {args.max_lr:g} is {args.max_lr / lr_max:.3g}x the largest LR the law "
+                    f"was fitted on ({lr_max:g}): its predictions there are not trustworthy")
+    if lr_max and args.max_lr > lr_max * (1 + 1e-9):
+        progress(f"warning: --max-lr {args.max_lr:g} is above the largest LR the law was fitted on "
+                 f"({lr_max:g}): the plan may rely on extrapolation", False)
     t0 = time.perf_counter()
 
     def show(done, total, value):
-        progress(f"step {done}/{total}: objective {value:.6f}", args.json)
+        progress(f"step {done}/{total}: plan objective {value:.6f}", args.json)
 
     progress(f"designing a {args.cpt_steps}-step CPT schedule with {law_name} "
              f"(lambda1={args.weight_general}, max_lr={args.max_lr}, replay={args.replay})", args.json)
     kw = dict(max_lr=args.max_lr, replay=replay, warmup=args.warmup, knots=args.knots,
               iterations=args.iterations, data_range=data_range)
-    if not 0 <= args.weight_general <= 1:
-        raise _Fail(f"--weight-general must be in [0, 1], got {args.weight_general}")
     weights = [0.1, 0.3, 0.5, 0.7, 0.9]
-    progress("optimising the plan and a Pareto front over lambda1 = " + ", ".join(map(str, weights))
-             + " together (vmapped)", args.json)
-    plans = cptjax.pareto(law, pt, args.cpt_steps, weights + [args.weight_general], progress=show, **kw)
+    progress("optimising the plan (WSD family: no dead tail) and a Pareto front over lambda1 = "
+             + ", ".join(map(str, weights)) + " together (vmapped)", args.json)
+    try:
+        plans = cptjax.pareto(law, pt, args.cpt_steps, weights + [args.weight_general], progress=show, **kw)
+        progress("optimising the free-form plan (what the law alone prefers), for comparison", args.json)
+        free = cptjax.design(law, pt, args.cpt_steps, weight_general=args.weight_general, shape="free",
+                             progress=show, **kw)
+    except ValueError as e:
+        raise _Fail(str(e)) from None
     plan, front = plans[-1], plans[:-1]
-    files = plan.save(os.path.join(args.out, "plan"))
+    if not math.isfinite(plan.objective):
+        raise _Fail("the design ended with a non-finite objective (status non-finite): check the "
+                    "law's parameters and the PT schedule")
     front_d = [{"weight_general": w, "general": p.general, "domain": p.domain, "objective": p.objective,
                 "replay": p.replay} for w, p in zip(weights, front)]
+    files = [os.path.join(args.out, f) for f in
+             ("plan.csv", "plan.npy", "plan.json", "free_plan.csv", "free_plan.npy", "free_plan.json",
+              "report.json", "design.png")]
     result = {"law": law_name, "pt": args.pt, "cpt_steps": args.cpt_steps, "max_lr": args.max_lr,
               "plan": {k: v for k, v in plan.to_dict().items() if k != "schedule"},
-              "pytorch_lr_per_step": plan.schedule.tolist(), "pareto": front_d,
-              "files": files + [os.path.join(args.out, "design.png")]}
-    atomic_write(os.path.join(args.out, "report.json"), json.dumps(result, indent=2))
+              "free_plan": {k: v for k, v in free.to_dict().items() if k not in ("schedule", "baselines")},
+              "pytorch_lr_per_step": plan.schedule.tolist(), "pareto": front_d, "files": files}
     from . import _plot
 
-    _plot.design(plan, front_d, os.path.join(args.out, "design.png"))
+    with atomic_dir(args.out) as tmp:
+        plan.save(os.path.join(tmp, "plan"))
+        free.save(os.path.join(tmp, "free_plan"))
+        atomic_write(os.path.join(tmp, "report.json"), dumps(result, indent=2))
+        _plot.design(plan, front_d, os.path.join(tmp, "design.png"), free=free)
     progress(f"wrote {args.out}/ in {time.perf_counter() - t0:.1f} s", args.json)
     if args.json:
-        print(json.dumps({k: v for k, v in result.items() if k != "pytorch_lr_per_step"}, indent=2))
+        print(dumps({k: v for k, v in result.items() if k != "pytorch_lr_per_step"}, indent=2))
         return 0
-    rows = [("plan (" + plan.source + ")", plan.objective, plan.general, plan.domain,
-             plan.replay if plan.replay is not None else float("nan"))]
-    rows += [(b["name"], b["objective"], b["general"], b["domain"],
-              b["replay"] if b["replay"] is not None else float("nan")) for b in plan.baselines.values()]
+    rep = lambda r: "-" if r is None else f"{r:.3f}"
+    rows = [("plan (" + plan.source + ")", plan.objective, plan.general, plan.domain, rep(plan.replay)),
+            ("free-form plan", free.objective, free.general, free.domain, rep(free.replay))]
+    rows += [(b["name"], b["objective"], b["general"], b["domain"], rep(b["replay"]))
+             for b in plan.baselines.values()]
     print(_table(rows, ["schedule", "objective", "general", "domain", "replay"],
-                 [str] + [lambda v: f"{v:.5f}"] * 3 + [lambda v: f"{v:.3f}"]))
+                 [str] + [lambda v: f"{v:.5f}"] * 3 + [str]))
+    d, fd = plan.diagnostics, free.diagnostics
+    print(f"plan: predicted gain over the best baseline {d['gain_vs_best_baseline']:+.5f} "
+          f"({100 * d['gain_vs_best_baseline_rel']:+.3f}%); {100 * d['share_below_1pct_of_peak']:.1f}% of "
+          f"steps below 1% of its peak, credited {d['objective_credited_to_steps_below_1pct']:.5f}")
+    print(f"free-form plan: {100 * fd['share_below_1pct_of_peak']:.1f}% of steps below 1% of its peak, "
+          f"credited {fd['objective_credited_to_steps_below_1pct']:.5f} of objective: the law "
+          "over-credits such steps (experiments/README.md, the closed loop); train the plan, not this")
     if plan.note:
         print("note:", plan.note)
     return 0
@@ -334,8 +469,11 @@ def cmd_lab(args) -> int:
         text = _lab.QUICK_STUDY if args.quick else _lab.DEFAULT_STUDY
         study = _lab.parse_study(tomllib.loads(text), "quick study" if args.quick else "default study",
                                  args.model)
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise _Fail(f"--out {args.out}: exists and is not a folder")
+    try:
+        check_output_dir(args.out, "--out")
+    except ValueError as e:
+        raise _Fail(str(e)) from None
+    _setup_jax(x64=False)  # the lab trains in float32; the cache still helps
     only = set(args.only) if args.only else None
     if only:
         names = {r.name for r in study.runs} | {r.name for r in study.pt_runs()}
@@ -353,12 +491,12 @@ def cmd_lab(args) -> int:
     progress(f"{n} runs done in {time.perf_counter() - t0:.1f} s; fit them with "
              f"'cptjax fit {args.out}/*.csv --loss-column domain_loss'", args.json)
     if args.json:
-        print(json.dumps(manifest, indent=2))
+        print(dumps(manifest, indent=2))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="cptjax",
         description="Predict, fit and optimise LLM continual pre-training (CPT) loss curves with "
                     "the CPT scaling law (Wang et al. 2025) in JAX.",
@@ -408,6 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "Objective: sum of Huber(delta) on log residuals; multi-start "
                     "Levenberg-Marquardt; standard errors from the Laplace/sandwich covariance.")
     fi.add_argument("runs", nargs="+", metavar="RUN", help="run files: .csv, .csv.gz or .json")
+    from ._laws import LAWS
+
     fi.add_argument("--law", default="cpt", choices=sorted(LAWS),
                     help="law to fit (default cpt): " + ", ".join(sorted(LAWS)))
     fi.add_argument("--loss-column", default=None, help="loss column to fit (default: the first)")
@@ -475,20 +615,95 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_SIGNALS_ON = False
+
+
+def _watch_signals():
+    """SIGINT/SIGTERM at any moment — inside XLA compilation, the optimisation loop or plotting —
+    end the command cleanly. Python's C-level handler writes the signal number to a wakeup pipe
+    whichever thread receives it; a helper thread reads the pipe, removes the partial outputs in
+    progress (``_io``) and exits with 130 / 143 at once, without unwinding a KeyboardInterrupt
+    through JAX's native code (which crashed with a segmentation fault) and without waiting for a
+    long compilation to return to the interpreter."""
+    global _SIGNALS_ON
+    import signal
+
+    if _SIGNALS_ON or threading.current_thread() is not threading.main_thread():
+        return
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)  # the helper thread acts; the main thread ignores it
+    signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+
+    def wait():
+        while True:
+            data = os.read(r, 1)
+            if not data:
+                return
+            sig = data[0]
+            if sig in (signal.SIGINT, signal.SIGTERM):
+                break
+        from ._io import cleanup_partial
+
+        cleanup_partial()
+        name = "interrupted" if sig == signal.SIGINT else "terminated"
+        try:
+            sys.stderr.write(f"\ncptjax: {name}; no output was left half-written\n")
+            sys.stderr.flush()
+        finally:
+            os._exit(130 if sig == signal.SIGINT else 143)
+
+    threading.Thread(target=wait, name="cptjax-signals", daemon=True).start()
+    _SIGNALS_ON = True
+
+
+# Exceptions that are the user's doing (bad arguments, files, data): one line, exit 2.
+_USER_ERRORS = (_Fail, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+                PermissionError, FileExistsError, UnicodeDecodeError)
+
+
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """The ``cptjax`` command. Exit codes: 0 done, 2 a user error (one ``cptjax: error:`` line),
+    1 an internal error (a bug: please report it), 130 / 143 interrupted / terminated.
+    ``CPTJAX_DEBUG=1`` shows tracebacks."""
+    global np
+    if argv is None:  # the console script: handle signals in a helper thread
+        _watch_signals()
+    import numpy
+
+    np = numpy
+    debug = os.environ.get("CPTJAX_DEBUG", "") not in ("", "0")
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
-    except (_Fail, ValueError) as e:
-        print(f"cptjax: error: {e}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as e:
-        print(f"cptjax: error: {e}", file=sys.stderr)
-        return 2
+    except SystemExit as e:  # --help, or argparse's own exit
+        return e.code if isinstance(e.code, int) else 0
     except KeyboardInterrupt:
+        from ._io import cleanup_partial
+
+        cleanup_partial()
         print("cptjax: interrupted", file=sys.stderr)
         return 130
+    except _USER_ERRORS as e:
+        if debug:
+            raise
+        msg = str(e) if not isinstance(e, OSError) or not e.filename else f"{e.filename}: {e.strerror}"
+        print(f"cptjax: error: {msg.strip() or type(e).__name__}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        if debug:
+            raise
+        print("cptjax: error: not enough memory for this problem: use a shorter schedule or fewer "
+              "runs", file=sys.stderr)
+        return 2
+    except Exception as e:  # a bug in cptjax
+        if debug:
+            raise
+        print(f"cptjax: internal error: {type(e).__name__}: {e}\n"
+              f"This is a bug in cptjax; please report it with the command you ran at {BUG_URL} "
+              "(set CPTJAX_DEBUG=1 to see the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -91,6 +91,6 @@ def test_fit_and_design_cli(tmp_path, capsys):
     for name in ("plan.csv", "plan.npy", "plan.json", "report.json", "design.png"):
         assert (d / name).exists()
     p = run("design", "--max-lr", "-1", "--out", str(d))
-    assert p.returncode == 2 and "`max_lr`" in p.stderr
+    assert p.returncode == 2 and "--max-lr" in p.stderr
     p = run("design", "--law", "setting-a", "--replay", "free", "--out", str(d))
     assert p.returncode == 2 and "needs a law" in p.stderr

@@ -38,9 +38,9 @@ def test_resumed_run_keeps_last_and_bad_losses_dropped(tmp_path):
         warnings.simplefilter("always")
         run = cptjax.load_run(write(tmp_path, "r.csv", "\n".join(rows)))
     msgs = " ".join(str(x.message) for x in w)
-    assert "kept the last row" in msgs and "dropped non-finite or non-positive" in msgs
-    assert run.report["duplicate_steps_dropped"] == 1
-    assert run.report["bad_losses_dropped"] == {"loss": 2}
+    assert "kept the last value" in msgs and "dropped non-finite or non-positive" in msgs
+    assert run.report["duplicate_steps_merged"] == 1
+    assert run.report["bad_losses_dropped"] == {"loss": 3}  # nan, -1 and inf cells all counted
     ix, y = run.points("loss")
     assert ix.tolist() == [0, 1, 2, 5, 6, 7] and y[1] == 3.7
 

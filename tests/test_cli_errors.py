@@ -1,0 +1,169 @@
+"""Bad input, every command: one `cptjax: error:` line and exit 2 — never a traceback, a negative
+exit code, or an output file or folder left behind (issue: hardening). Plus interrupts."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ENV = {**os.environ, "CPTJAX_NO_CACHE": "1"}
+
+
+def run(*args, cwd=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "cptjax.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env=ENV, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("inputs")
+    (d / "list.json").write_text("[1, 2, 3]")
+    (d / "null.json").write_text(json.dumps({"law": "cpt", "L0": None, "A": 1, "alpha": 1, "C1": 1,
+                                             "C2": 1, "B": 1, "E": 1, "beta": 1}))
+    (d / "nan.json").write_text('{"law": "pt", "L0": NaN, "A": 1, "alpha": 0.5, "C": 1}')
+    (d / "inf.json").write_text('{"law": "pt", "L0": 3, "A": Infinity, "alpha": 0.5, "C": 1}')
+    (d / "str.json").write_text('{"law": "pt", "L0": "3", "A": 1, "alpha": 0.5, "C": 1}')
+    (d / "broken.json").write_text('{"law": ')
+    (d / "exists.txt").write_text("x")
+    rows = ["step,lr,loss"] + [f"{s},0.0,{3 - s / 1e4}" for s in range(1, 101)]
+    (d / "zero_lr.csv").write_text("\n".join(rows))
+    rows = ["step;lr;loss"] + [f"{s};1e-3;{3 - s / 1e4}" for s in range(1, 101)]
+    (d / "semicolon.csv").write_text("\n".join(rows))
+    (d / "bom.csv").write_bytes(b"\xef\xbb\xbf" + "\n".join(
+        ["step,lr,loss"] + [f"{s},1e-3,{3 - s / 1e4}" for s in range(1, 101)]).encode())
+    (d / "text.csv").write_text("step,lr,loss\n1,abc,3\n")
+    (d / "empty.csv").write_text("")
+    (d / "nonum.csv").write_text("a,b\n1,2\n")
+    (d / "dir").mkdir()
+    return d
+
+
+CASES = [
+    # (args, needle in the message)
+    (["predict", "--pt", "file()"], "file()"),
+    (["predict", "--out", "{tmp}"], "is a folder"),
+    (["predict", "{in}/list.json"], "JSON object"),
+    (["predict", "{in}/null.json"], "'L0'"),
+    (["design", "--law", "{in}/list.json", "--out", "{tmp}/d"], "JSON object"),
+    (["design", "--law", "{in}/null.json", "--out", "{tmp}/d"], "'L0'"),
+    (["predict", "{in}/nan.json"], "finite"),
+    (["predict", "{in}/inf.json"], "finite"),
+    (["predict", "{in}/str.json"], "finite number"),
+    (["predict", "{in}/broken.json"], "not valid JSON"),
+    (["fit", "{in}/dir"], "is a folder"),
+    (["design", "--out", "{in}/exists.txt"], "not a folder"),
+    (["design", "--knots", "0", "--out", "{tmp}/d"], "--knots"),
+    (["design", "--knots", "1", "--out", "{tmp}/d"], "--knots"),
+    (["fit", "{in}/semicolon.csv", "--out", "/sys/x.json"], "not writable"),
+    (["fit", "{in}/semicolon.csv", "--out", "/no/dir/x.json"], "does not exist"),
+    (["predict", "--pt", "constant(steps=1000000000000,peak=1e-4)"], "limit"),
+    (["predict", "--pt", "constant(steps=100000000,peak=1e-4)"], "limit"),
+    (["fit", "{in}/zero_lr.csv"], "zero at every step"),
+    (["design", "--weight-general", "1.5", "--out", "{tmp}/d"], "--weight-general"),
+    (["design", "--weight-general", "-1", "--out", "{tmp}/d"], "--weight-general"),
+    (["design", "--weight-general", "nan", "--out", "{tmp}/d"], "--weight-general"),
+    (["design", "--iterations", "-5", "--out", "{tmp}/d"], "--iterations"),
+    (["design", "--max-lr", "1e3", "--out", "{tmp}/d"], "largest LR"),
+    (["design", "--max-lr", "inf", "--out", "{tmp}/d"], "--max-lr"),
+    (["design", "--cpt-steps", "1", "--out", "{tmp}/d"], "--cpt-steps"),
+    (["design", "--warmup", "20000", "--out", "{tmp}/d"], "--warmup"),
+    (["design", "--replay", "1.5", "--out", "{tmp}/d"], "--replay"),
+    (["design", "--replay", "lots", "--out", "{tmp}/d"], "--replay"),
+    (["design", "--pt", "cosine(steps=10,peak=1e-4,final=2e-4)", "--out", "{tmp}/d"], "must not exceed"),
+    (["predict", "--cpt", "cosine(steps=10,peak=1e-4,final=2e-4)"], "must not exceed"),
+    (["predict", "--out", "{tmp}/c.csv", "--plot", "/no/dir/p.png"], "--plot"),
+    (["predict", "--replay", "2", "replay"], "--replay"),
+    (["predict", "--lam", "1.5"], "--lam"),
+    (["predict", "--at", "x"], "--at"),
+    (["predict", "--replay", "abc"], "invalid float"),
+    (["fit", "{in}/text.csv"], "could not read a number"),
+    (["fit", "{in}/empty.csv"], "empty"),
+    (["fit", "{in}/nonum.csv"], "step column"),
+    (["fit", "{in}/semicolon.csv", "--max-iter", "0"], "--max-iter"),
+    (["fit", "{in}/semicolon.csv", "--delta", "-1"], "--delta"),
+    (["fit", "{in}/semicolon.csv", "--lam", "2"], "--lam"),
+    (["fit", "{in}/semicolon.csv", "--law", "nope"], "invalid choice"),
+    (["fit", "/no/such.csv"], "no such file"),
+    (["lab", "--out", "{in}/exists.txt"], "not a folder"),
+    (["lab", "{in}/exists.txt", "--out", "{tmp}/lab"], "TOML"),
+    (["nonsense"], "invalid choice"),
+    ([], "required"),
+]
+
+
+@pytest.mark.parametrize("args, needle", CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
+def test_bad_input_is_one_clean_error(args, needle, files, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    before = set(os.listdir(files))
+    args = [a.replace("{in}", str(files)).replace("{tmp}", str(work)) for a in args]
+    p = run(*args, cwd=work)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2, p.stderr
+    assert "Traceback" not in p.stderr and lines and lines[-1].startswith("cptjax: error:"), p.stderr
+    assert needle in p.stderr, p.stderr
+    assert os.listdir(work) == [], os.listdir(work)  # nothing written, no temporary left
+    assert set(os.listdir(files)) == before
+
+
+def test_bom_and_semicolon_csv_load(files):
+    import cptjax
+
+    for name in ("bom.csv", "semicolon.csv"):
+        run_ = cptjax.load_run(files / name)
+        assert run_.lr.size == 100 and np.isfinite(run_.losses["loss"]).all()
+
+
+def test_outputs_honour_the_umask(tmp_path):
+    from cptjax._io import atomic_write
+
+    old = os.umask(0o027)
+    try:
+        atomic_write(tmp_path / "x.txt", "hi")
+    finally:
+        os.umask(old)
+    assert (os.stat(tmp_path / "x.txt").st_mode & 0o777) == 0o640
+
+
+def test_fit_json_is_strict_and_warnings_once(files, tmp_path):
+    out = tmp_path / "f.json"
+    rows = ["step,lr,loss"] + [f"{s},2e-4,{3 + 0.5 * (s * 2e-4) ** -0.5:.6f}" for s in range(10, 2001, 10)]
+    (tmp_path / "r.csv").write_text("\n".join(rows))
+    p = run("fit", str(tmp_path / "r.csv"), "--law", "cpt", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    text = out.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    json.loads(text)
+    warned = [l for l in (p.stdout + p.stderr).splitlines() if "not identifiable" in l]
+    assert len(warned) == len(set(warned))  # each warning printed once
+
+
+@pytest.mark.parametrize("delay", [0.5, 6.0])
+def test_sigint_exits_130_and_leaves_nothing(tmp_path, delay):
+    """Ctrl-C at any moment (during start-up/compilation, or in the optimisation loop): exit 130,
+    one line, no output folder and no temporary left."""
+    p = subprocess.Popen([sys.executable, "-m", "cptjax.cli", "design", "--iterations", "1000000",
+                          "--out", str(tmp_path / "d")], cwd=tmp_path, env=ENV,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_sigterm_exits_143(tmp_path):
+    p = subprocess.Popen([sys.executable, "-m", "cptjax.cli", "design", "--iterations", "1000000",
+                          "--out", str(tmp_path / "d")], cwd=tmp_path, env=ENV,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143 and "Traceback" not in err
+    assert os.listdir(tmp_path) == []
