@@ -63,8 +63,10 @@ def check_output_file(path, what: str = "output") -> str:
     path = os.fspath(path)
     if not path:
         raise ValueError(f"{what}: empty path")
-    if os.path.isdir(path):
+    if os.path.isdir(path) or path.endswith((os.sep, "/")):
         raise ValueError(f"{what} {path}: is a folder; give a file name")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise ValueError(f"{what} {path}: exists and is not a regular file (a device or pipe?)")
     folder = _parent(path)
     if not os.path.isdir(folder):
         raise ValueError(f"{what} {path}: folder {folder} does not exist")
@@ -103,18 +105,18 @@ def atomic_write(path, data) -> None:
     """Write text or bytes to ``path`` via a temporary file in the same folder + rename: never a
     partly written file; the mode honours the umask (as ``open`` would)."""
     path = os.fspath(path)
+    check_output_file(path, "output")
     folder = _parent(path)
-    if not os.path.isdir(folder):
-        raise ValueError(f"{path}: folder {folder} does not exist")
-    if os.path.isdir(path):
-        raise ValueError(f"{path}: is a folder; give a file name")
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     _track(tmp, True)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data.encode() if isinstance(data, str) else data)
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+        except OSError as e:  # name the destination, not the temporary file
+            raise ValueError(f"{path}: cannot write it ({e.strerror})") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -68,12 +68,19 @@ def _number(name, value, lo=None, hi=None, *, lo_open=False, integer=False):
     return value
 
 
+_PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp")
+
+
 def _out_file(path, name):
     if path is not None:
         try:
             check_output_file(path, name)
         except ValueError as e:
             raise _Fail(str(e)) from None
+        ext = os.path.splitext(path)[1].lower().lstrip(".")
+        if name == "--plot" and ext not in _PLOT_FORMATS:
+            raise _Fail(f"--plot {path}: give a figure file ending in one of "
+                        f"{', '.join('.' + f for f in _PLOT_FORMATS)}")
     return path
 
 
@@ -174,6 +181,7 @@ def cmd_predict(args) -> int:
     _number("--replay", args.replay, 0, 1)
     _number("--size", args.size, 0, lo_open=True)
     _number("--lam", args.lam, 0, 1 - 1e-12, lo_open=True)
+    _number("--n-pt", args.n_pt, 0, integer=True)
     _setup_jax()
     import cptjax
 

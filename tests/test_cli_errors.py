@@ -4,6 +4,7 @@ exit code, or an output file or folder left behind (issue: hardening). Plus inte
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -40,6 +41,9 @@ def files(tmp_path_factory):
     (d / "empty.csv").write_text("")
     (d / "nonum.csv").write_text("a,b\n1,2\n")
     (d / "dir").mkdir()
+    os.mkfifo(d / "pipe")  # a special file: must be refused, never replaced
+    rows = ["step,lr,loss"] + [f"{s},2e-4,{3 + 0.5 * (s * 2e-4) ** -0.5:.6f}" for s in range(1, 201)]
+    (d / "ok.csv").write_text("\n".join(rows))
     return d
 
 
@@ -91,6 +95,17 @@ CASES = [
     (["fit", "/no/such.csv"], "no such file"),
     (["lab", "--out", "{in}/exists.txt"], "not a folder"),
     (["lab", "{in}/exists.txt", "--out", "{tmp}/lab"], "TOML"),
+    (["fit", "{in}/ok.csv", "--out", "{tmp}/d/"], "is a folder"),
+    (["predict", "--plot", "{tmp}/x.txt"], "--plot"),
+    (["predict", "--out", "{in}/pipe"], "not a regular file"),
+    (["fit", "{in}/ok.csv", "--out", "{in}/pipe"], "not a regular file"),
+    (["fit", "{in}/ok.csv", "--n-pt", "999999"], "outside"),
+    (["fit", "{in}/ok.csv", "--law", "replay"], "replay ratio"),
+    (["fit", "{in}/ok.csv", "--schedule", "constant(steps=10,peak=1e-3)"], "beyond the schedule"),
+    (["predict", "--pt", "file({in}/semicolon.csv)"], "file("),
+    (["design", "--law", "mpl-100m", "--out", "{tmp}/d"], "law pair"),
+    (["design", "--pt", "constant(steps=100000,peak=1e-4)", "--out", "{tmp}/d"], "data range"),
+    (["lab", "--only", "nope", "--quick", "--out", "{tmp}/l"], "--only"),
     (["nonsense"], "invalid choice"),
     ([], "required"),
 ]
@@ -109,6 +124,7 @@ def test_bad_input_is_one_clean_error(args, needle, files, tmp_path):
     assert needle in p.stderr, p.stderr
     assert os.listdir(work) == [], os.listdir(work)  # nothing written, no temporary left
     assert set(os.listdir(files)) == before
+    assert stat.S_ISFIFO(os.stat(files / "pipe").st_mode)
 
 
 def test_bom_and_semicolon_csv_load(files):
