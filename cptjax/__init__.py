@@ -48,6 +48,8 @@ _EXPORTS = {
     "evaluate": ("._design", 'evaluate'),
     "optax_schedule": ("._design", 'optax_schedule'),
     "pareto": ("._design", 'pareto'),
+    "law_draws": ("._design", 'law_draws'),
+    "compare": ("._design", 'compare'),
     "critical_point": ("._analysis", 'critical_point'),
     "loss_potential": ("._analysis", 'loss_potential'),
     "optimal_vs_weight": ("._analysis", 'optimal_vs_weight'),
@@ -108,6 +110,8 @@ if TYPE_CHECKING:  # the same names, for static analysis
     from ._design import evaluate as evaluate
     from ._design import optax_schedule as optax_schedule
     from ._design import pareto as pareto
+    from ._design import law_draws as law_draws
+    from ._design import compare as compare
     from ._analysis import critical_point as critical_point
     from ._analysis import loss_potential as loss_potential
     from ._analysis import optimal_vs_weight as optimal_vs_weight

@@ -28,7 +28,7 @@ from ._areas import areas, continue_areas, pt_state
 from ._io import atomic_write, dumps
 from ._laws import LawPair, LossPair
 
-__all__ = ["Plan", "design", "baselines", "evaluate", "pareto", "optax_schedule"]
+__all__ = ["Plan", "design", "baselines", "evaluate", "pareto", "optax_schedule", "law_draws", "compare"]
 
 
 def _check(law, pt, cpt_steps, max_lr, weight_general, replay):
@@ -206,6 +206,7 @@ class _Config(NamedTuple):
     chunk: int = 100
     shape: str = "wsd"
     cooldown_min: int = 0
+    draws: int = 0  # > 0: the law holds that many parameter draws (robust design)
 
 
 # Cooldown power q of the wsd shape, η = end·(1 − v)^q over the cooldown (v: 0 → 1):
@@ -244,6 +245,10 @@ def _build_schedule(params, cfg: _Config, start_lr):
 
 def _loss(params, law, pt, weight, replay, cfg):
     r = jax.nn.sigmoid(params["rho"]) if cfg.free_replay else replay
+    if cfg.draws:  # robust design: the mean objective over parameter draws (leading axis of law)
+        sched = _build_schedule(params, cfg, pt[0].eta)
+        one = lambda l: evaluate(l, pt, sched, r, cfg.last_k, weight[0], weight[1])[0]
+        return jnp.mean(jax.vmap(one)(law))
     return evaluate(law, pt, _build_schedule(params, cfg, pt[0].eta), r, cfg.last_k, weight[0],
                     weight[1])[0]
 
@@ -274,14 +279,14 @@ def _init(cfg):
     return params, optax.adam(cfg.learning_rate).init(params)
 
 
-def _optimise(law, pt, weights, replay, cfg, iterations, tol, progress):
+def _optimise(law, pt, weights, replay, cfg, iterations, tol, progress, states_law=None):
     """Adam on all weights at once (vmap); stop when every lane's objective changed by less than
     ``tol`` (relative) over a chunk, or at ``iterations``."""
     weights = jnp.asarray(weights, jnp.result_type(float))  # (n, 2): general and domain weights
     p0, s0 = _init(cfg)
     params, state = jax.tree.map(lambda x: jnp.broadcast_to(x, weights.shape[:1] + x.shape), (p0, s0))
     rep = None if replay in (None, "free") else jnp.asarray(float(replay))
-    summary = pt_states(law, pt)  # the PT history is fixed: summarise it once
+    summary = pt_states(states_law or law, pt)  # the PT history is fixed: summarise it once
     prev, done = None, 0
     for done in range(cfg.chunk, iterations + cfg.chunk, cfg.chunk):
         params, state, cur = _chunk_vmap(params, state, law, summary, weights, rep, cfg)
@@ -295,7 +300,7 @@ def _optimise(law, pt, weights, replay, cfg, iterations, tol, progress):
 
 
 def design(law, pt, cpt_steps: int, *, max_lr: float, weight_general: float = 0.5, replay=None,
-           warmup: int = 0, shape: str = "wsd", monotone: bool = True,
+           warmup: int = 0, shape: str = "wsd", monotone: bool = True, draws=None,
            final: float | None = None, knots: int = 64,
            last_k=1, ood=None, iterations: int = 3000, learning_rate: float = 0.05,
            tol: float = 1e-9, data_range: int | None = None, progress=None) -> Plan:
@@ -316,6 +321,9 @@ def design(law, pt, cpt_steps: int, *, max_lr: float, weight_general: float = 0.
             ``"free"``: free-form knots (non-increasing when ``monotone``), what the law alone
             would choose — report it beside the default, never train it blindly.
         monotone: (free shape) non-increasing after the re-warmup. final: fix the final LR.
+        draws: robust design: a :class:`LawPair` whose parameters carry a leading axis of draws
+            (:func:`law_draws`); the plan minimises the mean objective over them (the reported
+            objective and the baselines stay those of ``law``).
         knots: number of knots (interpolated to every step).
         last_k: average the losses over the last k steps, or a tuple of CPT steps (several
             horizons at once: the losses are averaged over them).
@@ -334,7 +342,7 @@ def design(law, pt, cpt_steps: int, *, max_lr: float, weight_general: float = 0.
         True
     """
     return pareto(law, pt, cpt_steps, [weight_general], max_lr=max_lr, replay=replay, warmup=warmup,
-                  shape=shape, monotone=monotone, final=final, knots=knots, last_k=last_k, ood=ood,
+                  shape=shape, monotone=monotone, final=final, draws=draws, knots=knots, last_k=last_k, ood=ood,
                   iterations=iterations, learning_rate=learning_rate, tol=tol,
                   data_range=data_range, progress=progress)[0]
 
@@ -358,6 +366,72 @@ def diagnostics(law, pt, plan, last_k=1, wg=None, wd=None) -> dict:
             "peak_lr": peak, "final_lr": float(sched[-1])}
 
 
+def law_draws(law, covs, n: int = 256, seed: int = 0):
+    """``n`` parameter draws of a :class:`LawPair` from each law's covariance (natural parameters,
+    e.g. the Laplace/sandwich ``cov`` of a fit): a LawPair whose leaves have a leading axis ``n``.
+    Draws that leave a positive parameter ≤ 0 are redrawn from the other draws (rejection), so
+    every draw is a valid law. ``covs``: (cov_general, cov_domain), ``None`` for no uncertainty."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for l, cov in zip(law, covs):
+        names = l.param_names()
+        x0 = np.array([float(getattr(l, k)) for k in names])
+        if cov is None:
+            x = np.repeat(x0[None], n, 0)
+        else:
+            cov = np.asarray(cov, np.float64)
+            if cov.shape != (x0.size, x0.size) or not np.all(np.isfinite(cov)):
+                raise ValueError(f"covariance for the {l.kind} law must be a finite {x0.size}x{x0.size} matrix")
+            w, V = np.linalg.eigh((cov + cov.T) / 2)
+            L = V * np.sqrt(np.clip(w, 0, None))
+            pos = np.array([p.positive for p in type(l).params])
+            x = x0 + rng.standard_normal((4 * n, x0.size)) @ L.T
+            ok = np.all(x[:, pos] > 0, axis=1)
+            x = x[ok][:n] if ok.sum() >= n else np.concatenate([x[ok], np.repeat(x0[None], n - ok.sum(), 0)])
+        out.append(l.replace(**{k: jnp.asarray(x[:, i]) for i, k in enumerate(names)}))
+    return LawPair(*out)
+
+
+def compare(law, pt, schedules: dict, *, weight_general=0.5, replays=None, last_k=1, draws=None,
+            variants=(0.999, 0.995, 0.99, 0.98), reference=None) -> dict:
+    """How sure is a plan? Objectives of several CPT ``schedules`` ({name: array}) under parameter
+    ``draws`` (:func:`law_draws`) and under law variants (each law's momentum decay λ replaced by
+    each value of ``variants``). With ``reference`` = (plan name, baseline name): the plan's gain
+    over the baseline (baseline − plan objective; > 0 = the plan is better) — mean, 95% interval
+    and the probability it is positive over the draws — and, per variant, each schedule's regret
+    (objective − the best of the schedules under that variant)."""
+    replays = replays or {}
+    names = list(schedules)
+    out = {}
+    if draws is not None:
+        states = pt_states(law, pt)
+        objs = {}
+        for n in names:
+            f = jax.jit(jax.vmap(lambda l, s=jnp.asarray(schedules[n]), r=replays.get(n):
+                                 evaluate(l, states, s, r, last_k, weight_general)[0]))
+            objs[n] = np.asarray(f(draws))
+        out["draws"] = {n: {"mean": float(v.mean()), "sd": float(v.std())} for n, v in objs.items()}
+        if reference:
+            gain = objs[reference[1]] - objs[reference[0]]
+            gain = gain[np.isfinite(gain)]
+            out["gain"] = {"mean": float(gain.mean()), "lo95": float(np.quantile(gain, 0.025)),
+                           "hi95": float(np.quantile(gain, 0.975)), "p_plan_wins": float(np.mean(gain > 0)),
+                           "n_draws": int(gain.size)}
+    regret = {}
+    for lam in variants:
+        v = LawPair(*(l.replace(lam=float(lam)) if hasattr(l, "lam") else l for l in law))
+        o = {n: float(evaluate(v, pt, schedules[n], replays.get(n), last_k, weight_general)[0]) for n in names}
+        best = min(o.values())
+        regret[f"lam={lam:g}"] = {n: o[n] - best for n in names}
+    out["regret"] = regret
+    if regret:
+        out["worst_regret"] = {n: max(r[n] for r in regret.values()) for n in names}
+    if reference and regret:
+        wins = [r[reference[0]] < r[reference[1]] for r in regret.values()]
+        out["plan_wins_in_variants"] = f"{sum(wins)}/{len(wins)}"
+    return out
+
+
 def _weights(weight_general, ood):
     """(general, domain) objective weights, with an OOD mix folded in (all terms are linear)."""
     wg, wd = float(weight_general), 1 - float(weight_general)
@@ -368,7 +442,7 @@ def _weights(weight_general, ood):
 
 
 def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, shape="wsd",
-           monotone=True, final=None, knots=64, last_k=1, ood=None, iterations=3000, learning_rate=0.05,
+           monotone=True, final=None, draws=None, knots=64, last_k=1, ood=None, iterations=3000, learning_rate=0.05,
            tol=1e-9, data_range=None, progress=None) -> list:
     """Plans for several λ1 at once: one vmapped optimisation over the weights, one baseline grid
     evaluated once and selected per weight. Returns a list of :class:`Plan` (one per weight)."""
@@ -399,8 +473,10 @@ def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, shape=
     cool = min(n_main - 1, max(math.ceil(2 / (1 - law.general.lam)), math.ceil(0.1 * cpt_steps)))
     cfg = _Config(int(cpt_steps), float(max_lr), int(warmup), None if final is None else float(final),
                   int(min(knots, n_main)), bool(monotone), replay == "free", last_k,
-                  float(learning_rate), shape=shape, cooldown_min=int(max(cool, 1)))
-    params, done = _optimise(law, pt, pairs, replay, cfg, iterations, tol, progress)
+                  float(learning_rate), shape=shape, cooldown_min=int(max(cool, 1)),
+                  draws=0 if draws is None else int(jax.tree.leaves(draws)[0].shape[0]))
+    params, done = _optimise(law if draws is None else draws, pt, pairs, replay, cfg, iterations, tol,
+                             progress, states_law=law)
     table = _grid_table(law, pt, cpt_steps, max_lr, replay, warmup, final, cfg.last_k)
     plans = []
     for i, w in enumerate(weights):

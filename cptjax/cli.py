@@ -90,12 +90,23 @@ def progress(msg: str, quiet: bool = False):
         print(f"[cptjax] {msg}", file=sys.stderr, flush=True)
 
 
-def load_law(spec: str):
-    """A law from a preset name or a JSON file (a fitted law, or a law's ``to_dict``)."""
+def load_law(spec: str, with_cov: bool = False):
+    """A law from a preset name or a JSON file (a fitted law, or a law's ``to_dict``); or a pair
+    from two fit files ``GENERAL.json,DOMAIN.json``. ``with_cov``: also return the parameter
+    covariance(s) the fit files carry (``None`` where there is none)."""
     import json
 
     import cptjax
 
+    if "," in spec:
+        parts = [p.strip() for p in spec.split(",")]
+        if len(parts) != 2 or not all(parts):
+            raise _Fail(f"--law {spec}: give one law, or two fit files GENERAL.json,DOMAIN.json")
+        (g, cg), (d, cd) = (load_law(p, True) for p in parts)
+        if isinstance(g, cptjax.LawPair) or isinstance(d, cptjax.LawPair):
+            raise _Fail(f"--law {spec}: each of the two files must hold one law")
+        pair = cptjax.LawPair(g, d)
+        return (pair, (cg, cd)) if with_cov else pair
     if spec.endswith(".json") or os.path.exists(spec):
         if not os.path.exists(spec):
             raise _Fail(f"{spec}: no such law file")
@@ -108,13 +119,27 @@ def load_law(spec: str):
             raise _Fail(f"{spec}: not valid JSON ({e})") from None
         except OSError as e:
             raise _Fail(f"{spec}: cannot read ({e.strerror})") from None
+        cov = None
         if isinstance(d, dict) and isinstance(d.get("law"), dict):
+            cov = d.get("cov")
             d = d["law"]
         try:
-            return cptjax.law_from_dict(d)
+            law = cptjax.law_from_dict(d)
         except (ValueError, TypeError) as e:
             raise _Fail(f"{spec}: {e}") from None
-    return cptjax.preset(spec)
+        if cov is not None:
+            try:
+                cov = np.asarray(cov, np.float64)
+                n = len(law.param_names())
+                if cov.shape != (n, n) or not np.all(np.isfinite(cov)):
+                    cov = None
+            except (TypeError, ValueError):
+                cov = None
+        if with_cov:
+            return law, (cov if not isinstance(law, cptjax.LawPair) else (None, None))
+        return law
+    law = cptjax.preset(spec)
+    return (law, (None, None) if isinstance(law, cptjax.LawPair) else None) if with_cov else law
 
 
 def _table(rows, cols, fmt):
@@ -364,6 +389,7 @@ def _check_design_args(args):
         raise _Fail(f"--warmup ({args.warmup}) must be shorter than --cpt-steps ({args.cpt_steps})")
     _number("--knots", args.knots, 2)
     _number("--iterations", args.iterations, 1)
+    _number("--robust", args.robust, 0, 4096)
     if args.cpt_steps > 10_000_000:
         raise _Fail(f"--cpt-steps {args.cpt_steps} is above the limit of 10,000,000 steps")
     if args.replay is None or args.replay == "free":
@@ -387,12 +413,12 @@ def cmd_design(args) -> int:
     import cptjax
 
     law_name = args.law or ("replay" if replay is not None else "setting-a")
-    law = load_law(law_name)
+    law, covs = load_law(law_name, with_cov=True)
     if not isinstance(law, cptjax.LawPair):
         raise _Fail(f"{law_name}: design needs a general+domain law pair (a CPT preset or a JSON "
                     "with 'general' and 'domain')")
     pt = cptjax.schedules.parse(args.pt)
-    data_range, lr_max = _law_range(law_name)
+    data_range, lr_max = _law_range(law_name.split(",")[0])
     if lr_max and args.max_lr > 10 * lr_max:
         raise _Fail(f"--max-lr {args.max_lr:g} is {args.max_lr / lr_max:.3g}x the largest LR the law "
                     f"was fitted on ({lr_max:g}): its predictions there are not trustworthy")
@@ -411,8 +437,17 @@ def cmd_design(args) -> int:
     weights = [0.1, 0.3, 0.5, 0.7, 0.9]
     progress("optimising the plan (WSD family: no dead tail) and a Pareto front over lambda1 = "
              + ", ".join(map(str, weights)) + " together (vmapped)", args.json)
+    has_cov = all(c is not None for c in covs)
+    draws = cptjax.law_draws(law, covs, n=256, seed=0) if has_cov else None
+    if args.robust and not has_cov:
+        raise _Fail("--robust needs parameter covariances: pass two fit files --law GENERAL.json,DOMAIN.json")
     try:
+        if args.robust:
+            progress(f"robust plan: minimising the mean objective over {args.robust} parameter draws",
+                     args.json)
+            kw["draws"] = cptjax.law_draws(law, covs, n=args.robust, seed=1)
         plans = cptjax.pareto(law, pt, args.cpt_steps, weights + [args.weight_general], progress=show, **kw)
+        kw.pop("draws", None)
         progress("optimising the free-form plan (what the law alone prefers), for comparison", args.json)
         free = cptjax.design(law, pt, args.cpt_steps, weight_general=args.weight_general, shape="free",
                              progress=show, **kw)
@@ -424,18 +459,32 @@ def cmd_design(args) -> int:
                     "law's parameters and the PT schedule")
     front_d = [{"weight_general": w, "general": p.general, "domain": p.domain, "objective": p.objective,
                 "replay": p.replay} for w, p in zip(weights, front)]
+    best = min(plan.baselines.values(), key=lambda b: b["objective"])
+    cos = cptjax.schedules.cosine(args.cpt_steps, args.max_lr, warmup=args.warmup, final=0.0)
+    cos[: args.warmup] = float(pt[-1]) + (cos[args.warmup] - float(pt[-1])) * np.arange(1, args.warmup + 1) / max(args.warmup, 1)
+    r0 = None if replay is None else (plan.replay if replay == "free" else replay)
+    scheds = {"plan": plan.schedule, "best baseline": np.asarray(best["schedule"]), "cosine": cos,
+              "free-form plan": free.schedule}
+    reps = {"plan": plan.replay, "best baseline": best["replay"], "cosine": r0, "free-form plan": free.replay}
+    progress("uncertainty: " + ("256 parameter draws from the fits' covariance and " if has_cov else "")
+             + "law variants (momentum decay lambda)", args.json)
+    unc = cptjax.compare(law, pt, scheds, weight_general=args.weight_general, replays=reps, draws=draws,
+                         reference=("plan", "best baseline"))
+    unc["best_baseline"] = best["name"]
     files = [os.path.join(args.out, f) for f in
              ("plan.csv", "plan.npy", "plan.json", "free_plan.csv", "free_plan.npy", "free_plan.json",
-              "report.json", "design.png")]
+              "plan_pytorch.py", "report.json", "design.png")]
     result = {"law": law_name, "pt": args.pt, "cpt_steps": args.cpt_steps, "max_lr": args.max_lr,
               "plan": {k: v for k, v in plan.to_dict().items() if k != "schedule"},
               "free_plan": {k: v for k, v in free.to_dict().items() if k not in ("schedule", "baselines")},
-              "pytorch_lr_per_step": plan.schedule.tolist(), "pareto": front_d, "files": files}
+              "uncertainty": unc, "pytorch_lr_per_step": plan.schedule.tolist(), "pareto": front_d,
+              "files": files}
     from . import _plot
 
     with atomic_dir(args.out) as tmp:
         plan.save(os.path.join(tmp, "plan"))
         free.save(os.path.join(tmp, "free_plan"))
+        atomic_write(os.path.join(tmp, "plan_pytorch.py"), _PYTORCH_EXPORT)
         atomic_write(os.path.join(tmp, "report.json"), dumps(result, indent=2))
         _plot.design(plan, front_d, os.path.join(tmp, "design.png"), free=free)
     progress(f"wrote {args.out}/ in {time.perf_counter() - t0:.1f} s", args.json)
@@ -456,9 +505,47 @@ def cmd_design(args) -> int:
     print(f"free-form plan: {100 * fd['share_below_1pct_of_peak']:.1f}% of steps below 1% of its peak, "
           f"credited {fd['objective_credited_to_steps_below_1pct']:.5f} of objective: the law "
           "over-credits such steps (experiments/README.md, the closed loop); train the plan, not this")
+    if "gain" in unc:
+        g = unc["gain"]
+        print(f"uncertainty ({g['n_draws']} parameter draws): gain over {best['name']} "
+              f"{g['mean']:+.5f}, 95% interval [{g['lo95']:+.5f}, {g['hi95']:+.5f}]; "
+              f"P(plan beats it) = {g['p_plan_wins']:.2f}")
+    else:
+        print(f"uncertainty: {law_name} carries no parameter covariance (fit your runs and pass "
+              "--law GENERAL.json,DOMAIN.json for a gain interval)")
+    print(f"law variants (lambda 0.999..0.98): the plan beats {best['name']} in "
+          f"{unc['plan_wins_in_variants']}; worst-case regret: " + ", ".join(
+              f"{k} {v:.5f}" for k, v in unc["worst_regret"].items()))
     if plan.note:
         print("note:", plan.note)
     return 0
+
+
+_PYTORCH_EXPORT = '''"""The designed CPT schedule for PyTorch: a LambdaLR over plan.npy (written by cptjax design).
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1.0)   # base LR 1: the lambda gives the LR
+    scheduler = make_scheduler(optimizer)                        # call scheduler.step() after each step
+
+Hugging Face Trainer: Trainer(..., optimizers=(optimizer, make_scheduler(optimizer))).
+Step i of CPT (1-based, as trainers log it) uses plan[i - 1]; after the plan the last LR is held.
+"""
+import os
+
+import numpy as np
+import torch
+
+PLAN = np.load(os.path.join(os.path.dirname(os.path.abspath(__file__)), "plan.npy"))
+
+
+def lr_at(step: int) -> float:
+    return float(PLAN[min(step, PLAN.size - 1)])
+
+
+def make_scheduler(optimizer):
+    base = optimizer.param_groups[0]["lr"]
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_at(step) / base)
+'''
+
 
 
 def cmd_lab(args) -> int:
@@ -583,8 +670,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "(optax Adam), and compare it with the best constant/cosine/WSD baselines. "
                     "Writes plan.csv/.npy/.json, report.json and design.png to --out.")
     de.add_argument("--law", default=None,
-                    help="preset or law JSON with general+domain (default: setting-a, or replay "
-                         "when --replay is given)")
+                    help="preset, a law JSON with general+domain, or two fit files "
+                         "GENERAL.json,DOMAIN.json (their covariances give the plan's uncertainty) "
+                         "(default: setting-a, or replay when --replay is given)")
     de.add_argument("--pt", default=DEFAULT_PT, help=f"PT history schedule (default: {DEFAULT_PT})")
     de.add_argument("--cpt-steps", type=int, default=10000, help="CPT budget in steps (10000)")
     de.add_argument("--max-lr", type=float, default=2e-4, help="upper bound on the CPT LR (2e-4)")
@@ -593,6 +681,9 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--warmup", type=int, default=500, help="fixed re-warmup length (500)")
     de.add_argument("--knots", type=int, default=64, help="schedule knots (64)")
     de.add_argument("--iterations", type=int, default=2000, help="max Adam steps (2000)")
+    de.add_argument("--robust", type=int, default=0, metavar="N",
+                    help="minimise the mean objective over N parameter draws from the fits' "
+                         "covariance (needs --law GENERAL.json,DOMAIN.json)")
     de.add_argument("--out", default="cptjax-design", help="report folder (cptjax-design)")
     de.add_argument("--json", action="store_true", help="print machine-readable JSON to stdout")
     de.set_defaults(func=cmd_design)

@@ -94,3 +94,39 @@ def test_fit_and_design_cli(tmp_path, capsys):
     assert p.returncode == 2 and "--max-lr" in p.stderr
     p = run("design", "--law", "setting-a", "--replay", "free", "--out", str(d))
     assert p.returncode == 2 and "needs a law" in p.stderr
+
+
+def test_design_from_two_fit_files_reports_uncertainty(tmp_path, capsys):
+    """fit the general and the domain loss, then design from the two fit files: the report
+    carries the gain interval and the probability that the plan beats its best baseline."""
+    from cptjax import schedules as S
+    import cptjax
+
+    rng = np.random.default_rng(0)
+    law = cptjax.preset("setting-a")
+    files = []
+    for k, (pt, cpt) in enumerate([(S.wsd(4000, 2e-4, warmup=100, decay=0.2, final=2e-5), S.cosine(2000, 2e-4)),
+                                   (S.constant(4000, 2e-4, warmup=100), S.wsd(2000, 1e-4, decay=0.3))]):
+        lr, n = S.join(pt, cpt)
+        st = np.arange(50, lr.size + 1, 50)
+        p = cptjax.predict(law, lr, n, idx=st - 1)
+        g, d = (np.asarray(v) * (1 + 2e-3 * rng.standard_normal(st.size)) for v in p)
+        at = dict(zip(st.tolist(), zip(g, d)))
+        f = tmp_path / f"run{k}.csv"
+        f.write_text(f"# n_pt: {n}\nstep,lr,general_loss,domain_loss\n" + "".join(
+            f"{i},{float(lr[i - 1])!r}," + (f"{at[i][0]:.6f},{at[i][1]:.6f}" if i in at else ",") + "\n"
+            for i in range(1, lr.size + 1)))
+        files.append(str(f))
+    for col in ("general", "domain"):
+        assert cli.main(["fit", *files, "--loss-column", f"{col}_loss", "--out", str(tmp_path / f"{col}.json")]) == 0
+    d = tmp_path / "design"
+    assert cli.main(["design", "--law", f"{tmp_path / 'general.json'},{tmp_path / 'domain.json'}",
+                     "--pt", "wsd(steps=4000,peak=2e-4,warmup=100,decay=0.2,final=2e-5)",
+                     "--cpt-steps", "1000", "--iterations", "200", "--weight-general", "0.3",
+                     "--out", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "P(plan beats it)" in out
+    rep = json.loads((d / "report.json").read_text())
+    g = rep["uncertainty"]["gain"]
+    assert g["n_draws"] > 100 and g["lo95"] <= g["mean"] <= g["hi95"] and 0 <= g["p_plan_wins"] <= 1
+    assert (d / "plan_pytorch.py").exists()
