@@ -654,11 +654,66 @@ def _pad_extras(problems):
 
 
 LAM_GRID = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
+BASIN_TIE = 1e-3  # relative objective gap under which two basins "fit almost equally well"
+BASIN_SPREAD = 5e-3  # relative prediction gap over which they "predict differently"
+
+
+def _basins(prob, res, k, delta, max_iter):
+    """Multi-basin search (see :func:`fit`): LM from each of the k best distinct
+    variable-projection starts; the best objective wins; near-ties that predict differently are
+    reported."""
+    feats = tuple(map(jnp.asarray, prob.feats))
+    th = np.asarray(_vp_starts(prob.kind, prob.opts, feats, jnp.asarray(prob.obs), jnp.asarray(prob.mask), 4 * k))
+    picked = []
+    for t in th:  # distinct: every coordinate of θ apart by > 5%, or a sign change
+        if all(np.max(np.abs(t - q)) > 0.05 for q in picked):
+            picked.append(t)
+        if len(picked) == k:
+            break
+    starts = np.asarray(_to_natural(prob.kind, jnp.asarray(np.stack(picked))))
+    fits = [res] + [fit_batch([prob], delta=delta, max_iter=max_iter, init=x)[0] for x in starts]
+    ok = [f for f in fits if f.status != "non-finite" and math.isfinite(f.objective)]
+    best = min(ok, key=lambda f: f.objective) if ok else res
+    best.warnings = list(best.warnings)
+    rivals = []
+    ref = _basin_predictions(best, prob)
+    for f in ok:
+        if f is best or f.objective > best.objective * (1 + BASIN_TIE) + 1e-12:
+            continue
+        gap = float(np.max(np.abs(_basin_predictions(f, prob) - ref) / ref))
+        if gap > BASIN_SPREAD and not any(np.allclose(list(f.params.values()), list(r.params.values()),
+                                                          rtol=1e-3) for r in rivals):
+            rivals.append(f)
+            best.extra.setdefault("basins", []).append(
+                {"objective": f.objective, "law": f.law.to_dict(), "max_prediction_gap": gap})
+    if rivals:
+        best.warnings.append(
+            f"{len(rivals)} other basin(s) fit within {100 * BASIN_TIE:g}% of the best objective but "
+            f"predict up to {100 * max(b['max_prediction_gap'] for b in best.extra['basins']):.2g}% "
+            "differently (at the logged steps or at twice the longest run): the fit is ambiguous; "
+            "both parameter sets are in the result ('basins')")
+    best.extra["basins_tried"] = len(fits)
+    return best
+
+
+def _basin_predictions(res, prob):
+    """A fit's predictions at every run's logged steps and at twice its length (the final LR held):
+    where two near-equal fits can disagree."""
+    out = []
+    for run in prob.runs:
+        lr = np.concatenate([run.lr, np.full(run.lr.size, run.lr[-1])])
+        idx = np.concatenate([run.steps - 1, [lr.size - 1]])
+        cond = {u: getattr(run, u) for u in res.law.uses}
+        try:
+            out.append(np.asarray(_laws.predict(res.law, lr, run.n_pt, idx=idx, **cond)))
+        except ValueError:
+            out.append(np.full(idx.size, np.nan))
+    return np.concatenate(out)
 
 
 def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = None,
         form: str | None = None, delta: float = 1e-3, max_iter: int = 200,
-        lam: float | str | None = None) -> FitResult:
+        lam: float | str | None = None, basins: int = 4) -> FitResult:
     """Fit one law to one loss column of one or more runs (parameters shared across runs).
 
     Args:
@@ -673,6 +728,11 @@ def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = No
             fit at every λ of ``LAM_GRID`` (one batched fit) and keep the best objective — the
             paper's appendix fits λ; on the lab's runs the best λ is ~0.99 (experiments/lab).
             The fitted law carries its λ (``law.lam``), which predict and design use.
+        basins: also run Levenberg–Marquardt to convergence from the ``basins`` best distinct
+            variable-projection starts and keep the best objective; when another basin fits
+            within 0.1% of the objective but predicts the runs' losses differently (> 0.5% at
+            some logged step or at 2× the longest run), say so: a warning, and both parameter
+            sets in ``res.extra["basins"]`` (and the JSON).
     """
     if not (isinstance(delta, (int, float)) and delta > 0):
         raise ValueError(f"`delta` must be > 0, got {delta!r}")
@@ -693,6 +753,10 @@ def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = No
     else:
         prob = make_problem(runs, law, column, target=target, form=form, lam=lam)
         res = fit_batch([prob], delta=delta, max_iter=max_iter)[0]
+    if basins > 1:
+        lam_kept = getattr(res.law, "lam", None)
+        prob = make_problem(runs, law, column, target=target, form=form, lam=lam_kept)
+        res = _basins(prob, res, basins, delta, max_iter)
     res.column = column
     for w in res.warnings:
         warnings.warn(w, RuntimeWarning, stacklevel=2)

@@ -122,9 +122,9 @@ class _Base:
         # T, and runs of many lengths then share a handful of compilations.
         T = lr.size
         padded = np.concatenate([lr, np.zeros(max(1024, 1 << (T - 1).bit_length()) - T)])
-        a = areas(padded, n_pt, LAM if lam is None else lam, cls.eta0).at(ix)
-        pts = tuple(np.asarray(x) for x in a) + (np.full(ix.size, replay or 0.0),
-                                                 np.full(ix.size, size or 1.0))
+        a = areas(padded, n_pt, LAM if lam is None else lam, cls.eta0)
+        pts = tuple(np.asarray(x)[ix] for x in a) + (np.full(ix.size, replay or 0.0),  # numpy gather:
+                                                      np.full(ix.size, size or 1.0))  # no dispatch
         return pts, ()
 
     eta0: ClassVar[float | None] = None  # η_0 used for the fit features (None: η_1)

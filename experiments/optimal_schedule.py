@@ -26,18 +26,23 @@ def main():
     T = 21840
     plan = cptjax.design(cptjax.LawPair(eq1, eq1), warm, T, max_lr=3e-4, knots=64 if a.quick else 256,
                          iterations=500 if a.quick else 4000)
+    free = cptjax.design(cptjax.LawPair(eq1, eq1), warm, T, max_lr=3e-4, knots=64 if a.quick else 256,
+                         iterations=500 if a.quick else 4000, shape="free")
     theirs = np.load(DATA / "MultiPowerLaw" / "optimized_schedules" / "100.npy")
     mpl = cptjax.preset("mpl-100m")
     res = {}
-    for name, s in (("cptjax (Eq. 1)", plan.schedule), ("MPL upstream", theirs)):
+    for name, s in (("cptjax (Eq. 1)", plan.schedule), ("cptjax free-form (Eq. 1)", free.schedule),
+                    ("MPL upstream", theirs)):
         lr = np.concatenate([warm, s])
-        res[name] = {**shape(s), "final_loss_eq1": float(cptjax.predict(eq1, lr, idx=[lr.size - 1])[0]),
+        res[name] = {**shape(s), "frac_steps_below_1pct_peak": float(np.mean(s < 0.01 * s.max())),
+                     "final_loss_eq1": float(cptjax.predict(eq1, lr, idx=[lr.size - 1])[0]),
                      "final_loss_mpl100m": float(mpl(lr, np.array([lr.size - 1]))[0])}
     res["eq1_params"] = eq1.to_dict()
     res["plan_source"] = plan.source
     fig, ax = plt.subplots(figsize=(7, 4))
     t = np.arange(2161, 24001)
     ax.plot(t, plan.schedule, label=f"cptjax, Eq. 1 (final loss {res['cptjax (Eq. 1)']['final_loss_eq1']:.4f})")
+    ax.plot(t, free.schedule, ":", label=f"cptjax free-form (final loss {res['cptjax free-form (Eq. 1)']['final_loss_eq1']:.4f})")
     ax.plot(t, theirs, label=f"MPL upstream (final loss under MPL {res['MPL upstream']['final_loss_mpl100m']:.4f})")
     ax.set_xlabel("step")
     ax.set_ylabel("LR")

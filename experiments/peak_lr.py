@@ -15,7 +15,8 @@ def main():
     peaks = np.linspace(0.25e-4, 2e-4, 6 if a.quick else 15)
     steps = [20000, 80000] if a.quick else [20000, 40000, 60000, 80000]
     pt = S.wsd(40000, 2e-4, warmup=500, decay=0.2, final=2e-5)
-    res = {"peaks": peaks, "general": {}, "domain": {}}
+    data_range = 60000  # joined steps of the runs behind the preset (cptjax._presets.DATA_RANGE)
+    res = {"peaks": peaks, "general": {}, "domain": {}, "data_range": data_range, "extrapolated": []}
     fig, ax = plt.subplots(1, 3, figsize=(16, 4))
     for T in steps:
         g, d = [], []
@@ -24,8 +25,14 @@ def main():
             g.append(float(gg))
             d.append(float(dd))
         res["general"][str(T)], res["domain"][str(T)] = g, d
-        ax[0].plot(peaks, g, "o-", ms=3, label=f"{T // 1000}K")
-        ax[1].plot(peaks, d, "o-", ms=3, label=f"{T // 1000}K")
+        extra = pt.size + T > data_range  # beyond the fitted data: flagged (dashed)
+        if extra:
+            res["extrapolated"].append(T)
+        style = dict(ls="--" if extra else "-", marker="o", ms=3,
+                     label=f"{T // 1000}K" + (" (extrapolated)" if extra else ""))
+        ax[0].plot(peaks, g, **style)
+        ax[1].plot(peaks, d, **style)
+        res.setdefault("general_argmax_peak", {})[str(T)] = float(peaks[int(np.argmax(g))])
     ax[0].set_title("final general loss")
     ax[1].set_title("final domain loss")
     for x in ax[:2]:
@@ -40,12 +47,15 @@ def main():
         gcur = np.asarray(cptjax.predict(law, lr, n).general)[n - 1:]
         crit = cptjax.critical_point(law, pt_, cpt)
         tl = cptjax.turning_length(law, pt_, cpt)
-        ax[2].plot(np.arange(gcur.size), gcur, label=f"{label} (turning length {tl:g})")
+        beyond = pt_.size + (0 if not np.isfinite(tl) else tl) > data_range
+        ax[2].plot(np.arange(gcur.size), gcur, label=f"{label} (turning length {tl:g}"
+                   + (", beyond the data range" if beyond else "") + ")")
+        ax[2].axvline(data_range - pt_.size, ls="--", lw=0.8, color=ax[2].lines[-1].get_color())
         ax[2].axhline(crit["critical"], ls=":", color=ax[2].lines[-1].get_color())
-        res[label] = {"turning_length": tl, **crit}
+        res[label] = {"turning_length": tl, "beyond_data_range": bool(beyond), **crit}
     ax[2].set_xlabel("CPT step")
     ax[2].set_ylabel("general loss")
-    ax[2].set_title("critical point (dotted) and turning length")
+    ax[2].set_title("critical point (dotted), end of the data range (dashed)")
     ax[2].legend(fontsize=7)
     ax[2].grid(alpha=0.3)
     save(a.out, "peak_lr", res, fig)
