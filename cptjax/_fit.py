@@ -352,6 +352,9 @@ def _vp_starts(kind, opts, feats, obs, mask, k):
     return _to_theta(kind, x[jnp.argsort(sse)[:k]])
 
 
+_vp_starts_jit = jax.jit(_vp_starts, static_argnums=(0, 1, 5))
+
+
 def initial_guesses(kind: str, opts, feats, obs, mask, grid: np.ndarray, n_vp: int = 1):
     """All starts of one problem in solver space θ: the ``n_vp`` best variable-projection starts
     followed by the grid (natural units, e.g. from :func:`starts`)."""
@@ -663,14 +666,14 @@ def _basins(prob, res, k, delta, max_iter):
     variable-projection starts; the best objective wins; near-ties that predict differently are
     reported."""
     feats = tuple(map(jnp.asarray, prob.feats))
-    th = np.asarray(_vp_starts(prob.kind, prob.opts, feats, jnp.asarray(prob.obs), jnp.asarray(prob.mask), 4 * k))
+    th = np.asarray(_vp_starts_jit(prob.kind, prob.opts, feats, jnp.asarray(prob.obs), jnp.asarray(prob.mask), 4 * k))
     picked = []
     for t in th:  # distinct: every coordinate of θ apart by > 5%, or a sign change
         if all(np.max(np.abs(t - q)) > 0.05 for q in picked):
             picked.append(t)
         if len(picked) == k:
             break
-    starts = np.asarray(_to_natural(prob.kind, jnp.asarray(np.stack(picked))))
+    starts = np.asarray(_to_natural(prob.kind, np.stack(picked)))
     fits = [res] + [fit_batch([prob], delta=delta, max_iter=max_iter, init=x)[0] for x in starts]
     ok = [f for f in fits if f.status != "non-finite" and math.isfinite(f.objective)]
     best = min(ok, key=lambda f: f.objective) if ok else res

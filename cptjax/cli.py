@@ -46,7 +46,7 @@ def _setup_jax(x64: bool = True):
     except OSError:
         return  # no writable cache folder: compile every time
     jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
