@@ -40,7 +40,7 @@ def critical_point(law, pt, cpt, replay=None) -> dict:
     if g.kind == "replay" and replay is None:
         raise ValueError("critical_point: the replay law needs `replay`")
     lr, n = S.join(pt, cpt)
-    a = areas(lr, n, g.lam)
+    a = areas(lr, n, g.lam, eps=g.eps)
     mix = anneal = 1.0
     if g.kind == "replay":
         anneal, mix = replay_factors(g.a1, g.a2, replay, g.target, g.form)
@@ -108,7 +108,7 @@ def optimal_vs_weight(law: LawPair, weights, *, what: str, pt_steps: int = 40000
 
     def final(lr, r):
         cond = {"replay": r} if uses else {}
-        return tuple(l(areas(lr, pt_steps, l.lam).at(-1), **cond) for l in law)
+        return tuple(l(areas(lr, pt_steps, l.lam, eps=l.eps).at(-1), **cond) for l in law)
 
     g, d = map(np.asarray, jax.jit(jax.vmap(final))(lrs, rs))
     obj = weights[:, None] * g[None, :] + (1 - weights[:, None]) * d[None, :]

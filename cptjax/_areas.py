@@ -141,7 +141,7 @@ def _momentum_k(d, kappa, method):
 
 
 def areas(lr, n_pt=None, lam=0.999, eta0=None, *, pt_warmup: str = "literal",
-          method: str = "auto") -> Areas:
+          method: str = "auto", eps: float = 0.0) -> Areas:
     r"""Forward and annealing areas of a joined PT+CPT schedule (LAW.md §2).
 
     .. math::
@@ -160,6 +160,8 @@ def areas(lr, n_pt=None, lam=0.999, eta0=None, *, pt_warmup: str = "literal",
             decrements up to the PT peak count as zero, as if the warmup had run at the peak (S1
             stays literal).
         method: recurrence implementation, see :func:`momentum`.
+        eps: LR-weighted annealing area (CPT paper App. J, Eq. 9): S2 = Σ m_i·η_i^ε, so that
+            steps at ~zero LR stop adding annealing credit. 0 (default): the plain S2.
 
     Returns:
         :class:`Areas` ``(s1_pt, s1_cpt, s2_pt, s2_cpt)``, each of length T, in ``lr``'s dtype.
@@ -178,7 +180,7 @@ def areas(lr, n_pt=None, lam=0.999, eta0=None, *, pt_warmup: str = "literal",
         # scan ~2.5x faster than vmap's batched carry; elsewhere vmap (benchmarks/areas.py).
         lr = jnp.asarray(lr)
         n = jnp.broadcast_to(jnp.asarray(lr.shape[-1] if n_pt is None else n_pt), lr.shape[:1])
-        one = lambda x: areas(x[0], x[1], lam, eta0, pt_warmup=pt_warmup, method=method)
+        one = lambda x: areas(x[0], x[1], lam, eta0, pt_warmup=pt_warmup, method=method, eps=eps)
         if method in ("auto", "scan") and jax.default_backend() == "cpu":
             return lax.map(one, (lr, n))
         return jax.vmap(lambda x, k: one((x, k)))(lr, n)
@@ -187,11 +189,22 @@ def areas(lr, n_pt=None, lam=0.999, eta0=None, *, pt_warmup: str = "literal",
         lr = lr.astype(jnp.result_type(float))
     n = lr.shape[-1] if n_pt is None else n_pt
     e0 = lr[..., 0] if eta0 is None else eta0
-    return _areas(lr, n, _one_minus(lam, lr.dtype), jnp.asarray(e0, lr.dtype), pt_warmup, method)
+    if not (isinstance(eps, (int, float)) and 0 <= eps < 1):
+        raise ValueError(f"`eps` (LR weight of S2) must be a number in [0, 1), got {eps!r}")
+    return _areas(lr, n, _one_minus(lam, lr.dtype), jnp.asarray(e0, lr.dtype), pt_warmup, method,
+                  float(eps))
 
 
-@functools.partial(jax.jit, static_argnums=(4, 5))
-def _areas(lr, n_pt, kappa, eta0, pt_warmup, method):
+def _lr_weight(lr, eps):
+    """η^ε with a safe zero (η = 0 gives weight 0 and a finite gradient); 1 when ε = 0."""
+    if not eps:
+        return None
+    pos = lr > 0
+    return jnp.where(pos, jnp.where(pos, lr, 1.0) ** eps, 0.0)
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5, 6))
+def _areas(lr, n_pt, kappa, eta0, pt_warmup, method, eps=0.0):
     T = lr.shape[-1]
     d = jnp.concatenate([eta0[..., None], lr[..., :-1]], axis=-1) - lr
     idx = jnp.arange(T)
@@ -216,23 +229,29 @@ def _areas(lr, n_pt, kappa, eta0, pt_warmup, method):
             t = s + y
             return jnp.where(on, t, s), jnp.where(on, (t - s) - y, c)
 
+        w = _lr_weight(lr, eps)
+
         def step(carry, x):
             m, s, c = carry
-            di, eta, pt = x
+            di, eta, pt, wi = x
             m = m - kappa * m + di
+            mw = m if wi is None else m * wi
             s1p, c1p = add(s[0], c[0], eta, pt)
             s1c, c1c = add(s[1], c[1], eta, ~pt)
-            s2p, c2p = add(s[2], c[2], m, pt)
-            s2c, c2c = add(s[3], c[3], m, ~pt)
+            s2p, c2p = add(s[2], c[2], mw, pt)
+            s2c, c2c = add(s[3], c[3], mw, ~pt)
             out = (s1p, s1c, s2p, s2c)
             return (m, out, (c1p, c1c, c2p, c2c)), out
 
         z = jnp.zeros(lr.shape[:-1], lr.dtype)
         xs = (jnp.moveaxis(d, -1, 0), jnp.moveaxis(lr, -1, 0),
-              jnp.moveaxis(jnp.broadcast_to(in_pt, d.shape), -1, 0))
+              jnp.moveaxis(jnp.broadcast_to(in_pt, d.shape), -1, 0), None if w is None else jnp.moveaxis(w, -1, 0))
         _, out = lax.scan(step, (z, (z,) * 4, (z,) * 4), xs)
         return Areas(*(jnp.moveaxis(o, 0, -1) for o in out))
     m = _momentum_k(d, kappa, method)
+    w = _lr_weight(lr, eps)
+    if w is not None:
+        m = m * w
     # One cumulative sum over the four split series keeps S1 and S2 on the same (pairwise) path.
     parts = jnp.stack([jnp.where(in_pt, lr, zero), jnp.where(in_pt, zero, lr),
                        jnp.where(in_pt, m, zero), jnp.where(in_pt, zero, m)])
@@ -249,16 +268,17 @@ class PTState(NamedTuple):
     eta: jax.Array  # last PT LR (η_0 of the CPT part)
 
 
-def pt_state(pt, lam=0.999, eta0=None) -> PTState:
+def pt_state(pt, lam=0.999, eta0=None, eps: float = 0.0) -> PTState:
     """Summarise a PT schedule (see :func:`continue_areas`)."""
     a = areas(pt, None, lam, eta0)
     pt = jnp.asarray(pt)
-    # m_T from the identity S2(T) − S2(T−1) = m_T.
+    # m_T from the identity S2(T) − S2(T−1) = m_T (of the plain S2: m is the raw momentum).
     m = a.s2_pt[-1] - (a.s2_pt[-2] if pt.shape[-1] > 1 else 0.0)
-    return PTState(a.s1_pt[-1], a.s2_pt[-1], m, pt[-1])
+    s2 = a.s2_pt[-1] if not eps else areas(pt, None, lam, eta0, eps=eps).s2_pt[-1]
+    return PTState(a.s1_pt[-1], s2, m, pt[-1])
 
 
-def continue_areas(cpt, state: PTState, lam=0.999, method: str = "auto") -> Areas:
+def continue_areas(cpt, state: PTState, lam=0.999, method: str = "auto", eps: float = 0.0) -> Areas:
     """Areas of the CPT steps only (length of ``cpt``), continuing a summarised PT history:
     the momentum carries across the transfer. Equals ``areas(join(pt, cpt))[n_pt:]`` at a
     fraction of the cost when the PT part is fixed (schedule design)."""
@@ -267,6 +287,7 @@ def continue_areas(cpt, state: PTState, lam=0.999, method: str = "auto") -> Area
     d = jnp.concatenate([state.eta[None].astype(cpt.dtype), cpt[:-1]]) - cpt
     m = _momentum_k(d, kappa, method)
     m = m + state.m * jnp.exp(jnp.arange(1, cpt.shape[-1] + 1, dtype=cpt.dtype) * jnp.log1p(-kappa))
-    s1c, s2c = jnp.cumsum(cpt), jnp.cumsum(m)
+    w = _lr_weight(cpt, eps)
+    s1c, s2c = jnp.cumsum(cpt), jnp.cumsum(m if w is None else m * w)
     ones = jnp.ones_like(cpt)
     return Areas(state.s1_pt * ones, s1c, state.s2_pt * ones, s2c)

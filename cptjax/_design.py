@@ -56,7 +56,7 @@ def _check(law, pt, cpt_steps, max_lr, weight_general, replay):
 
 def pt_states(law, pt):
     """The fixed PT history summarised once per law of the pair (each with its own λ)."""
-    return tuple(pt_state(pt, l.lam) for l in law)
+    return tuple(pt_state(pt, l.lam, eps=l.eps) for l in law)
 
 
 def evaluate(law, pt, cpt, replay=None, last_k=1, weight_general=0.5, weight_domain=None):
@@ -69,10 +69,10 @@ def evaluate(law, pt, cpt, replay=None, last_k=1, weight_general=0.5, weight_dom
     (curves cover the CPT steps only; this is what the optimiser uses). Each law uses its own λ."""
     cond = {"replay": replay} if "replay" in law.general.uses else {}
     if isinstance(pt, tuple):
-        g, d = (l(continue_areas(jnp.asarray(cpt), s, l.lam), **cond) for l, s in zip(law, pt))
+        g, d = (l(continue_areas(jnp.asarray(cpt), s, l.lam, eps=l.eps), **cond) for l, s in zip(law, pt))
     else:
         lr = jnp.concatenate([jnp.asarray(pt), jnp.asarray(cpt)])
-        g, d = (l(areas(lr, pt.shape[-1], l.lam), **cond) for l in law)
+        g, d = (l(areas(lr, pt.shape[-1], l.lam, eps=l.eps), **cond) for l in law)
     if isinstance(last_k, tuple):
         at = jnp.asarray([g.shape[-1] - jnp.shape(cpt)[-1] + h - 1 for h in last_k])
         gk, dk = jnp.mean(g[at]), jnp.mean(d[at])
@@ -393,7 +393,8 @@ def law_draws(law, covs, n: int = 256, seed: int = 0):
 
 
 def compare(law, pt, schedules: dict, *, weight_general=0.5, replays=None, last_k=1, draws=None,
-            variants=(0.999, 0.995, 0.99, 0.98), reference=None) -> dict:
+            variants=((0.999, 0.0), (0.995, 0.0), (0.99, 0.0), (0.98, 0.0), (0.999, 0.1), (0.999, 0.2)),
+            reference=None) -> dict:
     """How sure is a plan? Objectives of several CPT ``schedules`` ({name: array}) under parameter
     ``draws`` (:func:`law_draws`) and under law variants (each law's momentum decay λ replaced by
     each value of ``variants``). With ``reference`` = (plan name, baseline name): the plan's gain
@@ -418,11 +419,12 @@ def compare(law, pt, schedules: dict, *, weight_general=0.5, replays=None, last_
                            "hi95": float(np.quantile(gain, 0.975)), "p_plan_wins": float(np.mean(gain > 0)),
                            "n_draws": int(gain.size)}
     regret = {}
-    for lam in variants:
-        v = LawPair(*(l.replace(lam=float(lam)) if hasattr(l, "lam") else l for l in law))
+    for var in variants:
+        lam, eps = var if isinstance(var, tuple) else (var, 0.0)
+        v = LawPair(*(l.replace(lam=float(lam), eps=float(eps)) if hasattr(l, "lam") else l for l in law))
         o = {n: float(evaluate(v, pt, schedules[n], replays.get(n), last_k, weight_general)[0]) for n in names}
         best = min(o.values())
-        regret[f"lam={lam:g}"] = {n: o[n] - best for n in names}
+        regret[f"lam={lam:g},eps={eps:g}"] = {n: o[n] - best for n in names}
     out["regret"] = regret
     if regret:
         out["worst_regret"] = {n: max(r[n] for r in regret.values()) for n in names}
@@ -470,7 +472,7 @@ def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, shape=
         raise ValueError(f"`knots` must be an integer >= 2, got {knots!r}")
     pairs = [_weights(w, ood) for w in weights]
     n_main = cpt_steps - warmup
-    cool = min(n_main - 1, max(math.ceil(2 / (1 - law.general.lam)), math.ceil(0.1 * cpt_steps)))
+    cool = min(n_main - 1, max(math.ceil(2 / (1 - law.general.lam)), math.ceil(0.1 * cpt_steps)))  # noqa
     cfg = _Config(int(cpt_steps), float(max_lr), int(warmup), None if final is None else float(final),
                   int(min(knots, n_main)), bool(monotone), replay == "free", last_k,
                   float(learning_rate), shape=shape, cooldown_min=int(max(cool, 1)),

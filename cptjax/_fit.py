@@ -124,10 +124,11 @@ class FitProblem:
         return dict(self.opts).get("target", "general")
 
 
-def law_options(kind, target="general", form=None, lam=None) -> tuple:
+def law_options(kind, target="general", form=None, lam=None, eps=None) -> tuple:
     """The static options of a law kind as hashable pairs (only those the law declares)."""
     cls = _spec(kind)[0]
-    given = {"target": target, "form": form, "lam": None if lam is None else float(lam)}
+    given = {"target": target, "form": form, "lam": None if lam is None else float(lam),
+             "eps": None if not eps else float(eps)}
     opts = tuple((n, given[n]) for n in cls.meta if given.get(n) is not None)
     for n, v in opts:
         if n in cls.options() and v not in cls.options()[n]:
@@ -136,11 +137,13 @@ def law_options(kind, target="general", form=None, lam=None) -> tuple:
 
 
 def make_problem(runs, kind: str, column: str, *, target: str = "general", form: str | None = None,
-                 lam: float | None = None, pad_to: int | None = None) -> FitProblem:
+                 lam: float | None = None, eps: float = 0.0, pad_to: int | None = None) -> FitProblem:
     """Turn runs + one loss column into a problem. Features come from each run's dense schedule
     (the law's ``features``: areas for area laws, decrements for MPL)."""
     cls = _spec(kind)[0]
-    opts = law_options(kind, target, form, lam)
+    opts = law_options(kind, target, form, lam, eps)
+    if not (isinstance(eps, (int, float)) and 0 <= eps < 1):
+        raise ValueError(f"`eps` (LR weight of S2) must be in [0, 1), got {eps!r}")
     if lam is not None and not 0 < float(lam) < 1:
         raise ValueError(f"`lam` (momentum decay) must be in (0, 1), got {lam!r}")
     if isinstance(runs, Run):
@@ -154,7 +157,7 @@ def make_problem(runs, kind: str, column: str, *, target: str = "general", form:
             if getattr(run, cond) is None:
                 what = {"replay": "replay ratio", "size": "model size"}.get(cond, cond)
                 raise DataError(f"{run.name}: the {kind} law needs the run's {what} (--{cond})")
-        p, e = cls.features(run.lr, run.n_pt, ix, lam, run.replay, run.size, r_i)
+        p, e = cls.features(run.lr, run.n_pt, ix, lam, run.replay, run.size, r_i, eps=eps)
         pts.append(p)
         extra.append(e)
         obs.append(y)
@@ -716,7 +719,7 @@ def _basin_predictions(res, prob):
 
 def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = None,
         form: str | None = None, delta: float = 1e-3, max_iter: int = 200,
-        lam: float | str | None = None, basins: int = 4) -> FitResult:
+        lam: float | str | None = None, eps: float = 0.0, basins: int = 4) -> FitResult:
     """Fit one law to one loss column of one or more runs (parameters shared across runs).
 
     Args:
@@ -731,6 +734,8 @@ def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = No
             fit at every λ of ``LAM_GRID`` (one batched fit) and keep the best objective — the
             paper's appendix fits λ; on the lab's runs the best λ is ~0.99 (experiments/lab).
             The fitted law carries its λ (``law.lam``), which predict and design use.
+        eps: the LR weight of S2 (CPT paper App. J: S2 = Σ m_i·η_i^ε; 0.1–0.2 in the paper):
+            zero-LR steps then add no annealing credit. The law carries it (``law.eps``).
         basins: also run Levenberg–Marquardt to convergence from the ``basins`` best distinct
             variable-projection starts and keep the best objective; when another basin fits
             within 0.1% of the objective but predicts the runs' losses differently (> 0.5% at
@@ -745,7 +750,7 @@ def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = No
             raise ValueError(f"`lam` must be a number in (0, 1) or 'profile', got {lam!r}")
         if _spec(law)[0].needs_schedule:
             raise ValueError(f"lam='profile' needs an area law; {law!r} takes the schedule itself")
-        probs = [make_problem(runs, law, column, target=target, form=form, lam=v) for v in LAM_GRID]
+        probs = [make_problem(runs, law, column, target=target, form=form, lam=v, eps=eps) for v in LAM_GRID]
         # Problems of different λ differ in a static option: one batched fit each (shared shapes).
         fits = [fit_batch([p], delta=delta, max_iter=max_iter)[0] for p in probs]
         score = [f.objective if f.status != "non-finite" and math.isfinite(f.objective) else math.inf
@@ -754,11 +759,11 @@ def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = No
         res.extra["lam_profile"] = {"lam": list(LAM_GRID), "objective": [
             v if math.isfinite(v) else None for v in score], "kept": res.law.lam}
     else:
-        prob = make_problem(runs, law, column, target=target, form=form, lam=lam)
+        prob = make_problem(runs, law, column, target=target, form=form, lam=lam, eps=eps)
         res = fit_batch([prob], delta=delta, max_iter=max_iter)[0]
     if basins > 1:
         lam_kept = getattr(res.law, "lam", None)
-        prob = make_problem(runs, law, column, target=target, form=form, lam=lam_kept)
+        prob = make_problem(runs, law, column, target=target, form=form, lam=lam_kept, eps=eps)
         res = _basins(prob, res, basins, delta, max_iter)
     res.column = column
     for w in res.warnings:

@@ -54,10 +54,11 @@ def _law(cls=None, *, meta=()):
         if not getattr(cls, "needs_schedule", False):
             # Area laws carry the momentum decay λ their areas are computed with (a static option:
             # fitted by profiling, saved in JSON, used by predict and design).
-            cls.__annotations__ = {**cls.__annotations__, "lam": float}
-            cls.lam = LAM
-            meta = tuple(meta) + ("lam",)
-            cls.meta = tuple(getattr(cls, "meta", ())) + ("lam",)
+            # And the LR weight ε of S2 (App. J: S2 = Σ m_i·η_i^ε; 0 = the plain S2).
+            cls.__annotations__ = {**cls.__annotations__, "lam": float, "eps": float}
+            cls.lam, cls.eps = LAM, 0.0
+            meta = tuple(meta) + ("lam", "eps")
+            cls.meta = tuple(getattr(cls, "meta", ())) + ("lam", "eps")
         cls = dataclasses.dataclass(frozen=True)(cls)
         names = [f.name for f in dataclasses.fields(cls)]
         jax.tree_util.register_dataclass(
@@ -108,6 +109,9 @@ class _Base:
         lam = getattr(self, "lam", 0.5)
         if not (isinstance(lam, (int, float)) and 0 < lam < 1):
             raise ValueError(f"{type(self).__name__}: `lam` (momentum decay) must be in (0, 1), got {lam!r}")
+        eps = getattr(self, "eps", 0.0)
+        if not (isinstance(eps, (int, float)) and 0 <= eps < 1):
+            raise ValueError(f"{type(self).__name__}: `eps` (LR weight of S2) must be in [0, 1), got {eps!r}")
         for name, allowed in self.options().items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{type(self).__name__}: `{name}` must be one of {allowed}, "
@@ -115,14 +119,14 @@ class _Base:
 
     # -- fitting: per-point features of a run, and the law evaluated on them ------------------
     @classmethod
-    def features(cls, lr, n_pt, ix, lam, replay, size, run_index):
+    def features(cls, lr, n_pt, ix, lam, replay, size, run_index, eps=0.0):
         """Per-point arrays the law needs at array indices ``ix`` of one run (area laws: the four
         areas, the replay ratio and the model size), and per-run extra arrays (none)."""
         # Pad the schedule to a power-of-two length: steps after T do not change the areas up to
         # T, and runs of many lengths then share a handful of compilations.
         T = lr.size
         padded = np.concatenate([lr, np.zeros(max(1024, 1 << (T - 1).bit_length()) - T)])
-        a = areas(padded, n_pt, LAM if lam is None else lam, cls.eta0)
+        a = areas(padded, n_pt, LAM if lam is None else lam, cls.eta0, eps=eps or 0.0)
         pts = tuple(np.asarray(x)[ix] for x in a) + (np.full(ix.size, replay or 0.0),  # numpy gather:
                                                       np.full(ix.size, size or 1.0))  # no dispatch
         return pts, ()
@@ -418,7 +422,7 @@ class MultiPowerLaw(_Base):
         return self.L0 + _power(self.A, self.alpha, s1[idx]) - self.B * ld
 
     @classmethod
-    def features(cls, lr, n_pt, ix, lam, replay, size, run_index):
+    def features(cls, lr, n_pt, ix, lam, replay, size, run_index, eps=0.0):
         """Per point (S1(t), t, run); per non-zero decrement (d_k, η_k, S1(k−1), k, run)."""
         d = np.concatenate([lr[:1], lr[:-1]]) - lr
         d[: warmup_end(lr) + 1] = 0.0
@@ -483,7 +487,7 @@ def law_from_dict(d):
         kw[n] = float(v)
     for n in cls.meta:
         if n in d:
-            kw[n] = float(d[n]) if n == "lam" and isinstance(d[n], (int, float)) and not isinstance(d[n], bool) else d[n]
+            kw[n] = float(d[n]) if n in ("lam", "eps") and isinstance(d[n], (int, float)) and not isinstance(d[n], bool) else d[n]
     return cls(**kw)
 
 
@@ -535,8 +539,8 @@ def predict(law, lr, n_pt=None, *, idx=None, replay=None, size=None, lam=None, e
         if i.size and (i.min() < 0 or i.max() >= lr.shape[-1]):
             raise ValueError(f"`idx` must be array indices in [0, {lr.shape[-1] - 1}]")
     # Areas once per momentum decay (each law's own λ unless ``lam`` overrides it).
-    lams = {id(l): (lam if lam is not None else l.lam) for l in laws if not l.needs_schedule}
-    a = {v: areas(lr, n_pt, v, eta0, pt_warmup=pt_warmup) for v in set(lams.values())}
+    lams = {id(l): (lam if lam is not None else l.lam, l.eps) for l in laws if not l.needs_schedule}
+    a = {v: areas(lr, n_pt, v[0], eta0, pt_warmup=pt_warmup, eps=v[1]) for v in set(lams.values())}
     warm = warmup_end(lr) if any(l.needs_schedule for l in laws) else None
     out = [_eval_one(l, a.get(lams.get(id(l))), lr, idx, replay, size, eta0, warm) for l in laws]
     return LossPair(*out) if isinstance(law, LawPair) else out[0]

@@ -296,6 +296,7 @@ def cmd_fit(args) -> int:
     _number("--replay", args.replay, 0, 1)
     _number("--size", args.size, 0, lo_open=True)
     _number("--n-pt", args.n_pt, 0, integer=True)
+    _number("--eps", args.eps, 0, 0.99)
     lam = _lam(args.lam)
     _setup_jax()
     import warnings
@@ -311,7 +312,7 @@ def cmd_fit(args) -> int:
     with warnings.catch_warnings():  # the fit's warnings are printed once, below
         warnings.simplefilter("ignore", RuntimeWarning)
         res = cptjax.fit(runs, args.law, column, target=args.target, delta=args.delta,
-                         max_iter=args.max_iter, lam=lam)
+                         max_iter=args.max_iter, lam=lam, eps=args.eps)
     if res.status == "non-finite" or not all(math.isfinite(v) for v in res.params.values()):
         raise _Fail(f"the fit of {args.law!r} to {column!r} did not reach finite parameters (status "
                     f"{res.status}): check the runs' LR and loss columns (is the LR logged in "
@@ -513,7 +514,7 @@ def cmd_design(args) -> int:
     else:
         print(f"uncertainty: {law_name} carries no parameter covariance (fit your runs and pass "
               "--law GENERAL.json,DOMAIN.json for a gain interval)")
-    print(f"law variants (lambda 0.999..0.98): the plan beats {best['name']} in "
+    print(f"law variants (lambda 0.999..0.98; S2 weighted by LR^0.1, ^0.2): the plan beats {best['name']} in "
           f"{unc['plan_wins_in_variants']}; worst-case regret: " + ", ".join(
               f"{k} {v:.5f}" for k, v in unc["worst_regret"].items()))
     if plan.note:
@@ -655,6 +656,9 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--size", type=float, default=None, help="model size (millions) of the runs")
     fi.add_argument("--delta", type=float, default=1e-3, help="Huber delta on log loss (1e-3)")
     fi.add_argument("--max-iter", type=int, default=200, help="iteration cap per start (200)")
+    fi.add_argument("--eps", type=float, default=0.0,
+                    help="LR weight of the annealing area, S2 = sum m_i*eta_i^eps (CPT paper App. J; "
+                         "0 = the plain law, 0.1-0.2 stop zero-LR steps earning credit)")
     fi.add_argument("--lam", default=None,
                     help="momentum decay lambda of the areas: a number in (0, 1) (default 0.999) or "
                          "'profile' (fit at 0.9..0.999 and keep the best objective)")

@@ -144,3 +144,37 @@ def test_continue_areas_matches_joined():
     part = continue_areas(cpt, pt_state(pt))
     for x, y in zip(full, part):
         np.testing.assert_allclose(np.asarray(x)[n:], y, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.2])
+def test_lr_weighted_s2_matches_a_loop(eps):
+    """CPT paper App. J, Eq. 9: S2 = Σ m_i·η_i^ε, split at the transfer, momentum unweighted."""
+    lr, n = S.join(S.wsd(3000, 2e-4, warmup=100, decay=0.3, final=0.0), S.cosine(2000, 1e-4, warmup=100))
+    lam = 0.999
+    m, s2p, s2c = 0.0, 0.0, 0.0
+    prev = lr[0]
+    out_p, out_c = [], []
+    for i, eta in enumerate(lr):
+        m = lam * m + (prev - eta)
+        prev = eta
+        w = m * eta ** eps if eta > 0 else 0.0
+        if i < n:
+            s2p += w
+        else:
+            s2c += w
+        out_p.append(s2p)
+        out_c.append(s2c)
+    a = cptjax.areas(lr, n, lam, eps=eps)
+    np.testing.assert_allclose(a.s2_pt, out_p, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(a.s2_cpt, out_c, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(cptjax.areas(lr, n, lam, eps=eps, method="associative").s2_cpt, out_c,
+                               rtol=1e-9, atol=1e-15)
+    from cptjax._areas import continue_areas, pt_state
+
+    c = continue_areas(lr[n:], pt_state(lr[:n], lam, eps=eps), lam, eps=eps)
+    np.testing.assert_allclose(c.s2_cpt, np.asarray(out_c)[n:], rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(c.s2_pt, out_p[-1], rtol=1e-12)
+    law = cptjax.preset("setting-a").domain.replace(eps=eps)
+    back = cptjax.law_from_dict(law.to_dict())
+    assert back.eps == eps and float(cptjax.predict(back, lr, n, idx=[lr.size - 1])[0]) == pytest.approx(
+        float(law(a.at(jnp.array([lr.size - 1])))[0]), rel=1e-12)

@@ -105,18 +105,26 @@ def test_lab_prediction(tmp_path, monkeypatch):
         assert 0.002 < r["noise_floor_cpt"][t] < 0.03
 
 
-def test_lab_closed_loop_report_matches_stored_results(tmp_path, monkeypatch):
+@pytest.mark.parametrize("eps", [None, "0.2"])
+def test_lab_closed_loop_report_matches_stored_results(tmp_path, monkeypatch, eps):
     """The closed-loop table is computed from the trained runs (measured, not predicted) and
     matches the committed results file."""
     import pathlib
 
     root = pathlib.Path(__file__).resolve().parents[1]
-    monkeypatch.setattr(sys, "argv", ["c", "--runs", str(root / "experiments/lab/closed_loop/runs"),
-                                      "--out", str(tmp_path)])
-    importlib.import_module("experiments.lab.closed_loop").main()
-    new = json.loads((tmp_path / "lab_closed_loop.json").read_text())
-    old = json.loads((root / "experiments/results/lab_closed_loop.json").read_text())
+    folder = "closed_loop" if eps is None else f"closed_loop_eps{eps}"
+    monkeypatch.setattr(sys, "argv", ["c", "--runs", str(root / f"experiments/lab/{folder}/runs"),
+                                      "--out", str(tmp_path)] + ([] if eps is None else ["--eps", eps]))
+    mod = importlib.import_module("experiments.lab.closed_loop")
+    mod.main()
+    mod.PLANS = mod.HERE / "closed_loop"
+    name = "lab_closed_loop" + ("" if eps is None else f"_eps{eps}")
+    new = json.loads((tmp_path / f"{name}.json").read_text())
+    old = json.loads((root / f"experiments/results/{name}.json").read_text())
     assert new == old
+    if eps is not None:  # with the LR-weighted S2 the plans tie their baselines: no more losses
+        assert all(v["baseline"]["verdict"] == "ties" for v in new["verdicts"].values())
+        return
     rows = new["rows"]
     assert len(rows) == 24 and all(r["n_seeds"] == 3 for r in rows)
     free = {(r["mode"], r["weight_general"]): r for r in rows if r["kind"] == "free"}

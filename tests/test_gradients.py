@@ -24,6 +24,7 @@ def laws():
         "pt": (cptjax.PTLaw(3.0, 0.5, 0.5, 0.3), {}),
         "cpt": (a.domain, {}),
         "cpt-shared": (cptjax.SharedCPTLaw(3.0, 0.45, 0.5, 0.3, 0.4, 50.0, 0.3), {}),
+        "cpt-eps0.2": (a.domain.replace(eps=0.2, lam=0.99), {}),
         "replay-swapped": (b.general, {"replay": 0.3}),
         "replay-printed": (cptjax.preset("replay-printed").domain, {"replay": 0.3}),
         "size": (cptjax.preset("size").general, {"size": 300.0}),
@@ -40,7 +41,7 @@ def test_schedule_gradient_matches_finite_differences(name):
         warm = cptjax._laws.warmup_end(LR)
         f = lambda lr: jnp.sum(law(lr, at, warmup=warm))
     else:
-        f = lambda lr: jnp.sum(law(cptjax.areas(lr, N_PT, law.lam).at(at), **cond))
+        f = lambda lr: jnp.sum(law(cptjax.areas(lr, N_PT, law.lam, eps=law.eps).at(at), **cond))
     lr = jnp.asarray(LR)
     g = np.asarray(jax.grad(f)(lr))
     fj = jax.jit(f)

@@ -27,16 +27,18 @@ from experiments.lab.prediction import load
 import cptjax
 
 HERE = pathlib.Path(__file__).resolve().parent
-PLANS = HERE / "closed_loop"
+PLANS = HERE / "closed_loop"  # --eps E: HERE / f"closed_loop_eps{E:g}"
 WEIGHTS = (0.2, 0.5, 0.8)
 MAX_LR, STEPS = 2e-3, 1500
 SEEDS = (0, 1, 2)
 
 
-def fit_laws(runs):
+def fit_laws(runs, eps=0.0):
     no_replay = [r for n, r in runs.items() if (r.replay or 0) == 0 and not n.endswith("_s1")]
-    pair = cptjax.LawPair(*(cptjax.fit(no_replay, "cpt-shared", c, lam="profile").law
+    pair = cptjax.LawPair(*(cptjax.fit(no_replay, "cpt-shared", c, lam="profile", eps=eps).law
                             for c in ("general_loss", "domain_loss")))
+    if eps:
+        return pair, None
     with_replay = [r for n, r in runs.items() if n.startswith(("constant_", "pt-constant"))
                    and not n.endswith("_s1")]
     replay = cptjax.LawPair(*(cptjax.fit(with_replay, "replay", c, target=t, lam="profile").law
@@ -44,12 +46,13 @@ def fit_laws(runs):
     return pair, replay
 
 
-def plan_stage(runs, out):
+def plan_stage(runs, out, eps=0.0):
     os.makedirs(PLANS, exist_ok=True)
-    pair, replay_pair = fit_laws(runs)
+    pair, replay_pair = fit_laws(runs, eps)
     pt = runs["pt-constant"].lr
     schedules, cases = {}, []
-    for mode, law, rep in (("r0", pair, None), ("rfree", replay_pair, "free")):
+    modes = (("r0", pair, None),) + ((("rfree", replay_pair, "free"),) if replay_pair else ())
+    for mode, law, rep in modes:
         for w in WEIGHTS:
             kw = dict(max_lr=MAX_LR, weight_general=w, replay=rep, iterations=3000)
             plan = cptjax.design(law, pt, STEPS, **kw)
@@ -71,7 +74,7 @@ def plan_stage(runs, out):
                               "replay": r, "predicted_objective": pred,
                               "baseline_name": base["name"] if kind == "baseline" else None,
                               "diagnostics": {"plan": plan.diagnostics, "free": free.diagnostics}.get(kind)})
-    laws = {"cpt-shared": pair.to_dict(), "replay": replay_pair.to_dict()}
+    laws = {"cpt-shared": pair.to_dict(), "replay": replay_pair.to_dict() if replay_pair else None}
     toml = ['name = "closed-loop"', "seed = 0", "eval_interval = 100", "eval_batches = 8",
             '[model]', 'preset = "cpu"', "[pt]",
             f'constant = "{runs["pt-constant"].name and "constant(steps=3000,peak=2e-3,warmup=100)"}"',
@@ -108,7 +111,7 @@ def report_stage(runs_dir, out):
                      "measured_sd": float(finals.std(ddof=1)) if finals.size > 1 else None,
                      "n_seeds": int(finals.size), "measured": finals.tolist()})
     verdicts = {}
-    for mode in ("r0", "rfree"):
+    for mode in sorted({r["mode"] for r in rows}):
         for w in WEIGHTS:
             sel = {r["kind"]: r for r in rows if r["mode"] == mode and r["weight_general"] == w}
             p = sel["plan"]
@@ -124,8 +127,10 @@ def report_stage(runs_dir, out):
                                 "predicted_gain": o["predicted_objective"] - p["predicted_objective"]}
             verdicts[f"{mode} w={w:g}"] = out_v
     result = {"rows": rows, "verdicts": verdicts}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, mode in zip(axes, ("r0", "rfree")):
+    modes = sorted({r["mode"] for r in rows})
+    fig, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4), squeeze=False)
+    axes = axes[0]
+    for ax, mode in zip(axes, modes):
         for i, kind in enumerate(("plan", "free", "baseline", "cosine")):
             sel = [r for r in rows if r["mode"] == mode and r["kind"] == kind]
             x = np.arange(len(sel)) + 0.2 * i
@@ -136,7 +141,8 @@ def report_stage(runs_dir, out):
         ax.set_title(f"closed loop, replay {'0' if mode == 'r0' else 'free'} (x: law's prediction)")
         ax.set_ylabel("weighted final loss")
     axes[0].legend(fontsize=7)
-    save(out, "lab_closed_loop", result, fig)
+    save(out, "lab_closed_loop" + ("" if PLANS.name == "closed_loop" else "_" + PLANS.name.split("_")[-1]),
+         result, fig)
     for k, v in verdicts.items():
         print(k, {o: f"{x['verdict']} ({x['measured_gain']:+.4f} ± {x['se']:.4f}, predicted "
                      f"{x['predicted_gain']:+.4f})" for o, x in v.items()})
@@ -151,12 +157,17 @@ def main():
     ap.add_argument("--study-runs", default=str(HERE / "runs"), help="the default study's runs")
     ap.add_argument("--out", default=str(HERE.parents[0] / "results"))
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--eps", type=float, default=0.0,
+                    help="design with the LR-weighted S2 law (plans in closed_loop_eps<E>/, replay 0 only)")
     a = ap.parse_args(sys.argv[1:])
     os.makedirs(a.out, exist_ok=True)
+    global PLANS
+    if a.eps:
+        PLANS = HERE / f"closed_loop_eps{a.eps:g}"
     if a.runs:
         report_stage(a.runs, a.out)
     else:
-        plan_stage(load(a.study_runs), a.out)
+        plan_stage(load(a.study_runs), a.out, a.eps)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ FIT = ("pt-constant", "pt-annealed", "constant_constant_p0.002_r0_s0", "annealed
 COLUMNS = {"general": "general_loss", "domain": "domain_loss"}
 # (label, law kind, extra fit options) — the paper's Eq. 4 is the baseline row.
 FORMS = [("Eq. 4 (paper)", "cpt", {}), ("Eq. 4, lambda profiled", "cpt", {"lam": "profile"}),
-         ("shared C", "cpt-shared", {}), ("shared C, lambda profiled", "cpt-shared", {"lam": "profile"})]
+         ("shared C", "cpt-shared", {}), ("shared C, lambda profiled", "cpt-shared", {"lam": "profile"}),
+         ("shared C, lambda profiled, eps=0.2", "cpt-shared", {"lam": "profile", "eps": 0.2})]
 
 
 def load(folder):
