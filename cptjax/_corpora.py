@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import hashlib
-import io
 import os
 import sysconfig
 import tokenize

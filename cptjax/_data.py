@@ -15,7 +15,6 @@ import warnings
 import numpy as np
 
 from . import _schedules
-from ._io import atomic_write  # noqa: F401  (re-exported: older imports)
 
 __all__ = ["Run", "load_run", "DataError", "DataWarning"]
 

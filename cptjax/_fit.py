@@ -19,7 +19,6 @@ import numpy as np
 from jax import lax
 
 from . import _laws
-from ._areas import areas as _areas_fn
 from ._data import DataError, Run
 from ._solver import MU0, RESULTS, huber, levenberg_marquardt
 from ._solver import spd_solve as _spd_solve

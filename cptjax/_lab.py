@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import math
 import os
 import time
 import tomllib
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +28,7 @@ import numpy as np
 import optax
 
 from . import _schedules
-from ._data import atomic_write
+from ._io import atomic_write, dumps
 
 __all__ = ["ModelConfig", "MODELS", "Study", "RunSpec", "load_study", "run_study", "train_run",
            "init_params", "loss_fn", "DEFAULT_STUDY", "QUICK_STUDY"]
@@ -512,5 +510,5 @@ def run_study(study: Study, out_dir, *, corpora=None, quiet=False, only=None) ->
                   "family": r.family, "peak": r.peak, "replay": r.replay if r.cpt else None,
                   "seed": r.seed, "kind": "cpt" if r.cpt else "pt"} for r in pts + cpts],
     }
-    atomic_write(os.path.join(out_dir, "manifest.json"), json.dumps(manifest, indent=2))
+    atomic_write(os.path.join(out_dir, "manifest.json"), dumps(manifest, indent=2))
     return manifest

@@ -50,8 +50,6 @@ def _setup_jax(x64: bool = True):
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-_x64 = _setup_jax
-
 
 def _number(name, value, lo=None, hi=None, *, lo_open=False, integer=False):
     """Check a numeric argument: finite, within [lo, hi] (lo excluded when ``lo_open``)."""

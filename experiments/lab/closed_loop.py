@@ -14,14 +14,13 @@ the measured weighted final loss lambda1*L_general + (1 - lambda1)*L_domain (mea
 seeds) beside the law's prediction, and whether the plan wins beyond seed noise, ties or loses.
 """
 
-import glob
 import json
 import os
 import pathlib
 
 import numpy as np
 
-from experiments._common import args as _args, plt, save
+from experiments._common import plt, save
 from experiments.lab.prediction import load
 
 import cptjax
@@ -84,7 +83,7 @@ def plan_stage(runs, out, eps=0.0):
     for n, (_, r) in schedules.items():
         toml += ["[[cpt.grid]]", 'pt = ["constant"]', f'schedule = ["{n}"]', f"peak = [{MAX_LR}]",
                  f"replay = [{r!r}]", f"seed = {list(SEEDS)}"]
-    from cptjax._data import atomic_write
+    from cptjax._io import atomic_write
 
     atomic_write(PLANS / "closed_loop.toml", "\n".join(toml) + "\n")
     atomic_write(PLANS / "laws.json", json.dumps(laws, indent=1))

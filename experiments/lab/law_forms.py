@@ -5,7 +5,6 @@ the fits never saw). Scores: mean relative error over the CPT phase and at the f
 schedule kind, and whether the form ranks the free-form plan behind the default plan (it lost by
 ~0.08 in real training)."""
 
-import os
 import pathlib
 
 import numpy as np
