@@ -368,8 +368,10 @@ def diagnostics(law, pt, plan, last_k=1, wg=None, wd=None) -> dict:
 def law_draws(law, covs, n: int = 256, seed: int = 0):
     """``n`` parameter draws of a :class:`LawPair` from each law's covariance (natural parameters,
     e.g. the Laplace/sandwich ``cov`` of a fit): a LawPair whose leaves have a leading axis ``n``.
-    Draws that leave a positive parameter ≤ 0 are redrawn from the other draws (rejection), so
-    every draw is a valid law. ``covs``: (cov_general, cov_domain), ``None`` for no uncertainty."""
+    Positive parameters are drawn in log space (covariance mapped by the delta method, as the
+    fitter parameterises them), so every draw is a valid law and the draws centre on the fit
+    without the bias a rejection of non-positive values would bring. ``covs``:
+    (cov_general, cov_domain), ``None`` for no uncertainty."""
     rng = np.random.default_rng(seed)
     out = []
     for l, cov in zip(law, covs):
@@ -381,12 +383,12 @@ def law_draws(law, covs, n: int = 256, seed: int = 0):
             cov = np.asarray(cov, np.float64)
             if cov.shape != (x0.size, x0.size) or not np.all(np.isfinite(cov)):
                 raise ValueError(f"covariance for the {l.kind} law must be a finite {x0.size}x{x0.size} matrix")
-            w, V = np.linalg.eigh((cov + cov.T) / 2)
-            L = V * np.sqrt(np.clip(w, 0, None))
-            pos = np.array([p.positive for p in type(l).params])
-            x = x0 + rng.standard_normal((4 * n, x0.size)) @ L.T
-            ok = np.all(x[:, pos] > 0, axis=1)
-            x = x[ok][:n] if ok.sum() >= n else np.concatenate([x[ok], np.repeat(x0[None], n - ok.sum(), 0)])
+            pos = np.array([p.positive for p in type(l).params]) & (x0 > 0)
+            scale = np.where(pos, 1 / np.where(pos, x0, 1.0), 1.0)  # d log x / dx for positive ones
+            c = cov * np.outer(scale, scale)
+            w, V = np.linalg.eigh((c + c.T) / 2)
+            z = rng.standard_normal((n, x0.size)) @ (V * np.sqrt(np.clip(w, 0, None))).T
+            x = np.where(pos, x0 * np.exp(np.clip(z, -50, 50)), x0 + z)
         out.append(l.replace(**{k: jnp.asarray(x[:, i]) for i, k in enumerate(names)}))
     return LawPair(*out)
 

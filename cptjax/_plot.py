@@ -91,8 +91,9 @@ def fit(series, path, title: str = ""):
     save(fig, path)
 
 
-def design(plan, front, path, free=None):
-    """Schedule (plan, free-form plan) vs baselines, predicted curves, and the Pareto front."""
+def design(plan, front, path, free=None, bands=None):
+    """Schedule (plan, free-form plan) vs baselines, predicted curves (with a 90% band over the
+    parameter draws when ``bands`` = (general lo, hi, domain lo, hi)), and the Pareto front."""
     plt = _plt()
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
     t = np.arange(1, plan.schedule.size + 1)
@@ -108,6 +109,9 @@ def design(plan, front, path, free=None):
     g, d = (np.asarray(x)[plan.n_pt:] for x in plan.curves)
     ax[1].plot(t, g, label="general (D_pt)")
     ax[1].plot(t, d, label="domain (D_cpt)")
+    if bands is not None:
+        ax[1].fill_between(t, bands[0], bands[1], color="C0", alpha=0.2, label="90% band (parameter draws)")
+        ax[1].fill_between(t, bands[2], bands[3], color="C1", alpha=0.2)
     if free is not None:
         fg, fdm = (np.asarray(x)[free.n_pt:] for x in free.curves)
         ax[1].plot(t, fg, ":", color="C0", label="general, free-form plan")

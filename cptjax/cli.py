@@ -470,6 +470,15 @@ def cmd_design(args) -> int:
     unc = cptjax.compare(law, pt, scheds, weight_general=args.weight_general, replays=reps, draws=draws,
                          reference=("plan", "best baseline"))
     unc["best_baseline"] = best["name"]
+    bands = None
+    if draws is not None:  # the plan's predicted curves under the parameter draws: a 90% band
+        import jax
+
+        from ._design import pt_states
+
+        states = pt_states(law, pt)
+        cur = jax.vmap(lambda l: cptjax.evaluate(l, states, plan.schedule, plan.replay)[3])(draws)
+        bands = tuple(np.nanquantile(np.asarray(c), q, axis=0) for c in cur for q in (0.05, 0.95))
     files = [os.path.join(args.out, f) for f in
              ("plan.csv", "plan.npy", "plan.json", "free_plan.csv", "free_plan.npy", "free_plan.json",
               "plan_pytorch.py", "report.json", "design.png")]
@@ -485,7 +494,7 @@ def cmd_design(args) -> int:
         free.save(os.path.join(tmp, "free_plan"))
         atomic_write(os.path.join(tmp, "plan_pytorch.py"), _PYTORCH_EXPORT)
         atomic_write(os.path.join(tmp, "report.json"), dumps(result, indent=2))
-        _plot.design(plan, front_d, os.path.join(tmp, "design.png"), free=free)
+        _plot.design(plan, front_d, os.path.join(tmp, "design.png"), free=free, bands=bands)
     progress(f"wrote {args.out}/ in {time.perf_counter() - t0:.1f} s", args.json)
     if args.json:
         print(dumps({k: v for k, v in result.items() if k != "pytorch_lr_per_step"}, indent=2))
