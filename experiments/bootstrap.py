@@ -10,7 +10,7 @@ import numpy as np
 
 import cptjax
 from cptjax import schedules as S
-from cptjax.experiments_support import mpl_run
+from experiments.datasets import mpl_run
 from experiments._common import DATA, args, plt, save
 
 

@@ -9,7 +9,7 @@ each schedule gets under Eq. 1 (ours) and under the published MPL 100M parameter
 import numpy as np
 
 import cptjax
-from cptjax.experiments_support import MPL_TRAIN, mpl_run
+from experiments.datasets import MPL_TRAIN, mpl_run
 from experiments._common import DATA, args, plt, save
 
 

@@ -10,7 +10,7 @@ whether B ~ 0 comes out."""
 import numpy as np
 
 import cptjax
-from cptjax.experiments_support import (MPL_TEST, MPL_TRAIN, OLMO_DOMAINS, mpl_run, olmo_run)
+from experiments.datasets import (MPL_TEST, MPL_TRAIN, OLMO_DOMAINS, mpl_run, olmo_run)
 from experiments._common import DATA, args, plt, save
 
 MPL_PUBLISHED = {"25": (0.00110, 0.00409), "100": (0.00142, 0.00583), "400": (0.00168, 0.00995)}

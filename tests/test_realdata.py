@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import cptjax
-from cptjax.experiments_support import MPL_TEST, MPL_TRAIN, mpl_run
+from experiments.datasets import MPL_TEST, MPL_TRAIN, mpl_run
 
 
 @pytest.mark.data

@@ -10,8 +10,8 @@ import warnings
 
 import numpy as np
 
-from . import _schedules as S
-from ._data import Run, load_run
+from cptjax import schedules as S
+from cptjax import Run, load_run
 
 MPL_TRAIN = ("cosine_24000", "constant_24000", "wsdcon_9")
 MPL_TEST = ("constant_72000", "cosine_72000", "wsd_20000_24000", "wsdld_20000_24000", "wsdcon_3",
