@@ -395,7 +395,7 @@ def _assemble(path, name, rows_steps, rows_lr, rows_loss, report, *, schedule, n
         report["unsorted_steps"] = True
         warnings.warn(f"{path}: steps go backwards (a resumed run?); kept the last value logged "
                       "for each step", DataWarning, stacklevel=3)
-    u, _ = _last_per_step(steps, np.zeros(steps.size))
+    u = np.unique(steps)
     cols = {c: _last_per_step(steps, np.asarray(v, np.float64))[1] for c, v in rows_loss.items()}
     if steps.size > u.size and report.get("format") == "csv":
         report["duplicate_steps_merged"] = int(steps.size - u.size)

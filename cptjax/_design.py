@@ -407,11 +407,12 @@ def compare(law, pt, schedules: dict, *, weight_general=0.5, replays=None, last_
     out = {}
     if draws is not None:
         states = pt_states(law, pt)
-        objs = {}
-        for n in names:
-            f = jax.jit(jax.vmap(lambda l, s=jnp.asarray(schedules[n]), r=replays.get(n):
-                                 evaluate(l, states, s, r, last_k, weight_general)[0]))
-            objs[n] = np.asarray(f(draws))
+        # One compiled function for every schedule (they share a length): vmapped over the draws.
+        f = jax.jit(jax.vmap(lambda l, s, r: evaluate(l, states, s, r, last_k, weight_general)[0],
+                             in_axes=(0, None, None)))
+        objs = {n: np.asarray(f(draws, jnp.asarray(schedules[n]),
+                                None if replays.get(n) is None else jnp.asarray(float(replays[n]))))
+                for n in names}
         out["draws"] = {n: {"mean": float(v.mean()), "sd": float(v.std())} for n, v in objs.items()}
         if reference:
             gain = objs[reference[1]] - objs[reference[0]]

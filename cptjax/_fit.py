@@ -113,10 +113,6 @@ class FitProblem:
     runs: list
     n_point_feats: int = 0  # feats[:n_point_feats] are per point, the rest per-run extras
 
-    @property
-    def target(self):
-        return dict(self.opts).get("target", "general")
-
 
 def law_options(kind, target="general", form=None, lam=None, eps=None) -> tuple:
     """The static options of a law kind as hashable pairs (only those the law declares)."""

@@ -415,7 +415,8 @@ class _Progress:
         print(msg, file=sys.stderr, flush=True)
 
 
-def train_run(spec: RunSpec, study: Study, corpora, out_dir, fns, progress=None, stop_after=None):
+def train_run(spec: RunSpec, study: Study, corpora, out_dir, fns, progress=None, stop_after=None,
+              evals=None):
     """Train one run (PT, or CPT branching from its PT checkpoint), resuming from its checkpoint;
     write its run file. ``stop_after`` (tests) stops after that many steps, as a kill would."""
     cfg = study.model
@@ -431,7 +432,7 @@ def train_run(spec: RunSpec, study: Study, corpora, out_dir, fns, progress=None,
     state = _f32(opt.init(params))
     ck = os.path.join(ckdir, spec.name + ".npz")
     pt_final = os.path.join(ckdir, f"pt-{spec.pt_name}.final.npz")
-    evals = _eval_batches(corpora, cfg, study.eval_batches)
+    evals = _eval_batches(corpora, cfg, study.eval_batches) if evals is None else evals
     if os.path.exists(ck):
         step, (params, state), log = _load_ckpt(ck, (params, state))
     elif is_cpt:
@@ -498,9 +499,10 @@ def run_study(study: Study, out_dir, *, corpora=None, quiet=False, only=None) ->
     todo = [r for r in pts + cpts if not os.path.exists(os.path.join(out_dir, r.name + ".csv"))]
     steps_of = lambda r: _schedules.parse(r.pt).size if r.cpt is None else _schedules.parse(r.cpt).size
     prog = _Progress(sum(steps_of(r) for r in todo), quiet=quiet)
+    evals = _eval_batches(corpora, study.model, study.eval_batches)  # the same for every run
     for r in pts + cpts:
         if r in todo:
-            train_run(r, study, corpora, out_dir, fns, prog)
+            train_run(r, study, corpora, out_dir, fns, prog, evals=evals)
     manifest = {
         "study": study.name, "model": dataclasses.asdict(study.model),
         "n_params": study.model.n_params(), "seed": study.seed,
