@@ -371,6 +371,10 @@ def _law_range(spec):
 
     from ._presets import preset_data_range, preset_lr_max
 
+    if "," in spec:  # two fit files: the stricter range of the two
+        ranges = [_law_range(p.strip()) for p in spec.split(",")]
+        pick = lambda vals: min((v for v in vals if v), default=None)
+        return pick([r[0] for r in ranges]), pick([r[1] for r in ranges])
     if os.path.isfile(spec):
         with open(spec, encoding="utf-8") as fh:
             d = json.load(fh)
@@ -417,7 +421,7 @@ def cmd_design(args) -> int:
         raise _Fail(f"{law_name}: design needs a general+domain law pair (a CPT preset or a JSON "
                     "with 'general' and 'domain')")
     pt = cptjax.schedules.parse(args.pt)
-    data_range, lr_max = _law_range(law_name.split(",")[0])
+    data_range, lr_max = _law_range(law_name)
     if lr_max and args.max_lr > 10 * lr_max:
         raise _Fail(f"--max-lr {args.max_lr:g} is {args.max_lr / lr_max:.3g}x the largest LR the law "
                     f"was fitted on ({lr_max:g}): its predictions there are not trustworthy")
