@@ -39,8 +39,8 @@ _EXPORTS = {
     "Run": ("._data", 'Run'),
     "load_run": ("._data", 'load_run'),
     "FitResult": ("._fit", 'FitResult'),
-    "fit": ("._fit", 'fit'),
-    "fit_batch": ("._fit", 'fit_batch'),
+    "fit": ("._batch", 'fit'),
+    "fit_batch": ("._batch", 'fit_batch'),
     "make_problem": ("._fit", 'make_problem'),
     "Plan": ("._design", 'Plan'),
     "baselines": ("._design", 'baselines'),
@@ -101,8 +101,8 @@ if TYPE_CHECKING:  # the same names, for static analysis
     from ._data import Run as Run
     from ._data import load_run as load_run
     from ._fit import FitResult as FitResult
-    from ._fit import fit as fit
-    from ._fit import fit_batch as fit_batch
+    from ._batch import fit as fit
+    from ._batch import fit_batch as fit_batch
     from ._fit import make_problem as make_problem
     from ._design import Plan as Plan
     from ._design import baselines as baselines

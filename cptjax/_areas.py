@@ -6,6 +6,7 @@ The one place the momentum recurrence lives.
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -13,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["Areas", "areas", "momentum"]
+__all__ = ["Areas", "areas", "areas_numpy", "momentum"]
 
 
 class Areas(NamedTuple):
@@ -257,6 +258,48 @@ def _areas(lr, n_pt, kappa, eta0, pt_warmup, method, eps=0.0):
                        jnp.where(in_pt, m, zero), jnp.where(in_pt, zero, m)])
     s = jnp.cumsum(parts, axis=-1)
     return Areas(s[0], s[1], s[2], s[3])
+
+
+def _momentum_np(d, lam: float):
+    """The momentum recurrence m_i = λ·m_{i−1} + d_i in numpy (float64) for concrete inputs: in
+    blocks of b steps, where λ^(−b) ≤ 2^10, each block in closed form
+    m = λ^j·cumsum(λ^(−j)·d) (error ≤ 2^10·ε), blocks joined by the same recurrence on their
+    end values with decay λ^b (recursively); for λ ≤ 2^−10 a truncated sum of shifted copies."""
+    T, lam = d.size, float(lam)
+    log_l = math.log(lam)
+    b = int(10 * math.log(2) / -log_l)
+    if b <= 1:  # λ ≤ 2^-10: λ^K < 1e-17 after K ≤ 6 terms
+        m, term = d.copy(), d
+        for _ in range(int(math.ceil(17 * math.log(10) / -log_l))):
+            term = np.concatenate([[0.0], term[:-1]]) * lam
+            m += term
+        return m
+    b = min(b, T)
+    nb = -(-T // b)
+    x = np.concatenate([d, np.zeros(nb * b - T)]).reshape(nb, b)
+    p = np.exp(np.arange(b) * log_l)  # λ^j
+    local = np.cumsum(x / p, axis=1) * p
+    if nb > 1:
+        carry = _momentum_np(local[:, -1], math.exp(b * log_l))  # m at each block's end
+        local[1:] += carry[:-1, None] * (lam * p)
+    return local.reshape(-1)[:T]
+
+
+def areas_numpy(lr, n_pt, lam: float = 0.999, eta0=None, eps: float = 0.0) -> Areas:
+    """:func:`areas` (``pt_warmup="literal"``) for a concrete 1-D float64 schedule, in numpy: no
+    dispatch, no compilation; what building a fitting problem needs (tested against
+    :func:`areas` to 1e-12)."""
+    lr = np.asarray(lr, np.float64)
+    T = lr.size
+    n = T if n_pt is None else int(n_pt)
+    d = np.concatenate([[lr[0] if eta0 is None else float(eta0)], lr[:-1]]) - lr
+    m = _momentum_np(d, lam)
+    if eps:
+        m = m * np.where(lr > 0, np.where(lr > 0, lr, 1.0) ** eps, 0.0)
+    s1, s2 = np.cumsum(lr), np.cumsum(m)
+    pt = np.arange(T) < n
+    s1p, s2p = np.where(pt, s1, s1[n - 1] if n else 0.0), np.where(pt, s2, s2[n - 1] if n else 0.0)
+    return Areas(s1p, s1 - s1p, s2p, s2 - s2p)
 
 
 class PTState(NamedTuple):

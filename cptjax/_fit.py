@@ -1,5 +1,6 @@
-"""Fitting laws to loss logs: Huber objective on log residuals, multi-start, batched
-Levenberg–Marquardt with Huber (IRLS) weights, and honest fit statistics.
+"""Fitting laws to loss logs, the maths: problems, the Huber objective on log residuals, starts
+(variable projection, the grid), batched Levenberg–Marquardt steps and honest fit statistics.
+The batch driver and :func:`fit` are in ``_batch``.
 
 Objective (LAW.md §4): Σ Huber_δ(log L̂ − log L) over every logged point of every run of one
 validation set, parameters shared across runs.  Positivity by reparameterisation (θ = log p).
@@ -10,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import math
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -23,12 +22,12 @@ from ._data import DataError, Run
 from ._solver import MU0, RESULTS, huber, levenberg_marquardt
 from ._solver import spd_solve as _spd_solve
 
-__all__ = ["FitResult", "FitProblem", "fit", "fit_batch", "make_problem", "objective",
+__all__ = ["FitResult", "FitProblem", "make_problem", "objective",
            "CONVERGED", "MAX_ITERATIONS", "NONFINITE", "STATUS"]
 
 CONVERGED, MAX_ITERATIONS, NONFINITE = (int(r) for r in RESULTS)
 LSQ_FLOOR = 1e-3  # see _vp_starts
-ROUND = 10  # iterations per round in fit_batch; unfinished problems are regrouped between rounds
+VP_POINTS = 128  # variable projection on about this many points (an evenly strided subsample)
 
 
 def _schedule(grid_only=False):
@@ -250,6 +249,11 @@ def _vp_starts(kind, opts, feats, obs, mask, k):
     them). Positive linear parameters the fit puts at ≤ 0 are raised to a floor (LSQ_FLOOR).
     Returns the ``k`` starts (θ, shape (k, p)) with the smallest least-squares error."""
     cls, names, _ = _spec(kind)
+    stride = max(1, obs.shape[-1] // VP_POINTS)  # static: shapes are
+    if stride > 1:  # a start needs the curve's shape, not every point: evenly strided subsample
+        n_pf = len(feats) - len(getattr(cls, "extra_pad", ()))  # per-point features come first
+        feats = tuple(f[::stride] for f in feats[:n_pf]) + tuple(feats[n_pf:])
+        obs, mask = obs[::stride], mask[::stride]
     lin = np.array([i for i, q in enumerate(cls.params) if q.linear])
     non = np.array([i for i, q in enumerate(cls.params) if not q.linear])
     pos = jnp.array([cls.params[i].positive for i in lin])
@@ -447,247 +451,3 @@ def _finish(kind, opts, column, theta, x, f, st, it, stats, delta):
     return FitResult(law, kind, column, float(f), status, int(it), int(stats["n"]),
                      float(stats["r2"]), float(stats["rmse"]), float(stats["mean_rel"]),
                      float(stats["max_rel"]), dict(zip(names, map(float, se))), cov, warn, delta)
-
-
-def _stack(problems, kind):
-    feats = tuple(np.stack([p.feats[j] for p in problems]) for j in range(len(problems[0].feats)))
-    return feats, np.stack([p.obs for p in problems]), np.stack([p.mask for p in problems])
-
-
-def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int | None = None,
-              init=None, progress=None) -> list:
-    """Fit N independent problems of one law kind at once: padded + masked (one compilation),
-    chunked to bound memory, and sharded over all local devices when there are several.
-
-    ``chunk`` is the number of problems solved together (default: 32 per device on CPU, where a
-    chunk's working set should stay in cache; 512 per device on accelerators, not tuned).
-    Problems run in rounds of ``ROUND`` iterations; after each round the unfinished ones are
-    regrouped into full chunks, so no lane idles while a slow problem in its chunk converges.
-    Returns a list of :class:`FitResult` (each with its status). ``progress(done, total)`` is
-    called after each chunk of work with the number of finished problems.
-    """
-    if not problems:
-        return []
-    kind, opts = problems[0].kind, problems[0].opts
-    if any(p.kind != kind or p.opts != opts for p in problems):
-        raise ValueError("fit_batch: all problems must use the same law and options")
-    n_max = max(p.obs.size for p in problems)
-    problems = _pad_extras([_repad(p, n_max) for p in problems])
-    N = len(problems)
-    ndev = jax.local_device_count()
-    if chunk is None:
-        chunk = (32 if jax.default_backend() == "cpu" else 512) * ndev
-    if len(problems[0].feats) > problems[0].n_point_feats:
-        # Laws with per-run extras (MPL: points × decrements matrices) have a large working set:
-        # keep a chunk's (points × extras) temporaries near 32 MB.
-        k = problems[0].feats[-1].size
-        chunk = min(chunk, max(1, int(32e6 / (8 * 8 * n_max * k))))
-    chunk = max(ndev, (min(chunk, N) // ndev) * ndev)
-    if ndev > 1:
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-
-        sharding = NamedSharding(Mesh(np.array(jax.local_devices()), ("b",)), P("b"))
-        put = lambda tree: jax.tree.map(lambda x: jax.device_put(x, sharding), tree)
-    else:
-        put = lambda tree: tree
-
-    def batches(idx):
-        # Full chunks of the given problems; the last one padded by repetition (same shapes).
-        for c0 in range(0, idx.size, chunk):
-            sel = idx[c0:c0 + chunk]
-            pick = np.concatenate([sel, np.full(chunk - sel.size, sel[-1])])
-            yield sel, pick, put(_stack([problems[i] for i in pick], kind))
-
-    p = len(_spec(kind)[1])
-    theta, mu, nu = np.zeros((N, p)), np.zeros(N), np.zeros(N)
-    f, it, used = np.zeros(N), np.zeros(N, int), np.zeros(N, int)
-    st = np.full(N, MAX_ITERATIONS)  # not started counts as running
-    reported = [0]
-
-    def report():
-        if progress is not None:  # monotone: a grid retry re-opens problems already counted
-            reported[0] = max(reported[0], int(np.sum((st != MAX_ITERATIONS) | (used >= max_iter))))
-            progress(reported[0], N)
-
-    def solve(todo, grid_only):
-        first = min(max_iter, ROUND)
-        for sel, pick, data in batches(todo):
-            grid = np.stack([starts(kind, problems[i].obs[problems[i].mask]) if init is None
-                             else np.atleast_2d(init) for i in pick])
-            out = map(np.asarray, _solve_batch(kind, opts, put(grid), *data, delta, first,
-                                               grid_only=grid_only))
-            n = sel.size
-            theta[sel], f[sel], st[sel], it[sel], mu[sel], nu[sel] = (o[:n] for o in out)
-            used[sel] = first
-            report()
-        while True:
-            # Problems still running continue in regrouped full chunks, ROUND iterations at a time.
-            act = todo[(st[todo] == MAX_ITERATIONS) & (used[todo] < max_iter)]
-            if not act.size:
-                break
-            for sel, pick, data in batches(act):
-                budget = np.minimum(ROUND, max_iter - used[pick])
-                out = map(np.asarray, _continue_batch(kind, opts, *put((theta[pick], mu[pick], nu[pick])),
-                                                      *data, delta, put(budget), grid_only=grid_only))
-                t2, f2, s2, i2, m2, n2 = (o[:sel.size] for o in out)
-                theta[sel], f[sel], st[sel], mu[sel], nu[sel] = t2, f2, s2, m2, n2
-                it[sel] += i2
-                used[sel] += budget[:sel.size]
-                report()
-
-    solve(np.arange(N), grid_only=init is not None)
-    if init is None:
-        # One data-driven start is fast but can land in a boundary minimum (a positive parameter
-        # driven to 0); such fits, and non-finite ones, are redone from the grid with iterative
-        # screening, keeping the better result.
-        retry = np.flatnonzero(_at_bound(kind, theta)[0].any(1) | (st == NONFINITE))
-        if retry.size:
-            score = lambda: np.where((st[retry] != NONFINITE) & np.isfinite(f[retry]), f[retry], np.inf)
-            first, first_score = (theta[retry], f[retry], st[retry], it[retry]), score()
-            solve(retry, grid_only=True)
-            back = ~(score() < first_score)
-            theta[retry[back]], f[retry[back]], st[retry[back]], it[retry[back]] = (o[back] for o in first)
-    x = np.asarray(_to_natural(kind, theta))  # all problems in one call
-    results = []
-    for sel, pick, data in batches(np.arange(N)):
-        stats = _stats_batch(kind, opts, put(theta[pick]), *data, delta)
-        stats = jax.tree.map(np.asarray, stats)
-        for j, i in enumerate(sel):
-            results.append(_finish(kind, opts, None, theta[i], x[i], f[i], st[i], it[i],
-                                   jax.tree.map(lambda s: s[j], stats), delta))
-    return results
-
-
-def _repad(p, n):
-    """Pad a problem to ``n`` points (masked) and its per-run extras to the longest of the batch is
-    done by :func:`_pad_extras`."""
-    extra = n - p.obs.size
-    if not extra:
-        return p
-    k = p.n_point_feats
-    feats = tuple(np.concatenate([f, np.repeat(f[:1], extra)]) for f in p.feats[:k]) + p.feats[k:]
-    return dataclasses.replace(p, feats=feats, obs=np.concatenate([p.obs, np.ones(extra)]),
-                               mask=np.concatenate([p.mask, np.zeros(extra, bool)]))
-
-
-def _pad_extras(problems):
-    """Per-run extras (MPL's decrements) padded to one length with the law's inert entry."""
-    k = problems[0].n_point_feats
-    if len(problems[0].feats) == k:
-        return problems
-    m = max(p.feats[-1].size for p in problems)
-    pad = _spec(problems[0].kind)[0].extra_pad
-    return [dataclasses.replace(p, feats=p.feats[:k] + tuple(
-        np.concatenate([f, np.full(m - f.size, v)]) for f, v in zip(p.feats[k:], pad))) for p in problems]
-
-
-LAM_GRID = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
-BASIN_TIE = 1e-3  # relative objective gap under which two basins "fit almost equally well"
-BASIN_SPREAD = 5e-3  # relative prediction gap over which they "predict differently"
-
-
-def _basins(prob, res, k, delta, max_iter):
-    """Multi-basin search (see :func:`fit`): LM from each of the k best distinct
-    variable-projection starts; the best objective wins; near-ties that predict differently are
-    reported."""
-    feats = tuple(map(jnp.asarray, prob.feats))
-    th = np.asarray(_vp_starts_jit(prob.kind, prob.opts, feats, jnp.asarray(prob.obs), jnp.asarray(prob.mask), 4 * k))
-    picked = []
-    for t in th:  # distinct: every coordinate of θ apart by > 5%, or a sign change
-        if all(np.max(np.abs(t - q)) > 0.05 for q in picked):
-            picked.append(t)
-        if len(picked) == k:
-            break
-    starts = np.asarray(_to_natural(prob.kind, np.stack(picked)))
-    fits = [res] + [fit_batch([prob], delta=delta, max_iter=max_iter, init=x)[0] for x in starts]
-    ok = [f for f in fits if f.status != "non-finite" and math.isfinite(f.objective)]
-    best = min(ok, key=lambda f: f.objective) if ok else res
-    best.warnings = list(best.warnings)
-    rivals = []
-    ref = _basin_predictions(best, prob)
-    for f in ok:
-        if f is best or f.objective > best.objective * (1 + BASIN_TIE) + 1e-12:
-            continue
-        gap = float(np.max(np.abs(_basin_predictions(f, prob) - ref) / ref))
-        if gap > BASIN_SPREAD and not any(np.allclose(list(f.params.values()), list(r.params.values()),
-                                                          rtol=1e-3) for r in rivals):
-            rivals.append(f)
-            best.extra.setdefault("basins", []).append(
-                {"objective": f.objective, "law": f.law.to_dict(), "max_prediction_gap": gap})
-    if rivals:
-        best.warnings.append(
-            f"{len(rivals)} other basin(s) fit within {100 * BASIN_TIE:g}% of the best objective but "
-            f"predict up to {100 * max(b['max_prediction_gap'] for b in best.extra['basins']):.2g}% "
-            "differently (at the logged steps or at twice the longest run): the fit is ambiguous; "
-            "both parameter sets are in the result ('basins')")
-    best.extra["basins_tried"] = len(fits)
-    return best
-
-
-def _basin_predictions(res, prob):
-    """A fit's predictions at every run's logged steps and at twice its length (the final LR held):
-    where two near-equal fits can disagree."""
-    out = []
-    for run in prob.runs:
-        lr = np.concatenate([run.lr, np.full(run.lr.size, run.lr[-1])])
-        idx = np.concatenate([run.steps - 1, [lr.size - 1]])
-        cond = {u: getattr(run, u) for u in res.law.uses}
-        try:
-            out.append(np.asarray(_laws.predict(res.law, lr, run.n_pt, idx=idx, **cond)))
-        except ValueError:
-            out.append(np.full(idx.size, np.nan))
-    return np.concatenate(out)
-
-
-def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = None,
-        form: str | None = None, delta: float = 1e-3, max_iter: int = 200,
-        lam: float | str | None = None, eps: float = 0.0, basins: int = 4) -> FitResult:
-    """Fit one law to one loss column of one or more runs (parameters shared across runs).
-
-    Args:
-        runs: a :class:`Run` or a list of them (e.g. all PT and CPT runs of one validation set).
-        law: a law kind (``cptjax.LAWS``: ``pt``, ``cpt``, ``cpt-shared``, ``replay``, ``size``,
-            ``open``, ``mpl``).
-        column: the loss column to fit.
-        target: ``general`` or ``domain`` (only the replay law's form depends on it).
-        form: the replay law's shift form (``swapped``, default, or ``printed``).
-        delta: Huber δ on log residuals.
-        lam: the momentum decay λ of the areas (default 0.999, the paper's), or ``"profile"``:
-            fit at every λ of ``LAM_GRID`` (one batched fit) and keep the best objective — the
-            paper's appendix fits λ; on the lab's runs the best λ is ~0.99 (experiments/lab).
-            The fitted law carries its λ (``law.lam``), which predict and design use.
-        eps: the LR weight of S2 (CPT paper App. J: S2 = Σ m_i·η_i^ε; 0.1–0.2 in the paper):
-            zero-LR steps then add no annealing credit. The law carries it (``law.eps``).
-        basins: also run Levenberg–Marquardt to convergence from the ``basins`` best distinct
-            variable-projection starts and keep the best objective; when another basin fits
-            within 0.1% of the objective but predicts the runs' losses differently (> 0.5% at
-            some logged step or at 2× the longest run), say so: a warning, and both parameter
-            sets in ``res.extra["basins"]`` (and the JSON).
-    """
-    if not (isinstance(delta, (int, float)) and delta > 0):
-        raise ValueError(f"`delta` must be > 0, got {delta!r}")
-    target = target or "general"
-    if isinstance(lam, str):
-        if lam != "profile":
-            raise ValueError(f"`lam` must be a number in (0, 1) or 'profile', got {lam!r}")
-        if _spec(law)[0].needs_schedule:
-            raise ValueError(f"lam='profile' needs an area law; {law!r} takes the schedule itself")
-        probs = [make_problem(runs, law, column, target=target, form=form, lam=v, eps=eps) for v in LAM_GRID]
-        # Problems of different λ differ in a static option: one batched fit each (shared shapes).
-        fits = [fit_batch([p], delta=delta, max_iter=max_iter)[0] for p in probs]
-        score = [f.objective if f.status != "non-finite" and math.isfinite(f.objective) else math.inf
-                 for f in fits]
-        res = fits[int(np.argmin(score))]
-        res.extra["lam_profile"] = {"lam": list(LAM_GRID), "objective": [
-            v if math.isfinite(v) else None for v in score], "kept": res.law.lam}
-    else:
-        prob = make_problem(runs, law, column, target=target, form=form, lam=lam, eps=eps)
-        res = fit_batch([prob], delta=delta, max_iter=max_iter)[0]
-    if basins > 1:
-        lam_kept = getattr(res.law, "lam", None)
-        prob = make_problem(runs, law, column, target=target, form=form, lam=lam_kept, eps=eps)
-        res = _basins(prob, res, basins, delta, max_iter)
-    res.column = column
-    for w in res.warnings:
-        warnings.warn(w, RuntimeWarning, stacklevel=2)
-    return res

@@ -18,7 +18,7 @@ from jax import lax
 
 import numpy as np
 
-from ._areas import Areas, areas, check_schedule
+from ._areas import Areas, areas, areas_numpy, check_schedule
 
 __all__ = ["Param", "PTLaw", "CPTLaw", "SharedCPTLaw", "ReplayCPTLaw", "SizeCPTLaw", "OpenCPTLaw", "MultiPowerLaw",
            "LawPair", "LossPair", "predict", "law_from_dict", "replay_factors", "LAWS"]
@@ -122,13 +122,9 @@ class _Base:
     def features(cls, lr, n_pt, ix, lam, replay, size, run_index, eps=0.0):
         """Per-point arrays the law needs at array indices ``ix`` of one run (area laws: the four
         areas, the replay ratio and the model size), and per-run extra arrays (none)."""
-        # Pad the schedule to a power-of-two length: steps after T do not change the areas up to
-        # T, and runs of many lengths then share a handful of compilations.
-        T = lr.size
-        padded = np.concatenate([lr, np.zeros(max(1024, 1 << (T - 1).bit_length()) - T)])
-        a = areas(padded, n_pt, LAM if lam is None else lam, cls.eta0, eps=eps or 0.0)
-        pts = tuple(np.asarray(x)[ix] for x in a) + (np.full(ix.size, replay or 0.0),  # numpy gather:
-                                                      np.full(ix.size, size or 1.0))  # no dispatch
+        check_schedule(lr, n_pt)
+        a = areas_numpy(lr, n_pt, LAM if lam is None else lam, cls.eta0, eps=eps or 0.0)  # no dispatch
+        pts = tuple(x[ix] for x in a) + (np.full(ix.size, replay or 0.0), np.full(ix.size, size or 1.0))
         return pts, ()
 
     eta0: ClassVar[float | None] = None  # η_0 used for the fit features (None: η_1)

@@ -1,0 +1,386 @@
+"""The fitter's batch driver: padding, chunks, sharding over local devices, rounds, the grid
+retry, statistics, and processes under ``jax.distributed``; :func:`fit` (one problem: the λ
+profile, the basins) on top. The maths — residuals, starts, the solver, statistics — lives in
+``_fit`` and ``_solver``; this module only decides what runs where and in which order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _fit, _laws
+from ._fit import MAX_ITERATIONS, NONFINITE, FitResult, make_problem
+
+__all__ = ["fit", "fit_batch"]
+
+ROUND = 10  # iterations per round; unfinished problems are regrouped into full chunks between rounds
+LAM_GRID = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
+BASIN_TIE = 1e-3  # relative objective gap under which two basins "fit almost equally well"
+BASIN_SPREAD = 5e-3  # relative prediction gap over which they "predict differently"
+
+
+class _Plan(NamedTuple):
+    """What a batch runs on: the padded problems of one law, the chunk size, the sharding."""
+
+    kind: str
+    opts: tuple
+    problems: list
+    chunk: int
+    sharding: object  # NamedSharding over the local devices, or None (one device)
+
+    def put(self, tree):
+        if self.sharding is None:
+            return tree
+        return jax.tree.map(lambda x: jax.device_put(x, self.sharding), tree)
+
+    def chunks(self, idx):
+        """Full chunks of the problems ``idx`` as (selected, picked, device data); the last one
+        padded by repeating its last problem (one shape, one compilation)."""
+        for c0 in range(0, idx.size, self.chunk):
+            sel = idx[c0:c0 + self.chunk]
+            pick = np.concatenate([sel, np.full(self.chunk - sel.size, sel[-1])])
+            yield sel, pick, self.put(_stack([self.problems[i] for i in pick]))
+
+
+class _State(NamedTuple):
+    """Every problem's solver state (numpy, length N): θ, objective, status, iterations, the LM
+    damping (μ, ν) and the iterations granted so far."""
+
+    theta: np.ndarray
+    f: np.ndarray
+    st: np.ndarray
+    it: np.ndarray
+    mu: np.ndarray
+    nu: np.ndarray
+    used: np.ndarray
+
+    @classmethod
+    def empty(cls, n, p):  # not started counts as running
+        return cls(np.zeros((n, p)), np.zeros(n), np.full(n, MAX_ITERATIONS), np.zeros(n, int),
+                   np.zeros(n), np.zeros(n), np.zeros(n, int))
+
+    def set(self, sel, **cols):
+        """A copy with ``cols`` written at rows ``sel``."""
+        new = {k: v.copy() for k, v in self._asdict().items() if k in cols}
+        for k, v in cols.items():
+            new[k][sel] = v
+        return self._replace(**new)
+
+    def running(self, idx, max_iter):
+        return idx[(self.st[idx] == MAX_ITERATIONS) & (self.used[idx] < max_iter)]
+
+
+class _Progress:
+    """Calls ``progress(done, total)``, never going back (a grid retry re-opens problems)."""
+
+    def __init__(self, fn, total):
+        self.fn, self.total, self.done = fn, total, 0
+
+    def __call__(self, state, max_iter):
+        if self.fn is not None:
+            finished = (state.st != MAX_ITERATIONS) | (state.used >= max_iter)
+            self.done = max(self.done, int(np.sum(finished)))
+            self.fn(self.done, self.total)
+
+
+def _stack(problems):
+    feats = tuple(np.stack([p.feats[j] for p in problems]) for j in range(len(problems[0].feats)))
+    return feats, np.stack([p.obs for p in problems]), np.stack([p.mask for p in problems])
+
+
+def _repad(p, n):
+    """A problem padded to ``n`` points (masked); per-run extras are :func:`_pad_extras`' job."""
+    extra = n - p.obs.size
+    if not extra:
+        return p
+    k = p.n_point_feats
+    feats = tuple(np.concatenate([f, np.repeat(f[:1], extra)]) for f in p.feats[:k]) + p.feats[k:]
+    return dataclasses.replace(p, feats=feats, obs=np.concatenate([p.obs, np.ones(extra)]),
+                               mask=np.concatenate([p.mask, np.zeros(extra, bool)]))
+
+
+def _pad_extras(problems):
+    """Per-run extras (MPL's decrements) padded to one length with the law's inert entry."""
+    k = problems[0].n_point_feats
+    if len(problems[0].feats) == k:
+        return problems
+    m = max(p.feats[-1].size for p in problems)
+    pad = _fit._spec(problems[0].kind)[0].extra_pad
+    return [dataclasses.replace(p, feats=p.feats[:k] + tuple(
+        np.concatenate([f, np.full(m - f.size, v)]) for f, v in zip(p.feats[k:], pad))) for p in problems]
+
+
+def _plan(problems, chunk):
+    """Pad the problems to one shape and choose the chunk: 32 per device on CPU (a chunk's working
+    set stays in cache), 512 per device on accelerators (not tuned); laws with per-run extras
+    (MPL: points × decrements temporaries) keep a chunk's temporaries near 32 MB."""
+    kind, opts = problems[0].kind, problems[0].opts
+    if any(p.kind != kind or p.opts != opts for p in problems):
+        raise ValueError("fit_batch: all problems must use the same law and options")
+    n_max = max(p.obs.size for p in problems)
+    problems = _pad_extras([_repad(p, n_max) for p in problems])
+    ndev = jax.local_device_count()
+    if chunk is None:
+        chunk = (32 if jax.default_backend() == "cpu" else 512) * ndev
+    if len(problems[0].feats) > problems[0].n_point_feats:
+        chunk = min(chunk, max(1, int(32e6 / (8 * 8 * n_max * problems[0].feats[-1].size))))
+    chunk = max(ndev, (min(chunk, len(problems)) // ndev) * ndev)
+    sharding = None
+    if ndev > 1:
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        sharding = NamedSharding(Mesh(np.array(jax.local_devices()), ("b",)), PartitionSpec("b"))
+    return _Plan(kind, opts, problems, chunk, sharding)
+
+
+def _first_round(plan, state, todo, init, grid_only, delta, max_iter, progress):
+    """Starts (screened) and the first ``ROUND`` iterations of the problems ``todo``."""
+    first = min(max_iter, ROUND)
+    for sel, pick, data in plan.chunks(todo):
+        grid = np.stack([_fit.starts(plan.kind, plan.problems[i].obs[plan.problems[i].mask])
+                         if init is None else np.atleast_2d(init) for i in pick])
+        out = jax.device_get(_fit._solve_batch(plan.kind, plan.opts, plan.put(grid), *data, delta, first,
+                                               grid_only=grid_only))
+        th, f, st, it, mu, nu = (np.asarray(o)[:sel.size] for o in out)
+        state = state.set(sel, theta=th, f=f, st=st, it=it, mu=mu, nu=nu, used=first)
+        progress(state, max_iter)
+    return state
+
+
+def _more_rounds(plan, state, todo, grid_only, delta, max_iter, progress):
+    """Problems still running continue in regrouped full chunks, ``ROUND`` iterations at a time."""
+    while (act := state.running(todo, max_iter)).size:
+        for sel, pick, data in plan.chunks(act):
+            budget = np.minimum(ROUND, max_iter - state.used[pick])
+            warm = plan.put((state.theta[pick], state.mu[pick], state.nu[pick]))
+            out = jax.device_get(_fit._continue_batch(plan.kind, plan.opts, *warm, *data, delta,
+                                                      plan.put(budget), grid_only=grid_only))
+            th, f, st, it, mu, nu = (np.asarray(o)[:sel.size] for o in out)
+            state = state.set(sel, theta=th, f=f, st=st, it=state.it[sel] + it, mu=mu, nu=nu,
+                              used=state.used[sel] + budget[:sel.size])
+            progress(state, max_iter)
+    return state
+
+
+def _solve(plan, state, todo, init, grid_only, delta, max_iter, progress):
+    state = _first_round(plan, state, todo, init, grid_only, delta, max_iter, progress)
+    return _more_rounds(plan, state, todo, grid_only, delta, max_iter, progress)
+
+
+def _retry_at_bound(plan, state, delta, max_iter, progress):
+    """One data-driven start is fast but can land in a boundary minimum (a positive parameter
+    driven to 0); such fits, and non-finite ones, are redone from the grid with iterative
+    screening, keeping the better result."""
+    retry = np.flatnonzero(_fit._at_bound(plan.kind, state.theta)[0].any(1) | (state.st == NONFINITE))
+    if not retry.size:
+        return state
+    score = lambda s: np.where((s.st[retry] != NONFINITE) & np.isfinite(s.f[retry]), s.f[retry], np.inf)
+    new = _solve(plan, state, retry, None, True, delta, max_iter, progress)
+    better = score(new) < score(state)
+    keep = retry[~better]
+    return new.set(keep, theta=state.theta[keep], f=state.f[keep], st=state.st[keep], it=state.it[keep])
+
+
+def _statistics(plan, theta, delta):
+    """Fit statistics of every problem at θ, as arrays with a leading problem axis."""
+    parts = []
+    for sel, pick, data in plan.chunks(np.arange(theta.shape[0])):
+        stats = jax.device_get(_fit._stats_batch(plan.kind, plan.opts, plan.put(theta[pick]), *data, delta))
+        parts.append({k: np.asarray(v)[:sel.size] for k, v in stats.items()})
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _fit_local(problems, delta, max_iter, chunk, init, progress):
+    """(solver state, statistics) of problems on this process's devices."""
+    plan = _plan(problems, chunk)
+    n, p = len(plan.problems), len(_fit._spec(plan.kind)[1])
+    report = _Progress(progress, n)
+    state = _solve(plan, _State.empty(n, p), np.arange(n), init, init is not None, delta, max_iter, report)
+    if init is None:
+        state = _retry_at_bound(plan, state, delta, max_iter, report)
+    return state, _statistics(plan, state.theta, delta)
+
+
+def _gather(arrays: dict, n_total: int, share: int) -> dict:
+    """Every process's rows (``share`` each, padded) of each array, in input order."""
+    from jax.experimental import multihost_utils
+
+    out = {}
+    for k, v in arrays.items():
+        pad = np.zeros((share - v.shape[0],) + v.shape[1:], v.dtype)
+        g = np.asarray(multihost_utils.process_allgather(np.concatenate([v, pad])))
+        out[k] = g.reshape((-1,) + v.shape[1:])[:n_total]
+    return out
+
+
+def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int | None = None,
+              init=None, progress=None) -> list:
+    """Fit N independent problems of one law kind at once: padded + masked (one compilation),
+    chunked to bound memory, sharded over all local devices when there are several, and split
+    across processes under ``jax.distributed`` (one process per host; every process passes the
+    same problems, solves its contiguous share, and gets all results back in input order).
+
+    ``chunk`` is the number of problems solved together on this process (default: 32 per device
+    on CPU, 512 per device on accelerators). Problems run in rounds of ``ROUND`` iterations; after
+    each round the unfinished ones are regrouped into full chunks, so no lane idles while a slow
+    problem in its chunk converges. Returns a list of :class:`FitResult` (each with its status).
+    ``progress(done, total)`` is called after each chunk of work with the number of finished
+    problems (this process's share).
+
+    Example (two hosts; run the same script on each)::
+
+        jax.distributed.initialize()  # or (coordinator_address, num_processes, process_id)
+        results = cptjax.fit_batch(problems)  # each process fits half, all get every result
+    """
+    if not problems:
+        return []
+    problems = list(problems)
+    kind, opts = problems[0].kind, problems[0].opts
+    n_proc, rank = jax.process_count(), jax.process_index()
+    if n_proc == 1:
+        state, stats = _fit_local(problems, delta, max_iter, chunk, init, progress)
+        arrays = {"theta": state.theta, "f": state.f, "st": state.st, "it": state.it, **stats}
+    else:
+        share = -(-len(problems) // n_proc)
+        mine = problems[rank * share:(rank + 1) * share]
+        if mine:
+            state, stats = _fit_local(mine, delta, max_iter, chunk, init, progress)
+            arrays = {"theta": state.theta, "f": state.f, "st": state.st, "it": state.it, **stats}
+        else:  # more processes than problems: this one only takes part in the gather
+            state, stats = _fit_local(problems[:1], delta, max_iter, chunk, init, None)
+            arrays = {k: v[:0] for k, v in {"theta": state.theta, "f": state.f, "st": state.st,
+                                            "it": state.it, **stats}.items()}
+        arrays = _gather(arrays, len(problems), share)
+    x = np.asarray(_fit._to_natural(kind, arrays["theta"]))  # all problems in one call
+    stat_keys = [k for k in arrays if k not in ("theta", "f", "st", "it")]
+    return [_fit._finish(kind, opts, None, arrays["theta"][i], x[i], arrays["f"][i], arrays["st"][i],
+                         arrays["it"][i], {k: arrays[k][i] for k in stat_keys}, delta)
+            for i in range(len(problems))]
+
+
+def _basins(prob, res, k, delta, max_iter):
+    """Multi-basin search (see :func:`fit`): LM from each of the k best distinct
+    variable-projection starts; the best objective wins; near-ties that predict differently are
+    reported."""
+    feats = tuple(map(jnp.asarray, prob.feats))
+    th = np.asarray(_fit._vp_starts_jit(prob.kind, prob.opts, feats, jnp.asarray(prob.obs),
+                                        jnp.asarray(prob.mask), 4 * k))
+    picked = []
+    for t in th:  # distinct: every coordinate of θ apart by > 5%, or a sign change
+        if all(np.max(np.abs(t - q)) > 0.05 for q in picked):
+            picked.append(t)
+        if len(picked) == k:
+            break
+    starts = np.asarray(_fit._to_natural(prob.kind, np.stack(picked)))
+    fits = [res] + [fit_batch([prob], delta=delta, max_iter=max_iter, init=x)[0] for x in starts]
+    ok = [f for f in fits if f.status != "non-finite" and math.isfinite(f.objective)]
+    best = min(ok, key=lambda f: f.objective) if ok else res
+    best.warnings = list(best.warnings)
+    best.extra["basins_tried"] = len(fits)
+    rivals = _rivals(best, ok, prob)
+    if rivals:
+        best.extra["basins"] = rivals
+        best.warnings.append(
+            f"{len(rivals)} other basin(s) fit within {100 * BASIN_TIE:g}% of the best objective but "
+            f"predict up to {100 * max(b['max_prediction_gap'] for b in rivals):.2g}% "
+            "differently (at the logged steps or at twice the longest run): the fit is ambiguous; "
+            "both parameter sets are in the result ('basins')")
+    return best
+
+
+def _rivals(best, fits, prob):
+    """The fits within ``BASIN_TIE`` of the best objective that predict > ``BASIN_SPREAD``
+    differently, one per distinct parameter set, as JSON-ready records."""
+    ref = _basin_predictions(best, prob)
+    out, seen = [], []
+    for f in fits:
+        if f is best or f.objective > best.objective * (1 + BASIN_TIE) + 1e-12:
+            continue
+        gap = float(np.max(np.abs(_basin_predictions(f, prob) - ref) / ref))
+        values = list(f.params.values())
+        if gap > BASIN_SPREAD and not any(np.allclose(values, s, rtol=1e-3) for s in seen):
+            seen.append(values)
+            out.append({"objective": f.objective, "law": f.law.to_dict(), "max_prediction_gap": gap})
+    return out
+
+
+def _basin_predictions(res, prob):
+    """A fit's predictions at every run's logged steps and at twice its length (the final LR held):
+    where two near-equal fits can disagree."""
+    out = []
+    for run in prob.runs:
+        lr = np.concatenate([run.lr, np.full(run.lr.size, run.lr[-1])])
+        idx = np.concatenate([run.steps - 1, [lr.size - 1]])
+        cond = {u: getattr(run, u) for u in res.law.uses}
+        try:
+            out.append(np.asarray(_laws.predict(res.law, lr, run.n_pt, idx=idx, **cond)))
+        except ValueError:
+            out.append(np.full(idx.size, np.nan))
+    return np.concatenate(out)
+
+
+def _profile_lam(runs, law, column, target, form, eps, delta, max_iter):
+    """Fit at every λ of ``LAM_GRID`` and keep the best objective (with the profile in ``extra``)."""
+    if _fit._spec(law)[0].needs_schedule:
+        raise ValueError(f"lam='profile' needs an area law; {law!r} takes the schedule itself")
+    probs = [make_problem(runs, law, column, target=target, form=form, lam=v, eps=eps) for v in LAM_GRID]
+    # Problems of different λ differ in a static option: one fit each (shared shapes).
+    fits = [fit_batch([p], delta=delta, max_iter=max_iter)[0] for p in probs]
+    score = [f.objective if f.status != "non-finite" and math.isfinite(f.objective) else math.inf
+             for f in fits]
+    res = fits[int(np.argmin(score))]
+    res.extra["lam_profile"] = {"lam": list(LAM_GRID), "objective": [
+        v if math.isfinite(v) else None for v in score], "kept": res.law.lam}
+    return res
+
+
+def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = None,
+        form: str | None = None, delta: float = 1e-3, max_iter: int = 200,
+        lam: float | str | None = None, eps: float = 0.0, basins: int = 4) -> FitResult:
+    """Fit one law to one loss column of one or more runs (parameters shared across runs).
+
+    Args:
+        runs: a :class:`Run` or a list of them (e.g. all PT and CPT runs of one validation set).
+        law: a law kind (``cptjax.LAWS``: ``pt``, ``cpt``, ``cpt-shared``, ``replay``, ``size``,
+            ``open``, ``mpl``).
+        column: the loss column to fit.
+        target: ``general`` or ``domain`` (only the replay law's form depends on it).
+        form: the replay law's shift form (``swapped``, default, or ``printed``).
+        delta: Huber δ on log residuals.
+        lam: the momentum decay λ of the areas (default 0.999, the paper's), or ``"profile"``:
+            fit at every λ of ``LAM_GRID`` (one batched fit) and keep the best objective — the
+            paper's appendix fits λ; on the lab's runs the best λ is ~0.99 (experiments/lab).
+            The fitted law carries its λ (``law.lam``), which predict and design use.
+        eps: the LR weight of S2 (CPT paper App. J: S2 = Σ m_i·η_i^ε; 0.1–0.2 in the paper):
+            zero-LR steps then add no annealing credit. The law carries it (``law.eps``).
+        basins: also run Levenberg–Marquardt to convergence from the ``basins`` best distinct
+            variable-projection starts and keep the best objective; when another basin fits
+            within 0.1% of the objective but predicts the runs' losses differently (> 0.5% at
+            some logged step or at 2× the longest run), say so: a warning, and both parameter
+            sets in ``res.extra["basins"]`` (and the JSON).
+    """
+    if not (isinstance(delta, (int, float)) and delta > 0):
+        raise ValueError(f"`delta` must be > 0, got {delta!r}")
+    target = target or "general"
+    if isinstance(lam, str):
+        if lam != "profile":
+            raise ValueError(f"`lam` must be a number in (0, 1) or 'profile', got {lam!r}")
+        res = _profile_lam(runs, law, column, target, form, eps, delta, max_iter)
+    else:
+        prob = make_problem(runs, law, column, target=target, form=form, lam=lam, eps=eps)
+        res = fit_batch([prob], delta=delta, max_iter=max_iter)[0]
+    if basins > 1:
+        prob = make_problem(runs, law, column, target=target, form=form,
+                            lam=getattr(res.law, "lam", None), eps=eps)
+        res = _basins(prob, res, basins, delta, max_iter)
+    res.column = column
+    for w in res.warnings:
+        warnings.warn(w, RuntimeWarning, stacklevel=2)
+    return res
