@@ -1,21 +1,33 @@
-"""Batched fitting throughput: cptjax.fit_batch vs a scipy per-problem L-BFGS-B loop.
+"""Batched fitting throughput: cptjax.fit_batch against the way the papers fit.
 
-Problems: synthetic CPT runs (Setting A law, both validation sets, 2-4 runs of ~100 points each,
-~300 points per problem, 0.2% noise, random law perturbations). Same objective (Huber δ=1e-3 on
-log residuals), same starts: scipy runs from every start cptjax considers (the data-driven
-variable-projection start and the 8-point grid) and keeps the best; cptjax screens them and runs
-one. scipy gets the exact JAX gradient, jitted once (every problem has the same padded shape).
-scipy is timed on min(N, --scipy-max) problems and its throughput extrapolated; cptjax is the
-best of 5 calls after a compiling one.
+Problems: synthetic Eq. 4 problems, one validation set each (the Setting A general or domain law,
+every parameter perturbed by ±10%), 3 runs of 250 logged points (PT of 8K-20K steps, WSD; CPT of
+4K-10K steps, cosine or linear, peak 5e-5-2e-4), 0.2% multiplicative noise.
 
-Columns: problems/s; ratio = cptjax / scipy throughput; "1-start" = the ratio against scipy run
-from the single start cptjax's screening picks (a solver-only comparison); "no worse" = the
-fraction of problems where cptjax's objective ≤ scipy's best × (1 + 1e-6); converged fraction.
+Baseline ("paper"): the papers' method — scipy L-BFGS-B with finite-difference gradients on a
+numpy objective (the same Huber δ = 1e-3 on log residuals, same parameterisation), from a
+32-point start grid, one problem at a time — timed on ``--paper-max`` problems and extrapolated.
 
-    python benchmarks/fit_batch.py [--sizes 10 100 1000] [--scipy-max 200]
+Columns: problems/s of cptjax end to end (make_problem + fit_batch) in a warm process (best of
+3 after a compiling call); with ``--cold`` also in a fresh process with an empty compilation
+cache and with a warm one (make_problem, compilation and fit; the interpreter's start and
+``import cptjax`` reported apart); the paper method's problems/s; the ratios; "no worse" = the
+fraction of the paper-timed problems where cptjax's objective ≤ the paper method's × (1 + 1e-6).
+
+``--reference N`` instead runs benchmarks/reference.py (128-start scipy with the exact gradient)
+on N synthetic problems and every real data set.
+
+    python benchmarks/fit_batch.py [--sizes 10 100 1000] [--paper-max 5] [--cold]
+    python benchmarks/fit_batch.py --reference 200
 """
 
 import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import jax
@@ -25,89 +37,152 @@ import numpy as np  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
 
 import cptjax  # noqa: E402
-from _timing import best_of  # noqa: E402
-from cptjax import _fit  # noqa: E402
 from cptjax import schedules as S  # noqa: E402
+from cptjax._areas import areas_numpy  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def make_problems(n, seed=0):
+def make_runs(n, seed=0):
+    """``n`` problems' runs: [[(lr, n_pt, steps, loss), ×3], ...] (numpy, picklable)."""
     rng = np.random.default_rng(seed)
     pair = cptjax.preset("setting-a")
     out = []
     for i in range(n):
-        law = pair.general if i % 2 == 0 else pair.domain
-        law = jax.tree.map(lambda v: float(v) * rng.uniform(0.9, 1.1), law)
+        law = jax.tree.map(lambda v: float(v) * rng.uniform(0.9, 1.1), pair.general if i % 2 == 0 else pair.domain)
         runs = []
-        for _ in range(int(rng.integers(2, 5))):
+        for _ in range(3):
             T_pt, T_cpt = int(rng.integers(8000, 20000)), int(rng.integers(4000, 10000))
             pt = S.wsd(T_pt, 2e-4, warmup=300, decay=float(rng.uniform(0.1, 0.3)), final=2e-5)
             cpt = (S.cosine if rng.uniform() < 0.5 else S.linear)(T_cpt, float(rng.uniform(5e-5, 2e-4)),
                                                                   warmup=200, final=0.0)
             lr, n_pt = S.join(pt, cpt)
-            steps = np.linspace(200, lr.size, 100).astype(int)
-            padded = np.concatenate([lr, np.zeros((1 << (lr.size - 1).bit_length()) - lr.size)])
-            y = np.asarray(law(cptjax.areas(padded, n_pt).at(steps - 1)))  # few compilations
-            runs.append(cptjax.Run("r", lr, n_pt, steps, {"loss": y * np.exp(rng.normal(0, 0.002, y.size))}))
-        out.append(cptjax.make_problem(runs, "cpt", "loss", pad_to=400))
+            steps = np.unique(np.linspace(200, lr.size, 250).astype(int))
+            y = np.asarray(law(areas_numpy(lr, n_pt).at(steps - 1)))
+            runs.append((lr, n_pt, steps, y * np.exp(rng.normal(0, 0.002, y.size))))
+        out.append(runs)
     return out
 
 
-@jax.jit
-def _value_and_grad(theta, feats, obs, mask):
-    # One compilation for all problems (same padded shapes), so scipy's time is solver time.
-    return jax.value_and_grad(lambda t: _fit.objective("cpt", (), t, feats, obs, mask))(theta)
+def problems(runsets):
+    return [cptjax.make_problem([cptjax.Run("r", lr, n, st, {"loss": y}) for lr, n, st, y in rs], "cpt", "loss")
+            for rs in runsets]
 
 
-def all_starts(prob):
-    """Every start cptjax considers for this problem (θ space): data-driven first, then the grid."""
-    args = tuple(map(jax.numpy.asarray, (prob.feats, prob.obs, prob.mask)))
-    return np.asarray(_fit.initial_guesses("cpt", (), *args, _fit.starts("cpt", prob.obs[prob.mask])))
+def end_to_end(runsets):
+    return cptjax.fit_batch(problems(runsets))
 
 
-def scipy_fit(prob, starts):
-    args = tuple(map(jax.numpy.asarray, (prob.feats, prob.obs, prob.mask)))
-    f = lambda t: tuple(map(np.asarray, _value_and_grad(t, *args)))
+# -- the papers' method ---------------------------------------------------------------------------
+def _np_objective(theta, feats, obs):
+    lL0, lA, lal, lC1, lC2, B, lE, lbe = theta
+    s1p, s1c, s2p, s2c = feats[:4]
+    be = np.exp(lbe)
+    with np.errstate(all="ignore"):
+        pred = (np.exp(lL0) + np.exp(lA) * (s1p + s1c) ** -np.exp(lal) - np.exp(lC1) * s2p - np.exp(lC2) * s2c
+                + B * (1 - (1 + np.exp(lE) * s1c) ** -be))
+        r = np.log(pred) - np.log(obs)
+        a = np.abs(r)
+        f = np.sum(np.where(a <= 1e-3, 0.5 * r * r, 1e-3 * (a - 0.5e-3)))
+    return f if np.isfinite(f) else 1e30
+
+
+PAPER_GRID = list(itertools.product((0.3, 0.7), (0.1, 1.0), (0.1, 1.0), (-0.5, 0.5), (30.0, 3000.0)))  # 32
+
+
+def paper_fit(prob):
+    """scipy L-BFGS-B, finite-difference gradients, 32 starts; the best objective."""
+    obs = prob.obs[prob.mask]
+    feats = [f[prob.mask] for f in prob.feats]
     best = np.inf
-    for x0 in starts:
-        r = minimize(f, x0, jac=True, method="L-BFGS-B", options={"maxiter": 1000})
-        best = min(best, float(r.fun) if np.isfinite(r.fun) else np.inf)
+    for al, c1, c2, b, e in PAPER_GRID:
+        th0 = np.array([np.log(0.95 * obs.min()), np.log(0.5), np.log(al), np.log(c1), np.log(c2), b,
+                        np.log(e), np.log(0.3)])
+        r = minimize(_np_objective, th0, args=(feats, obs), method="L-BFGS-B", options={"maxiter": 1000})
+        best = min(best, float(r.fun))
     return best
 
 
-def chosen_start(prob, starts):
-    """The start cptjax's screening picks: the lowest objective."""
-    args = tuple(map(jax.numpy.asarray, (prob.feats, prob.obs, prob.mask)))
-    f = [float(_value_and_grad(t, *args)[0]) for t in starts]
-    return starts[int(np.nanargmin(f))][None]
+# -- a fresh process -------------------------------------------------------------------------------
+def child(path, cache):
+    """Run in a fresh process: time make_problem + compile + fit of the saved runs."""
+    t0 = time.perf_counter()
+    os.environ["CPTJAX_CACHE_DIR"] = cache
+    from cptjax import cli
+
+    cli._setup_jax()  # what `cptjax fit` does: float64, the persistent compilation cache
+    import pickle
+
+    with open(path, "rb") as fh:
+        runsets = pickle.load(fh)
+    t1 = time.perf_counter()
+    res = end_to_end(runsets)
+    t2 = time.perf_counter()
+    print(json.dumps({"startup": t1 - t0, "fit": t2 - t1, "converged": sum(r.status == "converged" for r in res)}))
+
+
+def cold(runsets):
+    """(empty-cache, warm-cache) seconds of a fresh process's make_problem + compile + fit, and
+    the import time."""
+    import pickle
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "runs.pkl")
+        with open(path, "wb") as fh:
+            pickle.dump(runsets, fh)
+        out = []
+        for _ in range(2):  # the first fills the cache, the second finds it
+            p = subprocess.run([sys.executable, __file__, "--child", path, os.path.join(tmp, "cache")],
+                               capture_output=True, text=True, check=True)
+            out.append(json.loads(p.stdout.strip().splitlines()[-1]))
+    return out[0]["fit"], out[1]["fit"], out[1]["startup"]
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
-    ap.add_argument("--scipy-max", type=int, default=200)
+    ap.add_argument("--paper-max", type=int, default=5)
+    ap.add_argument("--cold", action="store_true")
+    ap.add_argument("--reference", type=int, default=0, metavar="N")
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        return child(*args.child)
+    if args.reference:
+        sys.argv = [sys.argv[0], "--synthetic", str(args.reference)]
+        sys.path.insert(0, HERE)
+        import reference
+
+        return reference.main()
     print(f"backend {jax.default_backend()}, {jax.local_device_count()} device(s)")
-    print(f"{'N':>6} {'cptjax prob/s':>14} {'scipy prob/s':>13} {'ratio':>7} {'1-start':>8} {'no worse':>9} "
-          f"{'converged':>10}")
+    runsets = make_runs(max(args.sizes), seed=0)
+    m = min(args.paper_max, max(args.sizes))
+    probs = problems(runsets[:m])
+    t = time.perf_counter()
+    paper = [paper_fit(p) for p in probs]
+    paper_rate = m / (time.perf_counter() - t)
+    print(f"paper method: {paper_rate:.3f} problems/s ({m} problems)")
+    head = f"{'N':>6} {'warm prob/s':>12} {'x paper':>8}"
+    if args.cold:
+        head += f" {'cold empty':>11} {'cold cached':>12} {'x paper':>8} {'import s':>9}"
+    print(head + f" {'no worse':>9} {'converged':>10}")
     for n in args.sizes:
-        probs = make_problems(n, seed=n)
-        res = cptjax.fit_batch(probs)  # also compiles for this batch's shapes
-        t_ours = best_of(lambda: cptjax.fit_batch(probs), reps=5)
-        m = min(n, args.scipy_max)
-        starts = [all_starts(p) for p in probs[:m]]
-        scipy_fit(probs[0], starts[0][:1])  # compile
-        t = time.perf_counter()
-        ref = [scipy_fit(p, s) for p, s in zip(probs[:m], starts)]
-        t_sp = (time.perf_counter() - t) / m * n
-        one = [chosen_start(p, s) for p, s in zip(probs[:m], starts)]
-        t = time.perf_counter()
-        for p, s in zip(probs[:m], one):
-            scipy_fit(p, s)
-        t_one = (time.perf_counter() - t) / m * n
-        nw = np.mean([r.objective <= s * (1 + 1e-6) for r, s in zip(res[:m], ref)])
+        res = end_to_end(runsets[:n])  # compiles for this batch's shapes
+        t_warm = min(_timed(lambda: end_to_end(runsets[:n])) for _ in range(3))
+        line = f"{n:>6} {n / t_warm:>12.1f} {n / t_warm / paper_rate:>8.0f}"
+        if args.cold:
+            t_empty, t_cached, startup = cold(runsets[:n])
+            line += f" {n / t_empty:>11.1f} {n / t_cached:>12.1f} {n / t_cached / paper_rate:>8.0f} {startup:>9.1f}"
+        k = min(n, m)
+        nw = np.mean([r.objective <= s * (1 + 1e-6) for r, s in zip(res[:k], paper[:k])])
         conv = np.mean([r.status == "converged" for r in res])
-        print(f"{n:>6} {n / t_ours:>14.1f} {n / t_sp:>13.2f} {t_sp / t_ours:>7.1f} {t_one / t_ours:>8.1f} "
-              f"{nw:>9.3f} {conv:>10.3f}", flush=True)
+        print(line + f" {nw:>9.3f} {conv:>10.3f}", flush=True)
+
+
+def _timed(f):
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
 
 
 if __name__ == "__main__":

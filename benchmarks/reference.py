@@ -76,9 +76,9 @@ def main():
     cases = lab_problems()
     if a.synthetic:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from fit_batch import make_problems
+        from fit_batch import make_runs, problems
 
-        for i, p in enumerate(make_problems(a.synthetic, seed=7)):
+        for i, p in enumerate(problems(make_runs(a.synthetic, seed=7))):
             cases.append((f"synthetic {i}", p, None, None))
     wins = 0
     print(f"{'problem':>34} {'cptjax':>12} {'scipy x' + str(a.starts):>12} {'ok':>4} {'cptjax s':>9} {'scipy s':>8}")

@@ -357,9 +357,9 @@ def _eta_floor(eta, peak=None):
 
 
 def warmup_end(lr) -> int:
-    """MPL's warmup length: the (first) index of the schedule's peak LR; decrements at steps up to
-    it are not summed. Computed on a concrete schedule, then held fixed, so that the law stays a
-    smooth function of the schedule (an argmax inside the law is discontinuous on a plateau)."""
+    """MPL's warmup length: the (first) index of the schedule's peak LR; ``law(lr, idx,
+    warmup=warmup_end(lr))`` skips the decrements up to it. Computed on a concrete schedule, then
+    held fixed, so that the law stays a smooth function of the schedule."""
     return int(np.argmax(np.asarray(lr), axis=-1))
 
 
@@ -371,11 +371,13 @@ class MultiPowerLaw(_Base):
               G(\eta_k^{-\gamma} S_k(t)),\quad S_k(t)=\sum_{\tau=k}^{t}\eta_\tau,\quad
               G(x) = 1-(Cx+1)^{-\beta}
 
-    S1 includes the warmup area (MPL's S_W); decrements up to the warmup end (``warmup``, an array
-    index; default: where the concrete schedule peaks, :func:`warmup_end`) are not summed.
-    Called on the schedule: ``law(lr, idx, warmup=...)``; under a transformation of the schedule
-    (``jax.grad``) pass ``warmup`` explicitly. The sum is evaluated in chunks of ``chunk`` output
-    steps, so memory is O(chunk·T), never O(T²).
+    S1 includes the warmup area (MPL's S_W). Every decrement is summed, the warmup's negative ones
+    included, as in the authors' code: with their published parameters this reproduces their
+    held-out errors on their data (0.111% / 0.143% / 0.168% at 25M / 100M / 400M against the
+    published 0.110% / 0.142% / 0.168%; skipping the warmup's decrements shifts every prediction
+    by ~B·η_peak ≈ 0.13 and gives 3.2-5.4%). ``warmup`` (an array index, e.g. :func:`warmup_end`)
+    skips the decrements up to it. The sum is evaluated in chunks of ``chunk`` output steps, so
+    memory is O(chunk·T), never O(T²).
     """
 
     L0: Any
@@ -394,12 +396,7 @@ class MultiPowerLaw(_Base):
                         Param("gamma", grid=(0.4, 0.6), start=(0.6,)))
     needs_schedule: ClassVar[bool] = True
 
-    def __call__(self, lr, idx=None, *, eta0=None, warmup=None, chunk: int = 128):
-        if warmup is None:
-            if isinstance(lr, jax.core.Tracer):
-                raise ValueError("MultiPowerLaw: pass `warmup` (the warmup end, an array index) "
-                                 "when the schedule is traced (jit/grad/vmap over it)")
-            warmup = warmup_end(lr)
+    def __call__(self, lr, idx=None, *, eta0=None, warmup=-1, chunk: int = 128):
         lr = jnp.asarray(lr)
         T = lr.shape[-1]
         idx = jnp.arange(T) if idx is None else jnp.asarray(idx)
@@ -421,7 +418,6 @@ class MultiPowerLaw(_Base):
     def features(cls, lr, n_pt, ix, lam, replay, size, run_index, eps=0.0):
         """Per point (S1(t), t, run); per non-zero decrement (d_k, η_k, S1(k−1), k, run)."""
         d = np.concatenate([lr[:1], lr[:-1]]) - lr
-        d[: warmup_end(lr) + 1] = 0.0
         nz = np.flatnonzero(d)
         s1 = np.cumsum(lr)
         return ((s1[ix], ix, np.full(ix.size, run_index)),
@@ -537,6 +533,5 @@ def predict(law, lr, n_pt=None, *, idx=None, replay=None, size=None, lam=None, e
     # Areas once per momentum decay (each law's own λ unless ``lam`` overrides it).
     lams = {id(l): (lam if lam is not None else l.lam, l.eps) for l in laws if not l.needs_schedule}
     a = {v: areas(lr, n_pt, v[0], eta0, pt_warmup=pt_warmup, eps=v[1]) for v in set(lams.values())}
-    warm = warmup_end(lr) if any(l.needs_schedule for l in laws) else None
-    out = [_eval_one(l, a.get(lams.get(id(l))), lr, idx, replay, size, eta0, warm) for l in laws]
+    out = [_eval_one(l, a.get(lams.get(id(l))), lr, idx, replay, size, eta0, -1) for l in laws]
     return LossPair(*out) if isinstance(law, LawPair) else out[0]

@@ -36,11 +36,12 @@ def cpt_loop(p, a):
             + shift(B, E, be, a[1, i]) for i in range(a.shape[1])]
 
 
-def mpl_naive(p, lr, t_idx):
-    """O(T) per output step, straight from the definition; warmup decrements skipped."""
+def mpl_naive(p, lr, t_idx, skip_warmup=False):
+    """O(T) per output step, straight from the definition: every decrement (the warmup's
+    negative ones included, as the MPL authors' code), or only those after the peak."""
     L0, A, al, B, C, be, ga = p
     lr = np.asarray(lr, float)
-    peak = int(np.argmax(lr))
+    peak = int(np.argmax(lr)) if skip_warmup else 0
     out = []
     for t in t_idx:
         s1 = lr[: t + 1].sum()

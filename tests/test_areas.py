@@ -49,6 +49,22 @@ def test_matches_loop_on_random_schedules(seed):
         assert np.max(np.abs(got - ref) / scale) < 1e-12, method
 
 
+@pytest.mark.parametrize("lam", [1e-4, 0.3, 0.9, 0.99, 0.999, 0.99999])
+def test_numpy_areas_match_loop(lam):
+    """areas_numpy (make_problem's dispatch-free path; blocked closed-form momentum) against the
+    plain loop, every λ regime (truncated sum, one block, many blocks, nested carries)."""
+    from cptjax._areas import areas_numpy
+
+    rng = np.random.default_rng(int(lam * 1e5))
+    for T in (1, 7, 2500, 30001):
+        lr = _random_schedule(rng, T)
+        n_pt, eta0 = int(rng.integers(0, T + 1)), float(rng.uniform(0, 1e-3))
+        ref = areas_loop(lr, n_pt, lam, eta0)
+        got = np.stack(areas_numpy(lr, n_pt, lam, eta0))
+        scale = np.abs(ref).max(axis=1, keepdims=True) + 1e-300
+        assert np.max(np.abs(got - ref) / scale) < 1e-12, T
+
+
 def test_float32_long_schedule():
     T = 10**6
     lr = S.wsd(T, 2e-4, warmup=1000, decay=0.2, final=2e-6, shape="cosine")
