@@ -322,6 +322,8 @@ def cmd_fit(args) -> int:
     out["data_range"] = max(int(r.lr.size) for r in runs)
     out["lr_range"] = [float(min(r.lr[r.lr > 0].min() if (r.lr > 0).any() else 0.0 for r in runs)),
                        float(max(r.lr.max() for r in runs))]
+    if not res.law.needs_schedule:
+        out["area_range"] = _area_range(res.law, runs, column)
     out["data_report"] = {r.name: r.report for r in runs}
     if args.out:
         atomic_write(args.out, dumps(out, indent=2))
@@ -353,6 +355,43 @@ def cmd_fit(args) -> int:
     return 0
 
 
+def _area_range(law, runs, column):
+    """The span of the CPT areas (S1_cpt, S2_cpt) over the fitted runs' logged CPT points, with the
+    law's λ and ε: the coordinates in which the law sees a schedule, so a plan beyond them is an
+    extrapolation whatever its LR range."""
+    from ._areas import areas_numpy
+
+    s1, s2 = [], []
+    for r in runs:
+        ix, _ = r.points(column)
+        ix = ix[ix >= r.n_pt]
+        if ix.size:
+            a = areas_numpy(r.lr, r.n_pt, law.lam, eps=law.eps)
+            s1.append(a.s1_cpt[ix])
+            s2.append(a.s2_cpt[ix])
+    if not s1:
+        return None
+    s1, s2 = np.concatenate(s1), np.concatenate(s2)
+    return {"s1_cpt": [float(s1.min()), float(s1.max())], "s2_cpt": [float(s2.min()), float(s2.max())]}
+
+
+def _outside_areas(law, pt, plan, ranges):
+    """Warnings for a plan whose final CPT areas lie beyond those of the runs a law was fitted on."""
+    from ._areas import areas_numpy
+
+    out = []
+    for (name, l), rng in zip(zip(("general", "domain"), law), ranges):
+        if not rng:
+            continue
+        a = areas_numpy(np.concatenate([pt, plan]), pt.size, l.lam, eps=l.eps)
+        for key, label in (("s1_cpt", "forward area S1_cpt"), ("s2_cpt", "annealing area S2_cpt")):
+            v, (lo, hi) = float(getattr(a, key)[-1]), rng[key]
+            if v > hi + 0.05 * abs(hi) or v < lo - 0.05 * abs(lo):
+                out.append(f"the plan's {label} ({v:.4g}) lies outside the fitted runs' range "
+                           f"[{lo:.4g}, {hi:.4g}] ({name} law): its shape is an extrapolation")
+    return out
+
+
 def _lam(text):
     if text is None or text == "profile":
         return text
@@ -363,6 +402,24 @@ def _lam(text):
     if not 0 < v < 1:
         raise _Fail(f"--lam: the momentum decay must be in (0, 1), got {v}")
     return v
+
+
+def _area_ranges(spec):
+    """[general, domain] CPT-area spans saved by `cptjax fit` (two fit files), else Nones."""
+    import json
+
+    parts = [p.strip() for p in spec.split(",")]
+    if len(parts) != 2:
+        return [None, None]
+    out = []
+    for p in parts:
+        try:
+            with open(p, encoding="utf-8") as fh:
+                d = json.load(fh)
+        except (OSError, ValueError):
+            d = None
+        out.append(d.get("area_range") if isinstance(d, dict) else None)
+    return out
 
 
 def _law_range(spec):
@@ -474,6 +531,9 @@ def cmd_design(args) -> int:
     unc = cptjax.compare(law, pt, scheds, weight_general=args.weight_general, replays=reps, draws=draws,
                          reference=("plan", "best baseline"))
     unc["best_baseline"] = best["name"]
+    shape_warnings = _outside_areas(law, pt, plan.schedule, _area_ranges(law_name))
+    for w in shape_warnings:
+        progress(f"warning: {w}", False)
     bands = None
     if draws is not None:  # the plan's predicted curves under the parameter draws: a 90% band
         import jax
@@ -490,7 +550,7 @@ def cmd_design(args) -> int:
               "plan": {k: v for k, v in plan.to_dict().items() if k != "schedule"},
               "free_plan": {k: v for k, v in free.to_dict().items() if k not in ("schedule", "baselines")},
               "uncertainty": unc, "pytorch_lr_per_step": plan.schedule.tolist(), "pareto": front_d,
-              "files": files}
+              "warnings": shape_warnings, "files": files}
     from . import _plot
 
     with atomic_dir(args.out) as tmp:
