@@ -9,7 +9,7 @@ numpy objective (the same Huber δ = 1e-3 on log residuals, same parameterisatio
 32-point start grid, one problem at a time — timed on ``--paper-max`` problems and extrapolated.
 
 Columns: problems/s of cptjax end to end (make_problem + fit_batch) in a warm process (best of
-3 after a compiling call); with ``--cold`` also in a fresh process with an empty compilation
+3 after a compiling call), and of fit_batch alone on the built problems ("fit only"); with ``--cold`` also in a fresh process with an empty compilation
 cache and with a warm one (make_problem, compilation and fit; the interpreter's start and
 ``import cptjax`` reported apart); the paper method's problems/s; the ratios; "no worse" = the
 fraction of the paper-timed problems where cptjax's objective ≤ the paper method's × (1 + 1e-6).
@@ -162,14 +162,17 @@ def main():
     paper = [paper_fit(p) for p in probs]
     paper_rate = m / (time.perf_counter() - t)
     print(f"paper method: {paper_rate:.3f} problems/s ({m} problems)")
-    head = f"{'N':>6} {'warm prob/s':>12} {'x paper':>8}"
+    head = f"{'N':>6} {'warm prob/s':>12} {'x paper':>8} {'fit only':>9} {'x paper':>8}"
     if args.cold:
         head += f" {'cold empty':>11} {'cold cached':>12} {'x paper':>8} {'import s':>9}"
     print(head + f" {'no worse':>9} {'converged':>10}")
     for n in args.sizes:
         res = end_to_end(runsets[:n])  # compiles for this batch's shapes
         t_warm = min(_timed(lambda: end_to_end(runsets[:n])) for _ in range(3))
-        line = f"{n:>6} {n / t_warm:>12.1f} {n / t_warm / paper_rate:>8.0f}"
+        built = problems(runsets[:n])
+        t_fit = min(_timed(lambda: cptjax.fit_batch(built)) for _ in range(3))
+        line = (f"{n:>6} {n / t_warm:>12.1f} {n / t_warm / paper_rate:>8.0f} {n / t_fit:>9.1f} "
+                f"{n / t_fit / paper_rate:>8.0f}")
         if args.cold:
             t_empty, t_cached, startup = cold(runsets[:n])
             line += f" {n / t_empty:>11.1f} {n / t_cached:>12.1f} {n / t_cached / paper_rate:>8.0f} {startup:>9.1f}"

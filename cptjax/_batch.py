@@ -120,7 +120,7 @@ def _pad_extras(problems):
 def _plan(problems, chunk):
     """Pad the problems to one shape and choose the chunk: 32 per device on CPU (a chunk's working
     set stays in cache), 512 per device on accelerators (not tuned); laws with per-run extras
-    (MPL: points × decrements temporaries) keep a chunk's temporaries near 32 MB."""
+    (MPL: (point, decrement) pairs) keep a chunk's temporaries near 32 MB."""
     kind, opts = problems[0].kind, problems[0].opts
     if any(p.kind != kind or p.opts != opts for p in problems):
         raise ValueError("fit_batch: all problems must use the same law and options")
@@ -130,7 +130,7 @@ def _plan(problems, chunk):
     if chunk is None:
         chunk = (32 if jax.default_backend() == "cpu" else 512) * ndev
     if len(problems[0].feats) > problems[0].n_point_feats:
-        chunk = min(chunk, max(1, int(32e6 / (8 * 8 * n_max * problems[0].feats[-1].size))))
+        chunk = min(chunk, max(1, int(32e6 / (8 * 8 * problems[0].feats[-1].size))))
     chunk = max(ndev, (min(chunk, len(problems)) // ndev) * ndev)
     sharding = None
     if ndev > 1:

@@ -155,8 +155,8 @@ def make_problem(runs, kind: str, column: str, *, target: str = "general", form:
     obs, rid, pidx = map(np.concatenate, (obs, rid, pidx))
     n = obs.size
     mask = np.ones(n, bool)
+    extra = cls.join_extras(extra, [p[0].size for p in pts])
     pts = [np.concatenate(c) for c in zip(*pts)]
-    extra = [np.concatenate(c) for c in zip(*extra)]
     if extra and extra[0].size == 0:  # e.g. no decrement at all: one inert entry keeps shapes
         extra = [np.full(1, v, np.float64) for v in cls.extra_pad]
     if pad_to is not None:
@@ -250,9 +250,10 @@ def _vp_starts(kind, opts, feats, obs, mask, k):
     Returns the ``k`` starts (θ, shape (k, p)) with the smallest least-squares error."""
     cls, names, _ = _spec(kind)
     stride = max(1, obs.shape[-1] // VP_POINTS)  # static: shapes are
-    if stride > 1:  # a start needs the curve's shape, not every point: evenly strided subsample
-        n_pf = len(feats) - len(getattr(cls, "extra_pad", ()))  # per-point features come first
-        feats = tuple(f[::stride] for f in feats[:n_pf]) + tuple(feats[n_pf:])
+    if stride > 1 and not getattr(cls, "extra_pad", ()):
+        # A start needs the curve's shape, not every point: an evenly strided subsample (laws
+        # whose extras refer to points by index, MPL, keep them all).
+        feats = tuple(f[::stride] for f in feats)
         obs, mask = obs[::stride], mask[::stride]
     lin = np.array([i for i, q in enumerate(cls.params) if q.linear])
     non = np.array([i for i, q in enumerate(cls.params) if not q.linear])
@@ -325,10 +326,12 @@ def _solve_batch(kind, opts, grid, feats, obs, mask, delta, max_iter, grid_only=
     return th2, f2, st2, pick(it) + it2, mu2, nu2
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "opts", "grid_only"))
+@functools.partial(jax.jit, static_argnames=("kind", "opts"))
 def _continue_batch(kind, opts, theta, mu, nu, feats, obs, mask, delta, budget, grid_only=False):
-    """Continue LM (state θ, μ, ν) for at most ``budget`` (per problem) more iterations."""
-    irls = _schedule(grid_only)[3]
+    """Continue LM (state θ, μ, ν) for at most ``budget`` (per problem) more iterations.
+    ``grid_only`` is traced, not static: the retry shares this compilation (and its tracing in a
+    fresh process)."""
+    irls = jnp.where(grid_only, _schedule(True)[3], _schedule(False)[3])
     lm = lambda t, a, b, f, o, m, n: _lm(kind, opts, t, f, o, m, delta, n, a, b, irls)
     return jax.vmap(lm)(theta, mu, nu, feats, obs, mask, budget)
 

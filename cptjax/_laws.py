@@ -129,6 +129,11 @@ class _Base:
 
     eta0: ClassVar[float | None] = None  # η_0 used for the fit features (None: η_1)
 
+    @staticmethod
+    def join_extras(extras, n_points):
+        """A problem's per-run extra arrays from its runs' (``n_points`` points each)."""
+        return [np.concatenate(c) for c in zip(*extras)]
+
     def at_points(self, feats):
         """The law at a fitting problem's points (see :meth:`features`)."""
         s1p, s1c, s2p, s2c, rep, size = feats
@@ -416,21 +421,32 @@ class MultiPowerLaw(_Base):
 
     @classmethod
     def features(cls, lr, n_pt, ix, lam, replay, size, run_index, eps=0.0):
-        """Per point (S1(t), t, run); per non-zero decrement (d_k, η_k, S1(k−1), k, run)."""
+        """Per point S1(t); per (point, decrement) pair with the decrement at or before the point
+        (d_k, η_k, S_k(t) = S1(t) − S1(k−1), the point's index): only the pairs the sum needs —
+        ~5x fewer than every point × every decrement of the problem (MultiPowerLaw data)."""
         d = np.concatenate([lr[:1], lr[:-1]]) - lr
         nz = np.flatnonzero(d)
         s1 = np.cumsum(lr)
-        return ((s1[ix], ix, np.full(ix.size, run_index)),
-                (d[nz], lr[nz], (s1 - lr)[nz], nz, np.full(nz.size, run_index)))
+        n = np.searchsorted(nz, ix, side="right")  # decrements at or before each point
+        point = np.repeat(np.arange(ix.size), n)
+        k = nz[np.arange(point.size) - np.repeat(np.cumsum(n) - n, n)]
+        return (s1[ix],), (d[k], lr[k], s1[ix][point] - (s1 - lr)[k], point.astype(np.float64))
 
-    # One inert decrement (d = 0, at a step no point reaches) pads the per-decrement arrays.
-    extra_pad: ClassVar[tuple] = (0.0, 1.0, 0.0, 10**9, 0.0)
+    @staticmethod
+    def join_extras(extras, n_points):
+        """Concatenate the runs' pairs, their point indices offset to the problem's points."""
+        offset = np.cumsum([0] + list(n_points[:-1]))
+        return [np.concatenate([e[j] + (o if j == 3 else 0) for e, o in zip(extras, offset)])
+                for j in range(4)]
+
+    # One inert pair (d = 0, at the first point) pads the per-pair arrays; η = 0 keeps the
+    # floor's peak (the largest η of the problem) unchanged.
+    extra_pad: ClassVar[tuple] = (0.0, 0.0, 0.0, 0.0)
 
     def at_points(self, feats):
-        s1_t, t_idx, t_run, d, eta, s1b, k_idx, k_run = feats
-        on = (k_run[None, :] == t_run[:, None]) & (k_idx[None, :] <= t_idx[:, None])
-        g = _mpl_g(self, _eta_floor(eta)[None, :], jnp.where(on, s1_t[:, None] - s1b[None, :], 0.0))
-        ld = jnp.sum(jnp.where(on, d[None, :] * g, 0.0), axis=1)
+        s1_t, d, eta, s_kt, point = feats
+        g = _mpl_g(self, _eta_floor(eta), s_kt)
+        ld = jax.ops.segment_sum(d * g, point.astype(jnp.int32), num_segments=s1_t.shape[-1])
         return self.L0 + _power(self.A, self.alpha, s1_t) - self.B * ld
 
 

@@ -112,7 +112,7 @@ def levenberg_marquardt(rj: Callable, theta0, delta, max_iter, mu0=MU0, nu0=2.0,
     def cond(s: LMState):
         return (s.it < max_iter) & ~s.done & jnp.isfinite(s.f) & s.finite
 
-    f0, g0, H0 = model(theta0, 1.0 if irls_iter > 0 else W_LATE)
+    f0, g0, H0 = model(theta0, jnp.where(jnp.asarray(irls_iter) > 0, 1.0, W_LATE))
     s = lax.while_loop(cond, body, LMState(theta0, f0, g0, H0, jnp.asarray(mu0, dtype),
                                            jnp.asarray(nu0, dtype), jnp.asarray(0),
                                            jnp.asarray(False), jnp.asarray(True)))

@@ -174,6 +174,25 @@ def test_mpl_fit_recovers_curve():
     assert res.max_rel_error < 1e-3 and res.r2 > 0.999
 
 
+def test_mpl_fit_features_equal_the_law():
+    """MPL's fitting problem ((point, decrement) pairs, indices offset per run, padded in a batch)
+    evaluates to the law called on each run's schedule, to 1e-12."""
+    law = cptjax.preset("mpl-25m")
+    runs = [cptjax.Run("a", S.cosine(3000, 3e-4, warmup=200, final=3e-5), 3000, np.arange(150, 3001, 37), {}),
+            cptjax.Run("b", S.constant(2000, 3e-4, warmup=100), 2000, np.array([50, 99, 100, 101, 2000]), {}),
+            cptjax.Run("c", S.wsd(2500, 3e-4, warmup=200, decay=0.3), 2500, np.arange(1, 2501, 101), {})]
+    for r in runs:
+        r.losses["loss"] = np.full(r.steps.size, 3.0)
+    probs = [cptjax.make_problem(runs, "mpl", "loss"), cptjax.make_problem(runs[1:2], "mpl", "loss")]
+    from cptjax import _batch
+
+    padded = _batch._pad_extras([_batch._repad(p, probs[0].obs.size) for p in probs])
+    want = [np.concatenate([np.asarray(law(r.lr, r.steps - 1)) for r in rs]) for rs in (runs, runs[1:2])]
+    for p, w in zip(padded, want):
+        got = np.asarray(law.at_points(tuple(map(jax.numpy.asarray, p.feats))))[p.mask]
+        np.testing.assert_allclose(got, w, rtol=1e-12)
+
+
 def test_fit_errors():
     with pytest.raises(ValueError, match="unknown law"):
         cptjax.fit(synthetic(0), "zzz", "loss")
