@@ -3,10 +3,11 @@
 same objective (Σ Huber on log residuals) with the exact JAX gradient, keeping the best.
 
 Problems: every real data set in the project (the lab's default study, both losses, Eq. 4 and
-the shared-C law; the MultiPowerLaw and OLMo data in ../shared/data when present, via
-experiments/realdata.py's loaders) and ``--synthetic N`` synthetic Eq. 4 problems.
+the shared-C law; from ../shared/data when present: Eq. 1 on the MultiPowerLaw training split and
+on the OLMo ladder per validation domain, Eq. 4 on the OLMo cooldowns, as experiments/realdata.py
+fits them) and ``--synthetic N`` synthetic Eq. 4 problems.
 Prints, per problem, both objectives and whether cptjax's ≤ reference × (1 + 1e-6); the
-fraction that is. Run: python benchmarks/reference.py [--synthetic 20] [--starts 128]
+fraction that is. Run: python benchmarks/reference.py [--synthetic 20] [--starts 128] [--no-shared]
 """
 
 from __future__ import annotations
@@ -67,13 +68,33 @@ def lab_problems():
     return out
 
 
+def shared_problems():
+    """Eq. 1 on the MultiPowerLaw training split (3 sizes) and on the OLMo ladder (5 sizes × 11
+    validation domains), and Eq. 4 on the OLMo cooldown branches, as experiments/realdata.py fits
+    them; none when ../shared/data is absent."""
+    data = os.path.join(os.path.dirname(ROOT), "shared", "data")
+    if not os.path.isdir(data):
+        return []
+    sys.path.insert(0, ROOT)
+    from experiments.datasets import MPL_TRAIN, OLMO_DOMAINS, mpl_run, olmo_run
+
+    out = [(f"MPL {s}M pt loss", [mpl_run(data, s, n) for n in MPL_TRAIN], "pt", "loss") for s in ("25", "100", "400")]
+    for size in ("190M", "370M", "760M", "1B", "3B"):
+        const, cos1 = olmo_run(data, size, "const", "10"), olmo_run(data, size, "cosine", "1")
+        out += [(f"OLMo {size} pt {d}", [const, cos1], "pt", d) for d in OLMO_DOMAINS]
+        branches = [olmo_run(data, size, "decay", m) for m in ("0.5", "1", "2", "5", "10")]
+        out.append((f"OLMo {size} cpt c4_en cooldowns", [const] + branches, "cpt", "c4_en"))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--synthetic", type=int, default=0)
     ap.add_argument("--starts", type=int, default=128)
+    ap.add_argument("--no-shared", action="store_true", help="skip ../shared/data's curves")
     a = ap.parse_args()
     warnings.simplefilter("ignore")
-    cases = lab_problems()
+    cases = lab_problems() + ([] if a.no_shared else shared_problems())
     if a.synthetic:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from fit_batch import make_runs, problems

@@ -21,6 +21,7 @@ from ._fit import MAX_ITERATIONS, NONFINITE, FitResult, make_problem
 __all__ = ["fit", "fit_batch"]
 
 ROUND = 10  # iterations per round; unfinished problems are regrouped into full chunks between rounds
+SCREEN = 8  # iterations per grid start when a grid-only fit screens its starts
 LAM_GRID = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 BASIN_TIE = 1e-3  # relative objective gap under which two basins "fit almost equally well"
 BASIN_SPREAD = 5e-3  # relative prediction gap over which they "predict differently"
@@ -140,16 +141,40 @@ def _plan(problems, chunk):
     return _Plan(kind, opts, problems, chunk, sharding)
 
 
-def _first_round(plan, state, todo, init, grid_only, delta, max_iter, progress):
-    """Starts (screened) and the first ``ROUND`` iterations of the problems ``todo``."""
+def _first_round(plan, state, todo, delta, max_iter, progress):
+    """Starts (variable projection + the grid, screened by objective) and the first ``ROUND``
+    iterations of the problems ``todo``."""
     first = min(max_iter, ROUND)
+    for sel, pick, data in plan.chunks(todo):
+        grid = np.stack([_fit.starts(plan.kind, plan.problems[i].obs[plan.problems[i].mask]) for i in pick])
+        out = jax.device_get(_fit._solve_batch(plan.kind, plan.opts, plan.put(grid), *data, delta, first))
+        th, f, st, it, mu, nu = (np.asarray(o)[:sel.size] for o in out)
+        state = state.set(sel, theta=th, f=f, st=st, it=it, mu=mu, nu=nu, used=first)
+        progress(state, max_iter)
+    return state
+
+
+def _screen_grid(plan, state, todo, init, delta, max_iter, progress):
+    """Grid-only starts (the law's grid, or ``init``): each run for ``SCREEN`` iterations (one
+    start: a first round) with the continuation's compiled solver, the best kept per problem."""
+    n0 = min(max_iter, ROUND if init is not None else SCREEN)
     for sel, pick, data in plan.chunks(todo):
         grid = np.stack([_fit.starts(plan.kind, plan.problems[i].obs[plan.problems[i].mask])
                          if init is None else np.atleast_2d(init) for i in pick])
-        out = jax.device_get(_fit._solve_batch(plan.kind, plan.opts, plan.put(grid), *data, delta, first,
-                                               grid_only=grid_only))
-        th, f, st, it, mu, nu = (np.asarray(o)[:sel.size] for o in out)
-        state = state.set(sel, theta=th, f=f, st=st, it=it, mu=mu, nu=nu, used=first)
+        theta = np.asarray(_fit._to_theta_batch(plan.kind, grid))
+        best, score = None, None
+        for j in range(theta.shape[1]):
+            warm = plan.put((theta[:, j], np.full(len(pick), _fit.MU0), np.full(len(pick), 2.0)))
+            out = [np.asarray(o) for o in jax.device_get(_fit._continue_batch(
+                plan.kind, plan.opts, *warm, *data, delta, plan.put(np.full(len(pick), n0)), grid_only=True))]
+            s = np.where((out[2] == NONFINITE) | ~np.isfinite(out[1]), np.inf, out[1])
+            if best is None or (s < score).any():
+                better = np.ones(s.size, bool) if best is None else s < score
+                best = [np.where(better.reshape((-1,) + (1,) * (o.ndim - 1)), o, b) for o, b in
+                        zip(out, out if best is None else best)]
+                score = np.where(better, s, score)
+        th, f, st, it, mu, nu = (o[:sel.size] for o in best)
+        state = state.set(sel, theta=th, f=f, st=st, it=it, mu=mu, nu=nu, used=n0)
         progress(state, max_iter)
     return state
 
@@ -170,7 +195,10 @@ def _more_rounds(plan, state, todo, grid_only, delta, max_iter, progress):
 
 
 def _solve(plan, state, todo, init, grid_only, delta, max_iter, progress):
-    state = _first_round(plan, state, todo, init, grid_only, delta, max_iter, progress)
+    if grid_only:
+        state = _screen_grid(plan, state, todo, init, delta, max_iter, progress)
+    else:
+        state = _first_round(plan, state, todo, delta, max_iter, progress)
     return _more_rounds(plan, state, todo, grid_only, delta, max_iter, progress)
 
 

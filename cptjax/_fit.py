@@ -33,9 +33,16 @@ VP_POINTS = 128  # variable projection on about this many points (an evenly stri
 def _schedule(grid_only=False):
     """(n_vp, screen_iter, irls_iter at a start, irls_iter when continuing). Default: one
     variable-projection start plus the grid, screened by objective value, a 3-iteration IRLS
-    warm-up. ``grid_only`` (the retry): grid starts screened by 8 LM iterations each, IRLS
-    weights throughout."""
+    warm-up. ``grid_only`` (the retry, given starts): grid starts screened by 8 LM iterations
+    each, IRLS weights throughout."""
     return (0, 8, 10**9, 10**9) if grid_only else (1, 0, 3, 0)
+
+
+def _to_theta_batch(kind, x):
+    return _to_theta(kind, x)
+
+
+_to_theta_batch = jax.jit(_to_theta_batch, static_argnums=0)  # one cached executable, not eager ops
 
 
 # β is floored at e^−80: there (1 − (1+E·S)^(−β))/β equals log(1 + E·S) to machine precision, so
@@ -294,36 +301,22 @@ def initial_guesses(kind: str, opts, feats, obs, mask, grid: np.ndarray, n_vp: i
     return th
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "opts", "max_iter", "grid_only"))
-def _solve_batch(kind, opts, grid, feats, obs, mask, delta, max_iter, grid_only=False):
-    """Problems (leading axis of everything) × starts (the data-driven one unless ``grid_only``,
-    then ``grid``, natural units, second axis), by the law's :func:`_schedule`.
-
-    Starts are screened — by their objective (data-driven laws) or by a few LM iterations each —
-    and each problem's best start continues for ``max_iter`` iterations (under vmap every lane
-    runs as long as the slowest, so only one start per problem goes on). Iterative screening maps
-    over the starts in sequence, each vmapped over the problems, so the working set is one start's."""
-    n_vp, screen_iter, irls_iter, _ = _schedule(grid_only)
+@functools.partial(jax.jit, static_argnames=("kind", "opts", "max_iter"))
+def _solve_batch(kind, opts, grid, feats, obs, mask, delta, max_iter):
+    """Problems (leading axis of everything) × starts (the variable-projection start, then
+    ``grid``, natural units, second axis): the starts are screened by their objective (one
+    evaluation each, no Jacobian) and each problem's best continues for ``max_iter`` iterations
+    (under vmap every lane runs as long as the slowest, so only one start per problem goes on).
+    Grid-only fits (the retry, given starts) are screened by the batch driver with
+    :func:`_continue_batch` instead (``_batch._screen_grid``)."""
+    n_vp, _, irls_iter, _ = _schedule()
     theta0 = jax.vmap(lambda f, o, m, g: initial_guesses(kind, opts, f, o, m, g, n_vp))(feats, obs, mask, grid)
-
-    def over_problems(th, n, mu=MU0, nu=2.0):
-        lm = lambda t, f, o, m, a, b: _lm(kind, opts, t, f, o, m, delta, n, a, b, irls_iter)
-        mu, nu = (jnp.broadcast_to(jnp.asarray(v, th.dtype), th.shape[:1]) for v in (mu, nu))
-        return jax.vmap(lm)(th, feats, obs, mask, mu, nu)
-
-    if theta0.shape[1] == 1:
-        return over_problems(theta0[:, 0], max_iter)
-    if screen_iter == 0:  # screen by the objective at each start: one evaluation, no Jacobian
-        obj = lambda th, f, o, m: objective(kind, opts, th, f, o, m, delta)
-        f0 = jax.vmap(jax.vmap(obj, in_axes=(0, None, None, None)))(theta0, feats, obs, mask)
-        best = jnp.argmin(jnp.where(jnp.isnan(f0), jnp.inf, f0), axis=1)
-        return over_problems(jnp.take_along_axis(theta0, best[:, None, None], 1)[:, 0], max_iter)
-    th, f, st, it, mu, nu = lax.map(lambda t: over_problems(t, screen_iter), jnp.swapaxes(theta0, 0, 1))
-    best = jnp.argmin(jnp.where(st == NONFINITE, jnp.inf, f), axis=0)  # (problems,)
-    pick = lambda x: jnp.take_along_axis(x, best[None, :, None] if x.ndim == 3 else best[None], 0)[0]
-    th2, f2, st2, it2, mu2, nu2 = over_problems(pick(th), max_iter, pick(mu), pick(nu))
-    # A start that converged during screening keeps its result (the second run is a no-op).
-    return th2, f2, st2, pick(it) + it2, mu2, nu2
+    obj = lambda th, f, o, m: objective(kind, opts, th, f, o, m, delta)
+    f0 = jax.vmap(jax.vmap(obj, in_axes=(0, None, None, None)))(theta0, feats, obs, mask)
+    best = jnp.argmin(jnp.where(jnp.isnan(f0), jnp.inf, f0), axis=1)
+    th = jnp.take_along_axis(theta0, best[:, None, None], 1)[:, 0]
+    lm = lambda t, f, o, m: _lm(kind, opts, t, f, o, m, delta, max_iter, MU0, 2.0, irls_iter)
+    return jax.vmap(lm)(th, feats, obs, mask)
 
 
 @functools.partial(jax.jit, static_argnames=("kind", "opts"))

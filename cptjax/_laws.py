@@ -123,8 +123,8 @@ class _Base:
         """Per-point arrays the law needs at array indices ``ix`` of one run (area laws: the four
         areas, the replay ratio and the model size), and per-run extra arrays (none)."""
         check_schedule(lr, n_pt)
-        a = areas_numpy(lr, n_pt, LAM if lam is None else lam, cls.eta0, eps=eps or 0.0)  # no dispatch
-        pts = tuple(x[ix] for x in a) + (np.full(ix.size, replay or 0.0), np.full(ix.size, size or 1.0))
+        a = areas_numpy(lr, n_pt, LAM if lam is None else lam, cls.eta0, eps=eps or 0.0, idx=ix)
+        pts = tuple(a) + (np.full(ix.size, replay or 0.0), np.full(ix.size, size or 1.0))
         return pts, ()
 
     eta0: ClassVar[float | None] = None  # η_0 used for the fit features (None: η_1)

@@ -62,7 +62,10 @@ def test_numpy_areas_match_loop(lam):
         ref = areas_loop(lr, n_pt, lam, eta0)
         got = np.stack(areas_numpy(lr, n_pt, lam, eta0))
         scale = np.abs(ref).max(axis=1, keepdims=True) + 1e-300
-        assert np.max(np.abs(got - ref) / scale) < 1e-12, T
+        # both sum sequentially, in different orders: rounding grows like T·ε
+        assert np.max(np.abs(got - ref) / scale) < max(1e-12, 4 * T * np.finfo(float).eps), T
+        ix = np.unique(rng.integers(0, T, 7))
+        np.testing.assert_array_equal(np.stack(areas_numpy(lr, n_pt, lam, eta0, idx=ix)), got[:, ix])
 
 
 def test_float32_long_schedule():
