@@ -155,8 +155,9 @@ def _first_round(plan, state, todo, delta, max_iter, progress):
 
 
 def _screen_grid(plan, state, todo, init, delta, max_iter, progress):
-    """Grid-only starts (the law's grid, or ``init``): each run for ``SCREEN`` iterations (one
-    start: a first round) with the continuation's compiled solver, the best kept per problem."""
+    """Grid-only starts (the law's grid, or ``init``, natural units): each run for ``SCREEN``
+    iterations (one start: a first round) with the continuation's compiled solver, the best kept
+    per problem."""
     n0 = min(max_iter, ROUND if init is not None else SCREEN)
     for sel, pick, data in plan.chunks(todo):
         grid = np.stack([_fit.starts(plan.kind, plan.problems[i].obs[plan.problems[i].mask])
@@ -225,15 +226,24 @@ def _statistics(plan, theta, delta):
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def _fit_local(problems, delta, max_iter, chunk, init, progress):
-    """(solver state, statistics) of problems on this process's devices."""
+def _fit_local(problems, delta, max_iter, chunk, init, progress, stats=True):
+    """(solver state, statistics or None) of problems on this process's devices."""
     plan = _plan(problems, chunk)
     n, p = len(plan.problems), len(_fit._spec(plan.kind)[1])
     report = _Progress(progress, n)
     state = _solve(plan, _State.empty(n, p), np.arange(n), init, init is not None, delta, max_iter, report)
     if init is None:
         state = _retry_at_bound(plan, state, delta, max_iter, report)
-    return state, _statistics(plan, state.theta, delta)
+    return state, (_statistics(plan, state.theta, delta) if stats else None)
+
+
+def _results(kind, opts, arrays, delta):
+    """FitResults from per-problem arrays (θ, objective, status, iterations, statistics)."""
+    x = np.asarray(_fit._to_natural_batch(kind, arrays["theta"]))  # all problems in one call
+    stat_keys = [k for k in arrays if k not in ("theta", "f", "st", "it")]
+    return [_fit._finish(kind, opts, None, arrays["theta"][i], x[i], arrays["f"][i], arrays["st"][i],
+                         arrays["it"][i], {k: arrays[k][i] for k in stat_keys}, delta)
+            for i in range(arrays["theta"].shape[0])]
 
 
 def _gather(arrays: dict, n_total: int, share: int) -> dict:
@@ -286,11 +296,7 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
             arrays = {k: v[:0] for k, v in {"theta": state.theta, "f": state.f, "st": state.st,
                                             "it": state.it, **stats}.items()}
         arrays = _gather(arrays, len(problems), share)
-    x = np.asarray(_fit._to_natural(kind, arrays["theta"]))  # all problems in one call
-    stat_keys = [k for k in arrays if k not in ("theta", "f", "st", "it")]
-    return [_fit._finish(kind, opts, None, arrays["theta"][i], x[i], arrays["f"][i], arrays["st"][i],
-                         arrays["it"][i], {k: arrays[k][i] for k in stat_keys}, delta)
-            for i in range(len(problems))]
+    return _results(kind, opts, arrays, delta)
 
 
 def _basins(prob, res, k, delta, max_iter):
@@ -306,12 +312,21 @@ def _basins(prob, res, k, delta, max_iter):
             picked.append(t)
         if len(picked) == k:
             break
-    starts = np.asarray(_fit._to_natural(prob.kind, np.stack(picked)))
-    fits = [res] + [fit_batch([prob], delta=delta, max_iter=max_iter, init=x)[0] for x in starts]
-    ok = [f for f in fits if f.status != "non-finite" and math.isfinite(f.objective)]
+    starts = np.asarray(_fit._to_natural_batch(prob.kind, np.stack(picked)))
+    # The solver alone from each start; statistics only for the fits that can matter (the best
+    # and its near-ties): most basins lose, and their Hessians would cost more than their solves.
+    runs = [_fit_local([prob], delta, max_iter, None, x, None, stats=False)[0] for x in starts]
+    runs = [r for r in runs if r.st[0] != NONFINITE and np.isfinite(r.f[0])]
+    ok = [res] if res.status != "non-finite" and math.isfinite(res.objective) else []
+    top = min([f.objective for f in ok] + [float(r.f[0]) for r in runs], default=math.inf)
+    for r in runs:
+        if r.f[0] <= top * (1 + BASIN_TIE) + 1e-12:
+            arrays = {"theta": r.theta, "f": r.f, "st": r.st, "it": r.it,
+                      **_statistics(_plan([prob], None), r.theta, delta)}
+            ok.append(_results(prob.kind, prob.opts, arrays, delta)[0])
     best = min(ok, key=lambda f: f.objective) if ok else res
     best.warnings = list(best.warnings)
-    best.extra["basins_tried"] = len(fits)
+    best.extra["basins_tried"] = 1 + len(starts)
     rivals = _rivals(best, ok, prob)
     if rivals:
         best.extra["basins"] = rivals
@@ -326,11 +341,14 @@ def _basins(prob, res, k, delta, max_iter):
 def _rivals(best, fits, prob):
     """The fits within ``BASIN_TIE`` of the best objective that predict > ``BASIN_SPREAD``
     differently, one per distinct parameter set, as JSON-ready records."""
+    same = lambda f: np.allclose(list(f.params.values()), list(best.params.values()), rtol=1e-3)
+    near = [f for f in fits if f is not best and f.objective <= best.objective * (1 + BASIN_TIE) + 1e-12
+            and not same(f)]  # the same basin found again predicts the same
+    if not near:
+        return []
     ref = _basin_predictions(best, prob)
     out, seen = [], []
-    for f in fits:
-        if f is best or f.objective > best.objective * (1 + BASIN_TIE) + 1e-12:
-            continue
+    for f in near:
         gap = float(np.max(np.abs(_basin_predictions(f, prob) - ref) / ref))
         values = list(f.params.values())
         if gap > BASIN_SPREAD and not any(np.allclose(values, s, rtol=1e-3) for s in seen):

@@ -45,6 +45,13 @@ def _to_theta_batch(kind, x):
 _to_theta_batch = jax.jit(_to_theta_batch, static_argnums=0)  # one cached executable, not eager ops
 
 
+def _to_natural_batch(kind, theta):
+    return _to_natural(kind, theta)
+
+
+_to_natural_batch = jax.jit(_to_natural_batch, static_argnums=0)
+
+
 # β is floored at e^−80: there (1 − (1+E·S)^(−β))/β equals log(1 + E·S) to machine precision, so
 # the floor changes no prediction and keeps B = θ_B/β finite on the flat β → 0 side.
 LOG_BETA_MIN = -80.0
