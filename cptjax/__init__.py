@@ -38,7 +38,7 @@ _EXPORTS = {
     "DataWarning": ("._data", 'DataWarning'),
     "Run": ("._data", 'Run'),
     "load_run": ("._data", 'load_run'),
-    "FitResult": ("._fit", 'FitResult'),
+    "FitResult": ("._stats", 'FitResult'),
     "fit": ("._batch", 'fit'),
     "fit_batch": ("._batch", 'fit_batch'),
     "make_problem": ("._fit", 'make_problem'),
@@ -100,7 +100,7 @@ if TYPE_CHECKING:  # the same names, for static analysis
     from ._data import DataWarning as DataWarning
     from ._data import Run as Run
     from ._data import load_run as load_run
-    from ._fit import FitResult as FitResult
+    from ._stats import FitResult as FitResult
     from ._batch import fit as fit
     from ._batch import fit_batch as fit_batch
     from ._fit import make_problem as make_problem

@@ -15,8 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _fit, _laws
-from ._fit import MAX_ITERATIONS, NONFINITE, FitResult, make_problem
+from . import _fit, _laws, _stats
+from ._fit import MAX_ITERATIONS, NONFINITE, make_problem
+from ._stats import FitResult
 
 __all__ = ["fit", "fit_batch"]
 
@@ -221,7 +222,7 @@ def _statistics(plan, theta, delta):
     """Fit statistics of every problem at θ, as arrays with a leading problem axis."""
     parts = []
     for sel, pick, data in plan.chunks(np.arange(theta.shape[0])):
-        stats = jax.device_get(_fit._stats_batch(plan.kind, plan.opts, plan.put(theta[pick]), *data, delta))
+        stats = jax.device_get(_stats._stats_batch(plan.kind, plan.opts, plan.put(theta[pick]), *data, delta))
         parts.append({k: np.asarray(v)[:sel.size] for k, v in stats.items()})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
@@ -241,7 +242,7 @@ def _results(kind, opts, arrays, delta):
     """FitResults from per-problem arrays (θ, objective, status, iterations, statistics)."""
     x = np.asarray(_fit._to_natural_batch(kind, arrays["theta"]))  # all problems in one call
     stat_keys = [k for k in arrays if k not in ("theta", "f", "st", "it")]
-    return [_fit._finish(kind, opts, None, arrays["theta"][i], x[i], arrays["f"][i], arrays["st"][i],
+    return [_stats._finish(kind, opts, None, arrays["theta"][i], x[i], arrays["f"][i], arrays["st"][i],
                          arrays["it"][i], {k: arrays[k][i] for k in stat_keys}, delta)
             for i in range(arrays["theta"].shape[0])]
 
