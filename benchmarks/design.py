@@ -12,8 +12,6 @@ import time
 import jax
 
 jax.config.update("jax_enable_x64", True)
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 
 import cptjax  # noqa: E402
 from _timing import best_of  # noqa: E402

@@ -430,7 +430,9 @@ class MultiPowerLaw(_Base):
         n = np.searchsorted(nz, ix, side="right")  # decrements at or before each point
         point = np.repeat(np.arange(ix.size), n)
         k = nz[np.arange(point.size) - np.repeat(np.cumsum(n) - n, n)]
-        return (s1[ix],), (d[k], lr[k], s1[ix][point] - (s1 - lr)[k], point.astype(np.float64))
+        with np.errstate(divide="ignore"):  # log η = −inf at η = 0: floored in at_points
+            log_eta = np.log(lr[k])
+        return (s1[ix],), (d[k], log_eta, s1[ix][point] - (s1 - lr)[k], point.astype(np.float64))
 
     @staticmethod
     def join_extras(extras, n_points):
@@ -439,13 +441,18 @@ class MultiPowerLaw(_Base):
         return [np.concatenate([e[j] + (o if j == 3 else 0) for e, o in zip(extras, offset)])
                 for j in range(4)]
 
-    # One inert pair (d = 0, at the first point) pads the per-pair arrays; η = 0 keeps the
-    # floor's peak (the largest η of the problem) unchanged.
-    extra_pad: ClassVar[tuple] = (0.0, 0.0, 0.0, 0.0)
+    # One inert pair (d = 0, at the first point) pads the per-pair arrays; log η = −1e300 keeps
+    # the floor's peak (the largest η of the problem) unchanged.
+    extra_pad: ClassVar[tuple] = (0.0, -1e300, 0.0, 0.0)
 
     def at_points(self, feats):
-        s1_t, d, eta, s_kt, point = feats
-        g = _mpl_g(self, _eta_floor(eta), s_kt)
+        """The law at a problem's points from its pairs: G as 1 − exp(−β·log(1 + C·η^(−γ)·S))
+        with η^(−γ) = exp(−γ·log η) (log η a feature, floored as :func:`_eta_floor`): two
+        transcendentals a pair, not four (log dominates on CPU); G's absolute error stays ~1e-16."""
+        s1_t, d, log_eta, s_kt, point = feats
+        floor = np.log(ETA_FLOOR) + lax.stop_gradient(jnp.max(log_eta))
+        x = self.C * jnp.exp(-self.gamma * jnp.maximum(log_eta, floor)) * s_kt
+        g = 1 - jnp.exp(-self.beta * jnp.log(1 + x))
         ld = jax.ops.segment_sum(d * g, point.astype(jnp.int32), num_segments=s1_t.shape[-1])
         return self.L0 + _power(self.A, self.alpha, s1_t) - self.B * ld
 

@@ -1,6 +1,5 @@
 """Independent float64 step-by-step reference implementations (plain Python loops)."""
 
-import math
 
 import numpy as np
 

@@ -1,4 +1,3 @@
-import gzip
 import warnings
 
 import numpy as np
