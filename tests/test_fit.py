@@ -120,7 +120,8 @@ def test_sharded_over_four_host_devices():
 
 def test_two_processes_under_jax_distributed(tmp_path):
     """fit_batch under jax.distributed: two CPU processes on localhost split 5 problems (3 + 2)
-    and both get all 5 results, in input order, equal to one process's."""
+    and both get all 5 results, in input order, equal to one process's; with one problem, the
+    second process has none and still gets the result."""
     import socket
 
     with socket.socket() as s:
@@ -136,8 +137,9 @@ def test_two_processes_under_jax_distributed(tmp_path):
         "ps = [cptjax.make_problem(synthetic(s), 'cpt', 'loss') for s in range(5)]\n"
         "done = []\n"
         "res = cptjax.fit_batch(ps, progress=lambda d, n: done.append(n))\n"
+        "one = cptjax.fit_batch(ps[:1])  # fewer problems than processes: rank 1 only gathers\n"
         "print(json.dumps({'obj': [r.objective for r in res], 'A': [r.params['A'] for r in res],\n"
-        "                  'share': done[-1], 'n': jax.process_count()}))\n")
+        "                  'share': done[-1], 'n': jax.process_count(), 'one': one[0].objective}))\n")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     procs = [subprocess.Popen([sys.executable, "-c", code, str(r)], stdout=subprocess.PIPE,
@@ -149,6 +151,7 @@ def test_two_processes_under_jax_distributed(tmp_path):
     assert [g["n"] for g in got] == [2, 2] and [g["share"] for g in got] == [3, 2]
     single = cptjax.fit_batch([cptjax.make_problem(synthetic(s), "cpt", "loss") for s in range(5)])
     for g in got:
+        assert g["one"] == pytest.approx(single[0].objective, rel=1e-10)
         np.testing.assert_allclose(g["obj"], [r.objective for r in single], rtol=1e-10)
         np.testing.assert_allclose(g["A"], [r.params["A"] for r in single], rtol=1e-8)
 
