@@ -22,7 +22,7 @@ from ._stats import FitResult
 __all__ = ["fit", "fit_batch"]
 
 ROUND = 10  # iterations per round; unfinished problems are regrouped into full chunks between rounds
-SCREEN = 8  # iterations per grid start when a grid-only fit screens its starts
+SCREEN = _fit._schedule(grid_only=True)[1]  # iterations per grid start when a grid-only fit screens
 LAM_GRID = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 BASIN_TIE = 1e-3  # relative objective gap under which two basins "fit almost equally well"
 BASIN_SPREAD = 5e-3  # relative prediction gap over which they "predict differently"

@@ -1,6 +1,6 @@
 """Fitting laws to loss logs, the maths: problems, the Huber objective on log residuals, starts
-(variable projection, the grid), batched Levenberg–Marquardt steps and honest fit statistics.
-The batch driver and :func:`fit` are in ``_batch``.
+(variable projection, the grid) and batched Levenberg–Marquardt steps. The batch driver and
+:func:`fit` are in ``_batch``, the fit statistics in ``_stats``, the solver in ``_solver``.
 
 Objective (LAW.md §4): Σ Huber_δ(log L̂ − log L) over every logged point of every run of one
 validation set, parameters shared across runs.  Positivity by reparameterisation (θ = log p).
@@ -36,19 +36,6 @@ def _schedule(grid_only=False):
     each, IRLS weights throughout."""
     return (0, 8, 10**9, 10**9) if grid_only else (1, 0, 3, 0)
 
-
-def _to_theta_batch(kind, x):
-    return _to_theta(kind, x)
-
-
-_to_theta_batch = jax.jit(_to_theta_batch, static_argnums=0)  # one cached executable, not eager ops
-
-
-def _to_natural_batch(kind, theta):
-    return _to_natural(kind, theta)
-
-
-_to_natural_batch = jax.jit(_to_natural_batch, static_argnums=0)
 
 
 # β is floored at e^−80: there (1 − (1+E·S)^(−β))/β equals log(1 + E·S) to machine precision, so
@@ -88,6 +75,11 @@ def _to_natural(kind, theta):
         beta = jnp.exp(jnp.maximum(theta[..., be], LOG_BETA_MIN))
         x = x.at[..., be].set(beta).at[..., b].set(theta[..., b] / beta)
     return x
+
+
+# Jitted for whole batches: one cached executable, not a string of eager ops in a fresh process.
+_to_theta_batch = jax.jit(_to_theta, static_argnums=0)
+_to_natural_batch = jax.jit(_to_natural, static_argnums=0)
 
 
 def _at_bound(kind, theta):
@@ -262,7 +254,7 @@ def _vp_starts(kind, opts, feats, obs, mask, k):
     them). Positive linear parameters the fit puts at ≤ 0 are raised to a floor (LSQ_FLOOR).
     Returns the ``k`` starts (θ, shape (k, p)) with the smallest least-squares error."""
     cls, names, _ = _spec(kind)
-    stride = max(1, obs.shape[-1] // VP_POINTS)  # static: shapes are
+    stride = max(1, obs.shape[-1] // VP_POINTS)  # a Python int: shapes are static under jit
     if stride > 1 and not getattr(cls, "extra_pad", ()):
         # A start needs the curve's shape, not every point: an evenly strided subsample (laws
         # whose extras refer to points by index, MPL, keep them all).
