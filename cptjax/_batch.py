@@ -176,7 +176,8 @@ def _screen_grid(plan, state, todo, init, delta, max_iter, progress):
                         zip(out, out if best is None else best)]
                 score = np.where(better, s, score)
         th, f, st, it, mu, nu = (o[:sel.size] for o in best)
-        state = state.set(sel, theta=th, f=f, st=st, it=it, mu=mu, nu=nu, used=n0)
+        # Screening iterations do not count against max_iter (the best start gets a full budget).
+        state = state.set(sel, theta=th, f=f, st=st, it=it, mu=mu, nu=nu, used=n0 if init is not None else 0)
         progress(state, max_iter)
     return state
 
@@ -306,7 +307,7 @@ def _basins(prob, res, k, delta, max_iter):
     reported."""
     feats = tuple(map(jnp.asarray, prob.feats))
     th = np.asarray(_fit._vp_starts_jit(prob.kind, prob.opts, feats, jnp.asarray(prob.obs),
-                                        jnp.asarray(prob.mask), 4 * k))
+                                        jnp.asarray(prob.mask), 4 * k, False))
     picked = []
     for t in th:  # distinct: every coordinate of θ apart by > 5%, or a sign change
         if all(np.max(np.abs(t - q)) > 0.05 for q in picked):

@@ -245,17 +245,19 @@ def starts(kind: str, obs: np.ndarray) -> np.ndarray:
     return np.array(list(itertools.product(*vals)), np.float64)
 
 
-def _vp_starts(kind, opts, feats, obs, mask, k):
+def _vp_starts(kind, opts, feats, obs, mask, k, subsample=True):
     """Data-driven starts by variable projection, for any law: with the nonlinear parameters fixed
     on the law's grid (``Param.grid``), the law is affine in its linear ones (``Param.linear``:
     L0, A, C…, B), so weighted linear least squares on relative residuals (the first-order log
     residual) gives them in closed form. The basis is the law's Jacobian in the linear parameters
     at 0 (forward mode: one primal evaluation per grid point, exact since the law is affine in
     them). Positive linear parameters the fit puts at ≤ 0 are raised to a floor (LSQ_FLOOR).
-    Returns the ``k`` starts (θ, shape (k, p)) with the smallest least-squares error."""
+    Returns the ``k`` starts (θ, shape (k, p)) with the smallest least-squares error. Batches
+    use a strided subsample of ~``VP_POINTS`` points (``subsample``); the basins of one fit use
+    every point."""
     cls, names, _ = _spec(kind)
     stride = max(1, obs.shape[-1] // VP_POINTS)  # a Python int: shapes are static under jit
-    if stride > 1 and not getattr(cls, "extra_pad", ()):
+    if subsample and stride > 1 and not getattr(cls, "extra_pad", ()):
         # A start needs the curve's shape, not every point: an evenly strided subsample (laws
         # whose extras refer to points by index, MPL, keep them all).
         feats = tuple(f[::stride] for f in feats)
@@ -287,7 +289,7 @@ def _vp_starts(kind, opts, feats, obs, mask, k):
     return _to_theta(kind, x[jnp.argsort(sse)[:k]])
 
 
-_vp_starts_jit = jax.jit(_vp_starts, static_argnums=(0, 1, 5))
+_vp_starts_jit = jax.jit(_vp_starts, static_argnums=(0, 1, 5, 6))
 
 
 def initial_guesses(kind: str, opts, feats, obs, mask, grid: np.ndarray, n_vp: int = 1):
