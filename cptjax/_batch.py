@@ -307,7 +307,7 @@ def _basins(prob, res, k, delta, max_iter):
     reported."""
     feats = tuple(map(jnp.asarray, prob.feats))
     th = np.asarray(_fit._vp_starts_jit(prob.kind, prob.opts, feats, jnp.asarray(prob.obs),
-                                        jnp.asarray(prob.mask), 4 * k, False))
+                                        jnp.asarray(prob.mask), 4 * k, _fit.VP_POINTS_BASINS))
     picked = []
     for t in th:  # distinct: every coordinate of θ apart by > 5%, or a sign change
         if all(np.max(np.abs(t - q)) > 0.05 for q in picked):

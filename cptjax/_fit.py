@@ -27,6 +27,7 @@ __all__ = ["FitProblem", "make_problem", "objective",
 CONVERGED, MAX_ITERATIONS, NONFINITE = (int(r) for r in RESULTS)
 LSQ_FLOOR = 1e-3  # see _vp_starts
 VP_POINTS = 128  # variable projection on about this many points (an evenly strided subsample)
+VP_POINTS_BASINS = 2048  # the same for the basins of one fit (finer: their starts decide the optimum)
 
 
 def _schedule(grid_only=False):
@@ -245,19 +246,19 @@ def starts(kind: str, obs: np.ndarray) -> np.ndarray:
     return np.array(list(itertools.product(*vals)), np.float64)
 
 
-def _vp_starts(kind, opts, feats, obs, mask, k, subsample=True):
+def _vp_starts(kind, opts, feats, obs, mask, k, points=VP_POINTS):
     """Data-driven starts by variable projection, for any law: with the nonlinear parameters fixed
     on the law's grid (``Param.grid``), the law is affine in its linear ones (``Param.linear``:
     L0, A, C…, B), so weighted linear least squares on relative residuals (the first-order log
     residual) gives them in closed form. The basis is the law's Jacobian in the linear parameters
     at 0 (forward mode: one primal evaluation per grid point, exact since the law is affine in
     them). Positive linear parameters the fit puts at ≤ 0 are raised to a floor (LSQ_FLOOR).
-    Returns the ``k`` starts (θ, shape (k, p)) with the smallest least-squares error. Batches
-    use a strided subsample of ~``VP_POINTS`` points (``subsample``); the basins of one fit use
-    every point."""
+    Returns the ``k`` starts (θ, shape (k, p)) with the smallest least-squares error, computed on
+    an evenly strided subsample of about ``points`` points (batches: ``VP_POINTS``; the basins
+    of one fit: ``VP_POINTS_BASINS``)."""
     cls, names, _ = _spec(kind)
-    stride = max(1, obs.shape[-1] // VP_POINTS)  # a Python int: shapes are static under jit
-    if subsample and stride > 1 and not getattr(cls, "extra_pad", ()):
+    stride = max(1, obs.shape[-1] // points)  # a Python int: shapes are static under jit
+    if stride > 1 and not getattr(cls, "extra_pad", ()):
         # A start needs the curve's shape, not every point: an evenly strided subsample (laws
         # whose extras refer to points by index, MPL, keep them all).
         feats = tuple(f[::stride] for f in feats)
