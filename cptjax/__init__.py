@@ -31,6 +31,7 @@ _EXPORTS = {
     "SizeCPTLaw": ("._laws", 'SizeCPTLaw'),
     "law_from_dict": ("._laws", 'law_from_dict'),
     "predict": ("._laws", 'predict'),
+    "warmup_end": ("._laws", 'warmup_end'),
     "PRESETS": ("._presets", 'PRESETS'),
     "preset": ("._presets", 'preset'),
     "replay_beta": ("._presets", 'replay_beta'),
@@ -93,6 +94,7 @@ if TYPE_CHECKING:  # the same names, for static analysis
     from ._laws import SizeCPTLaw as SizeCPTLaw
     from ._laws import law_from_dict as law_from_dict
     from ._laws import predict as predict
+    from ._laws import warmup_end as warmup_end
     from ._presets import PRESETS as PRESETS
     from ._presets import preset as preset
     from ._presets import replay_beta as replay_beta

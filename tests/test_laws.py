@@ -68,7 +68,7 @@ def test_laws_match_loop(seed):
     t = np.sort(rng.choice(lr.size, 6, replace=False))
     p = tuple(law.to_dict()[k] for k in law.param_names())
     np.testing.assert_allclose(law(lr, t), mpl_naive(p, lr, t), rtol=1e-11)
-    warm = cptjax._laws.warmup_end(lr)
+    warm = cptjax.warmup_end(lr)
     np.testing.assert_allclose(law(lr, t, warmup=warm), mpl_naive(p, lr, t, skip_warmup=True), rtol=1e-11)
 
 
@@ -121,7 +121,7 @@ def test_mpl_upstream_optimised_schedule_losses(data_dir):
         tail = np.load(data_dir / "MultiPowerLaw" / "optimized_schedules" / f"{size}.npy")
         lr = np.concatenate([np.linspace(0, 3e-4, 2160), tail])  # upstream warmup
         law = cptjax.preset(f"mpl-{size}m")
-        got = float(law(lr, jnp.array([lr.size - 1]), warmup=cptjax._laws.warmup_end(lr))[0])
+        got = float(law(lr, jnp.array([lr.size - 1]), warmup=cptjax.warmup_end(lr))[0])
         assert got == pytest.approx(final, abs=2e-5), size
 
 
