@@ -22,7 +22,6 @@ from ._stats import FitResult
 __all__ = ["fit", "fit_batch"]
 
 ROUND = 10  # iterations per round; unfinished problems are regrouped into full chunks between rounds
-SCREEN = _fit._schedule(grid_only=True)[1]  # iterations per grid start when a grid-only fit screens
 LAM_GRID = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 BASIN_TIE = 1e-3  # relative objective gap under which two basins "fit almost equally well"
 BASIN_SPREAD = 5e-3  # relative prediction gap over which they "predict differently"
@@ -69,27 +68,35 @@ class _State(NamedTuple):
                    np.zeros(n), np.zeros(n), np.zeros(n, int))
 
     def set(self, sel, **cols):
-        """A copy with ``cols`` written at rows ``sel``."""
-        new = {k: v.copy() for k, v in self._asdict().items() if k in cols}
+        """Write ``cols`` at rows ``sel``, in place (O(rows): a copy per chunk would make a pass
+        over N problems O(N²/chunk)); returns the state."""
         for k, v in cols.items():
-            new[k][sel] = v
-        return self._replace(**new)
+            getattr(self, k)[sel] = v
+        return self
+
+    def copy(self):
+        return _State(*(a.copy() for a in self))
 
     def running(self, idx, max_iter):
         return idx[(self.st[idx] == MAX_ITERATIONS) & (self.used[idx] < max_iter)]
 
 
 class _Progress:
-    """Calls ``progress(done, total)``, never going back (a grid retry re-opens problems)."""
+    """Calls ``progress(done, total)`` after each chunk, never going back (a grid retry re-opens
+    problems); counts the finished problems incrementally, from the rows a chunk wrote."""
 
-    def __init__(self, fn, total):
-        self.fn, self.total, self.done = fn, total, 0
+    def __init__(self, fn, total, max_iter):
+        self.fn, self.total, self.max_iter, self.done = fn, total, max_iter, 0
+        self.finished, self.count = np.zeros(total, bool), 0
 
-    def __call__(self, state, max_iter):
-        if self.fn is not None:
-            finished = (state.st != MAX_ITERATIONS) | (state.used >= max_iter)
-            self.done = max(self.done, int(np.sum(finished)))
-            self.fn(self.done, self.total)
+    def __call__(self, state, sel):
+        if self.fn is None:
+            return
+        now = (state.st[sel] != MAX_ITERATIONS) | (state.used[sel] >= self.max_iter)
+        self.count += int(now.sum()) - int(self.finished[sel].sum())
+        self.finished[sel] = now
+        self.done = max(self.done, self.count)
+        self.fn(self.done, self.total)
 
 
 def _stack(problems):
@@ -151,15 +158,15 @@ def _first_round(plan, state, todo, delta, max_iter, progress):
         out = jax.device_get(_fit._solve_batch(plan.kind, plan.opts, plan.put(grid), *data, delta, first))
         th, f, st, it, mu, nu = (np.asarray(o)[:sel.size] for o in out)
         state = state.set(sel, theta=th, f=f, st=st, it=it, mu=mu, nu=nu, used=first)
-        progress(state, max_iter)
+        progress(state, sel)
     return state
 
 
 def _screen_grid(plan, state, todo, init, delta, max_iter, progress):
-    """Grid-only starts (the law's grid, or ``init``, natural units): each run for ``SCREEN``
+    """Grid-only starts (the law's grid, or ``init``, natural units): each run for ``SCREEN_ITER``
     iterations (one start: a first round) with the continuation's compiled solver, the best kept
     per problem."""
-    n0 = min(max_iter, ROUND if init is not None else SCREEN)
+    n0 = min(max_iter, ROUND if init is not None else _fit.SCREEN_ITER)
     for sel, pick, data in plan.chunks(todo):
         grid = np.stack([_fit.starts(plan.kind, plan.problems[i].obs[plan.problems[i].mask])
                          if init is None else np.atleast_2d(init) for i in pick])
@@ -178,7 +185,7 @@ def _screen_grid(plan, state, todo, init, delta, max_iter, progress):
         th, f, st, it, mu, nu = (o[:sel.size] for o in best)
         # Screening iterations do not count against max_iter (the best start gets a full budget).
         state = state.set(sel, theta=th, f=f, st=st, it=it, mu=mu, nu=nu, used=n0 if init is not None else 0)
-        progress(state, max_iter)
+        progress(state, sel)
     return state
 
 
@@ -193,7 +200,7 @@ def _more_rounds(plan, state, todo, grid_only, delta, max_iter, progress):
             th, f, st, it, mu, nu = (np.asarray(o)[:sel.size] for o in out)
             state = state.set(sel, theta=th, f=f, st=st, it=state.it[sel] + it, mu=mu, nu=nu,
                               used=state.used[sel] + budget[:sel.size])
-            progress(state, max_iter)
+            progress(state, sel)
     return state
 
 
@@ -213,7 +220,7 @@ def _retry_at_bound(plan, state, delta, max_iter, progress):
     if not retry.size:
         return state
     score = lambda s: np.where((s.st[retry] != NONFINITE) & np.isfinite(s.f[retry]), s.f[retry], np.inf)
-    new = _solve(plan, state, retry, None, True, delta, max_iter, progress)
+    new = _solve(plan, state.copy(), retry, None, True, delta, max_iter, progress)
     better = score(new) < score(state)
     keep = retry[~better]
     return new.set(keep, theta=state.theta[keep], f=state.f[keep], st=state.st[keep], it=state.it[keep])
@@ -232,7 +239,7 @@ def _fit_local(problems, delta, max_iter, chunk, init, progress, stats=True):
     """(solver state, statistics or None) of problems on this process's devices."""
     plan = _plan(problems, chunk)
     n, p = len(plan.problems), len(_fit._spec(plan.kind)[1])
-    report = _Progress(progress, n)
+    report = _Progress(progress, n, max_iter)
     state = _solve(plan, _State.empty(n, p), np.arange(n), init, init is not None, delta, max_iter, report)
     if init is None:
         state = _retry_at_bound(plan, state, delta, max_iter, report)
@@ -246,6 +253,18 @@ def _results(kind, opts, arrays, delta):
     return [_stats._finish(kind, opts, None, arrays["theta"][i], x[i], arrays["f"][i], arrays["st"][i],
                          arrays["it"][i], {k: arrays[k][i] for k in stat_keys}, delta)
             for i in range(arrays["theta"].shape[0])]
+
+
+def _no_rows(prob, delta):
+    """The per-problem arrays of zero problems (shapes and dtypes by ``jax.eval_shape``: nothing
+    is solved)."""
+    plan = _plan([prob], 1)
+    _, _, data = next(plan.chunks(np.arange(1)))
+    theta = np.zeros((1, len(_fit._spec(plan.kind)[1])))
+    stats = jax.eval_shape(lambda t, *d: _stats._stats_batch(plan.kind, plan.opts, t, *d, delta), theta, *data)
+    rows = {k: np.zeros((0,) + v.shape[1:], v.dtype) for k, v in stats.items()}
+    state = _State.empty(0, theta.shape[1])
+    return {"theta": state.theta, "f": state.f, "st": state.st, "it": state.it, **rows}
 
 
 def _gather(arrays: dict, n_total: int, share: int) -> dict:
@@ -294,9 +313,7 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
             state, stats = _fit_local(mine, delta, max_iter, chunk, init, progress)
             arrays = {"theta": state.theta, "f": state.f, "st": state.st, "it": state.it, **stats}
         else:  # more processes than problems: this one only takes part in the gather
-            state, stats = _fit_local(problems[:1], delta, max_iter, chunk, init, None)
-            arrays = {k: v[:0] for k, v in {"theta": state.theta, "f": state.f, "st": state.st,
-                                            "it": state.it, **stats}.items()}
+            arrays = _no_rows(problems[0], delta)
         arrays = _gather(arrays, len(problems), share)
     return _results(kind, opts, arrays, delta)
 

@@ -30,13 +30,11 @@ VP_POINTS = 128  # variable projection on about this many points (an evenly stri
 VP_POINTS_BASINS = 2048  # the same for the basins of one fit (finer: their starts decide the optimum)
 
 
-def _schedule(grid_only=False):
-    """(n_vp, screen_iter, irls_iter at a start, irls_iter when continuing). Default: one
-    variable-projection start plus the grid, screened by objective value, a 3-iteration IRLS
-    warm-up. ``grid_only`` (the retry, given starts): grid starts screened by 8 LM iterations
-    each, IRLS weights throughout."""
-    return (0, 8, 10**9, 10**9) if grid_only else (1, 0, 3, 0)
-
+# How starts are screened and IRLS weights used (see _solver.levenberg_marquardt): a fit from the
+# variable-projection start (plus the grid, screened by objective value) has a 3-iteration IRLS
+# warm-up; grid-only fits (the retry, given starts) screen each start by SCREEN_ITER LM
+# iterations and keep IRLS weights throughout.
+IRLS_START, IRLS_GRID, SCREEN_ITER = 3, 10**9, 8
 
 
 # β is floored at e^−80: there (1 − (1+E·S)^(−β))/β equals log(1 + E·S) to machine precision, so
@@ -310,13 +308,12 @@ def _solve_batch(kind, opts, grid, feats, obs, mask, delta, max_iter):
     (under vmap every lane runs as long as the slowest, so only one start per problem goes on).
     Grid-only fits (the retry, given starts) are screened by the batch driver with
     :func:`_continue_batch` instead (``_batch._screen_grid``)."""
-    n_vp, _, irls_iter, _ = _schedule()
-    theta0 = jax.vmap(lambda f, o, m, g: initial_guesses(kind, opts, f, o, m, g, n_vp))(feats, obs, mask, grid)
+    theta0 = jax.vmap(lambda f, o, m, g: initial_guesses(kind, opts, f, o, m, g))(feats, obs, mask, grid)
     obj = lambda th, f, o, m: objective(kind, opts, th, f, o, m, delta)
     f0 = jax.vmap(jax.vmap(obj, in_axes=(0, None, None, None)))(theta0, feats, obs, mask)
     best = jnp.argmin(jnp.where(jnp.isnan(f0), jnp.inf, f0), axis=1)
     th = jnp.take_along_axis(theta0, best[:, None, None], 1)[:, 0]
-    lm = lambda t, f, o, m: _lm(kind, opts, t, f, o, m, delta, max_iter, MU0, 2.0, irls_iter)
+    lm = lambda t, f, o, m: _lm(kind, opts, t, f, o, m, delta, max_iter, MU0, 2.0, IRLS_START)
     return jax.vmap(lm)(th, feats, obs, mask)
 
 
@@ -325,6 +322,6 @@ def _continue_batch(kind, opts, theta, mu, nu, feats, obs, mask, delta, budget, 
     """Continue LM (state θ, μ, ν) for at most ``budget`` (per problem) more iterations.
     ``grid_only`` is traced, not static: the retry shares this compilation (and its tracing in a
     fresh process)."""
-    irls = jnp.where(grid_only, _schedule(True)[3], _schedule(False)[3])
+    irls = jnp.where(grid_only, IRLS_GRID, 0)
     lm = lambda t, a, b, f, o, m, n: _lm(kind, opts, t, f, o, m, delta, n, a, b, irls)
     return jax.vmap(lm)(theta, mu, nu, feats, obs, mask, budget)
