@@ -366,9 +366,9 @@ def _area_range(law, runs, column):
         ix, _ = r.points(column)
         ix = ix[ix >= r.n_pt]
         if ix.size:
-            a = areas_numpy(r.lr, r.n_pt, law.lam, eps=law.eps)
-            s1.append(a.s1_cpt[ix])
-            s2.append(a.s2_cpt[ix])
+            a = areas_numpy(r.lr, r.n_pt, law.lam, eps=law.eps, idx=ix)
+            s1.append(a.s1_cpt)
+            s2.append(a.s2_cpt)
     if not s1:
         return None
     s1, s2 = np.concatenate(s1), np.concatenate(s2)
@@ -383,9 +383,9 @@ def _outside_areas(law, pt, plan, ranges):
     for (name, l), rng in zip(zip(("general", "domain"), law), ranges):
         if not rng:
             continue
-        a = areas_numpy(np.concatenate([pt, plan]), pt.size, l.lam, eps=l.eps)
+        a = areas_numpy(np.concatenate([pt, plan]), pt.size, l.lam, eps=l.eps, idx=[pt.size + plan.size - 1])
         for key, label in (("s1_cpt", "forward area S1_cpt"), ("s2_cpt", "annealing area S2_cpt")):
-            v, (lo, hi) = float(getattr(a, key)[-1]), rng[key]
+            v, (lo, hi) = float(getattr(a, key)[0]), rng[key]
             if v > hi + 0.05 * abs(hi) or v < lo - 0.05 * abs(lo):
                 out.append(f"the plan's {label} ({v:.4g}) lies outside the fitted runs' range "
                            f"[{lo:.4g}, {hi:.4g}] ({name} law): its shape is an extrapolation")
