@@ -343,9 +343,12 @@ class OpenCPTLaw(_Base):
                 + _shift(self.B, self.E, self.beta, a.s1_cpt))
 
 
-def _mpl_g(law, eta, sk):
-    """MPL's G(η_k^(−γ)·S_k(t)) = 1 − (C·η_k^(−γ)·S_k + 1)^(−β)."""
-    return -jnp.expm1(-law.beta * jnp.log1p(law.C * eta ** (-law.gamma) * sk))
+def _mpl_g(law, log_eta, sk):
+    """MPL's G(η_k^(−γ)·S_k(t)) = 1 − (C·η_k^(−γ)·S_k + 1)^(−β), from log η_k (floored, see
+    :func:`_eta_floor`): as 1 − exp(−β·log(1 + x)), x = C·exp(−γ·log η)·S — two transcendentals
+    per term (log dominates on CPU), G's absolute error ~1e-16."""
+    x = law.C * jnp.exp(-law.gamma * log_eta) * sk
+    return 1 - jnp.exp(-law.beta * jnp.log(1 + x))
 
 
 ETA_FLOOR = 1e-6  # relative to the schedule's peak, see _eta_floor
@@ -410,10 +413,10 @@ class MultiPowerLaw(_Base):
         d = jnp.where(k <= warmup, 0.0, jnp.concatenate([first, lr[:-1]]) - lr)
         s1 = jnp.cumsum(lr)
         s1_before = s1 - lr  # S1(k-1)
-        eta_g = _eta_floor(lr)
+        log_eta = jnp.log(_eta_floor(lr))
 
         def one(t):
-            g = _mpl_g(self, eta_g, jnp.maximum(s1[t] - s1_before, 0.0))
+            g = _mpl_g(self, log_eta, jnp.maximum(s1[t] - s1_before, 0.0))
             return jnp.sum(jnp.where(k <= t, d * g, 0.0))
 
         ld = lax.map(one, idx.ravel(), batch_size=min(chunk, idx.size)).reshape(idx.shape)
@@ -446,13 +449,11 @@ class MultiPowerLaw(_Base):
     extra_pad: ClassVar[tuple] = (0.0, -1e300, 0.0, 0.0)
 
     def at_points(self, feats):
-        """The law at a problem's points from its pairs: G as 1 − exp(−β·log(1 + C·η^(−γ)·S))
-        with η^(−γ) = exp(−γ·log η) (log η a feature, floored as :func:`_eta_floor`): two
-        transcendentals a pair, not four (log dominates on CPU); G's absolute error stays ~1e-16."""
+        """The law at a problem's points from its pairs (log η a feature, floored in log space as
+        :func:`_eta_floor`)."""
         s1_t, d, log_eta, s_kt, point = feats
         floor = np.log(ETA_FLOOR) + lax.stop_gradient(jnp.max(log_eta))
-        x = self.C * jnp.exp(-self.gamma * jnp.maximum(log_eta, floor)) * s_kt
-        g = 1 - jnp.exp(-self.beta * jnp.log(1 + x))
+        g = _mpl_g(self, jnp.maximum(log_eta, floor), s_kt)
         ld = jax.ops.segment_sum(d * g, point.astype(jnp.int32), num_segments=s1_t.shape[-1])
         return self.L0 + _power(self.A, self.alpha, s1_t) - self.B * ld
 
