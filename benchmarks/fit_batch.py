@@ -149,11 +149,10 @@ def main():
     if args.child:
         return child(*args.child)
     if args.reference:
-        sys.argv = [sys.argv[0], "--synthetic", str(args.reference)]
         sys.path.insert(0, HERE)
         import reference
 
-        return reference.main()
+        return reference.main(["--synthetic", str(args.reference)])
     print(f"backend {jax.default_backend()}, {jax.local_device_count()} device(s)")
     runsets = make_runs(max(args.sizes), seed=0)
     m = min(args.paper_max, max(args.sizes))

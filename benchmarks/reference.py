@@ -87,12 +87,12 @@ def shared_problems():
     return out
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--synthetic", type=int, default=0)
     ap.add_argument("--starts", type=int, default=128)
     ap.add_argument("--no-shared", action="store_true", help="skip ../shared/data's curves")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     cases = lab_problems() + ([] if a.no_shared else shared_problems())
     if a.synthetic:
