@@ -25,6 +25,7 @@ _EXPORTS = {
     "LawPair": ("._laws", 'LawPair'),
     "LossPair": ("._laws", 'LossPair'),
     "MultiPowerLaw": ("._laws", 'MultiPowerLaw'),
+    "MPLCPTLaw": ("._laws", 'MPLCPTLaw'),
     "OpenCPTLaw": ("._laws", 'OpenCPTLaw'),
     "PTLaw": ("._laws", 'PTLaw'),
     "ReplayCPTLaw": ("._laws", 'ReplayCPTLaw'),
@@ -88,6 +89,7 @@ if TYPE_CHECKING:  # the same names, for static analysis
     from ._laws import LawPair as LawPair
     from ._laws import LossPair as LossPair
     from ._laws import MultiPowerLaw as MultiPowerLaw
+    from ._laws import MPLCPTLaw as MPLCPTLaw
     from ._laws import OpenCPTLaw as OpenCPTLaw
     from ._laws import PTLaw as PTLaw
     from ._laws import ReplayCPTLaw as ReplayCPTLaw

@@ -54,31 +54,49 @@ def _check(law, pt, cpt_steps, max_lr, weight_general, replay):
 
 
 def pt_states(law, pt):
-    """The fixed PT history summarised once per law of the pair (each with its own λ)."""
-    return tuple(pt_state(pt, l.lam, eps=l.eps) for l in law)
+    """The fixed PT history summarised once per law of the pair (area laws: their areas' state,
+    each with its own λ; schedule laws, e.g. :class:`~cptjax.MPLCPTLaw`: its decrements)."""
+    return tuple(l.pt_state(pt) if l.needs_schedule else pt_state(pt, l.lam, eps=l.eps) for l in law)
 
 
-def evaluate(law, pt, cpt, replay=None, last_k=1, weight_general=0.5, weight_domain=None):
+def _cpt_losses(l, state, cpt, cond, at=None):
+    """One law's loss at CPT indices ``at`` (default every CPT step) after a PT ``state``: area
+    laws through the continued areas (every step is cheap), schedule laws at ``at`` only."""
+    if l.needs_schedule:
+        return l.continue_at(cpt, state, at)
+    c = l(continue_areas(cpt, state, l.lam, eps=l.eps), **cond)
+    return c if at is None else c[at]
+
+
+def evaluate(law, pt, cpt, replay=None, last_k=1, weight_general=0.5, weight_domain=None, curves=True):
     """Losses of a CPT schedule after the PT history: returns (objective, general, domain) and
-    the curves (LossPair). The losses are the mean over the last ``last_k`` steps, or, when
-    ``last_k`` is a tuple of CPT steps (horizons), the mean over those steps. The objective is
-    ``weight_general·general + weight_domain·domain`` (default weight_domain = 1 − weight_general).
+    the curves (LossPair; ``None`` with ``curves=False``). The losses are the mean over the last
+    ``last_k`` steps, or, when ``last_k`` is a tuple of CPT steps (horizons), the mean over those
+    steps. The objective is ``weight_general·general + weight_domain·domain`` (default
+    weight_domain = 1 − weight_general).
 
     ``pt`` is the PT schedule (curves then cover PT and CPT) or its :func:`pt_states` summary
-    (curves cover the CPT steps only; this is what the optimiser uses). Each law uses its own λ."""
+    (curves cover the CPT steps only; this is what the optimiser uses). Each law uses its own λ.
+    Schedule laws (:class:`~cptjax.MPLCPTLaw`) cost O(steps × decrements) per curve: pass
+    ``curves=False`` when only the objective is needed."""
     cond = {"replay": replay} if "replay" in law.general.uses else {}
-    if isinstance(pt, tuple):
-        g, d = (l(continue_areas(jnp.asarray(cpt), s, l.lam, eps=l.eps), **cond) for l, s in zip(law, pt))
+    cpt = jnp.asarray(cpt)
+    T = cpt.shape[-1]
+    at = jnp.asarray([h - 1 for h in last_k]) if isinstance(last_k, tuple) else jnp.arange(T - last_k, T)
+    states = pt if isinstance(pt, tuple) else pt_states(law, pt)
+    if curves:
+        cur = [_cpt_losses(l, s, cpt, cond) for l, s in zip(law, states)]
+        gk, dk = (jnp.mean(c[at]) for c in cur)
+        if not isinstance(pt, tuple):  # prepend the PT history's own curve
+            ptc = [(l.continue_at(None, s, np.arange(len(pt))) if l.needs_schedule else
+                    l(areas(jnp.asarray(pt), len(pt), l.lam, eps=l.eps), **cond)) for l, s in zip(law, states)]
+            cur = [jnp.concatenate([p, c]) for p, c in zip(ptc, cur)]
+        out = LossPair(*cur)
     else:
-        lr = jnp.concatenate([jnp.asarray(pt), jnp.asarray(cpt)])
-        g, d = (l(areas(lr, pt.shape[-1], l.lam, eps=l.eps), **cond) for l in law)
-    if isinstance(last_k, tuple):
-        at = jnp.asarray([g.shape[-1] - jnp.shape(cpt)[-1] + h - 1 for h in last_k])
-        gk, dk = jnp.mean(g[at]), jnp.mean(d[at])
-    else:
-        gk, dk = jnp.mean(g[-last_k:]), jnp.mean(d[-last_k:])
+        gk, dk = (jnp.mean(_cpt_losses(l, s, cpt, cond, at)) for l, s in zip(law, states))
+        out = None
     wd = 1 - weight_general if weight_domain is None else weight_domain
-    return weight_general * gk + wd * dk, gk, dk, LossPair(g, d)
+    return weight_general * gk + wd * dk, gk, dk, out
 
 
 @dataclasses.dataclass
@@ -163,7 +181,8 @@ def _grid_table(law, pt, cpt_steps, max_lr, replay, warmup, final, last_k):
     rs = list(np.linspace(0, 1, 21)) if replay == "free" else [None if replay is None else float(replay)]
     rows = []
     summary = pt_states(law, pt)
-    f = jax.jit(jax.vmap(lambda c, r: evaluate(law, summary, c, r, last_k)[1:3], in_axes=(0, None)))
+    f = jax.jit(jax.vmap(lambda c, r: evaluate(law, summary, c, r, last_k, curves=False)[1:3],
+                         in_axes=(0, None)))
     for r in rs:
         g, d = map(np.asarray, f(S, None if r is None else jnp.asarray(r)))
         rows += [(n, None if r is None else float(r), float(g[i]), float(d[i]), grid[n])
@@ -246,10 +265,10 @@ def _loss(params, law, pt, weight, replay, cfg):
     r = jax.nn.sigmoid(params["rho"]) if cfg.free_replay else replay
     if cfg.draws:  # robust design: the mean objective over parameter draws (leading axis of law)
         sched = _build_schedule(params, cfg, pt[0].eta)
-        one = lambda l: evaluate(l, pt, sched, r, cfg.last_k, weight[0], weight[1])[0]
+        one = lambda l: evaluate(l, pt, sched, r, cfg.last_k, weight[0], weight[1], curves=False)[0]
         return jnp.mean(jax.vmap(one)(law))
     return evaluate(law, pt, _build_schedule(params, cfg, pt[0].eta), r, cfg.last_k, weight[0],
-                    weight[1])[0]
+                    weight[1], curves=False)[0]
 
 
 def _chunk(params, state, law, pt, weight, replay, cfg):
@@ -356,7 +375,7 @@ def diagnostics(law, pt, plan, last_k=1, wg=None, wd=None) -> dict:
     peak = float(sched.max())
     low = sched < 0.01 * peak
     lifted = np.where(low, 0.01 * peak, sched)
-    lifted_obj = float(evaluate(law, pt, lifted, plan.replay, last_k, wg, wd)[0])
+    lifted_obj = float(evaluate(law, pt, lifted, plan.replay, last_k, wg, wd, curves=False)[0])
     best = min(b["objective"] for b in plan.baselines.values())
     return {"gain_vs_best_baseline": best - plan.objective,
             "gain_vs_best_baseline_rel": (best - plan.objective) / best,
@@ -408,7 +427,7 @@ def compare(law, pt, schedules: dict, *, weight_general=0.5, replays=None, last_
     if draws is not None:
         states = pt_states(law, pt)
         # One compiled function for every schedule (they share a length): vmapped over the draws.
-        f = jax.jit(jax.vmap(lambda l, s, r: evaluate(l, states, s, r, last_k, weight_general)[0],
+        f = jax.jit(jax.vmap(lambda l, s, r: evaluate(l, states, s, r, last_k, weight_general, curves=False)[0],
                              in_axes=(0, None, None)))
         objs = {n: np.asarray(f(draws, jnp.asarray(schedules[n]),
                                 None if replays.get(n) is None else jnp.asarray(float(replays[n]))))
@@ -421,10 +440,13 @@ def compare(law, pt, schedules: dict, *, weight_general=0.5, replays=None, last_
                            "hi95": float(np.quantile(gain, 0.975)), "p_plan_wins": float(np.mean(gain > 0)),
                            "n_draws": int(gain.size)}
     regret = {}
+    if not any(hasattr(l, "lam") for l in law):  # schedule laws: no momentum decay to vary
+        variants = ()
     for var in variants:
         lam, eps = var if isinstance(var, tuple) else (var, 0.0)
         v = LawPair(*(l.replace(lam=float(lam), eps=float(eps)) if hasattr(l, "lam") else l for l in law))
-        o = {n: float(evaluate(v, pt, schedules[n], replays.get(n), last_k, weight_general)[0]) for n in names}
+        o = {n: float(evaluate(v, pt, schedules[n], replays.get(n), last_k, weight_general, curves=False)[0])
+             for n in names}
         best = min(o.values())
         regret[f"lam={lam:g},eps={eps:g}"] = {n: o[n] - best for n in names}
     out["regret"] = regret
@@ -474,7 +496,8 @@ def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, shape=
         raise ValueError(f"`knots` must be an integer >= 2, got {knots!r}")
     pairs = [_weights(w, ood) for w in weights]
     n_main = cpt_steps - warmup
-    cool = min(n_main - 1, max(math.ceil(2 / (1 - law.general.lam)), math.ceil(0.1 * cpt_steps)))  # noqa
+    lam = getattr(law.general, "lam", 0.0)  # schedule laws have no momentum memory: 10% alone
+    cool = min(n_main - 1, max(math.ceil(2 / (1 - lam)), math.ceil(0.1 * cpt_steps)))
     cfg = _Config(int(cpt_steps), float(max_lr), int(warmup), None if final is None else float(final),
                   int(min(knots, n_main)), bool(monotone), replay == "free", last_k,
                   float(learning_rate), shape=shape, cooldown_min=int(max(cool, 1)),

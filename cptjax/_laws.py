@@ -20,7 +20,7 @@ import numpy as np
 
 from ._areas import Areas, areas, areas_numpy, check_schedule
 
-__all__ = ["Param", "PTLaw", "CPTLaw", "SharedCPTLaw", "ReplayCPTLaw", "SizeCPTLaw", "OpenCPTLaw", "MultiPowerLaw",
+__all__ = ["Param", "PTLaw", "CPTLaw", "SharedCPTLaw", "ReplayCPTLaw", "SizeCPTLaw", "OpenCPTLaw", "MultiPowerLaw", "MPLCPTLaw",
            "LawPair", "LossPair", "predict", "law_from_dict", "replay_factors", "LAWS"]
 
 
@@ -343,12 +343,12 @@ class OpenCPTLaw(_Base):
                 + _shift(self.B, self.E, self.beta, a.s1_cpt))
 
 
-def _mpl_g(law, log_eta, sk):
-    """MPL's G(η_k^(−γ)·S_k(t)) = 1 − (C·η_k^(−γ)·S_k + 1)^(−β), from log η_k (floored, see
-    :func:`_eta_floor`): as 1 − exp(−β·log(1 + x)), x = C·exp(−γ·log η)·S — two transcendentals
+def _mpl_g(c, beta, gamma, log_eta, sk):
+    """MPL's G(η_k^(−γ)·S_k(t)) = 1 − (c·η_k^(−γ)·S_k + 1)^(−β), from log η_k (floored, see
+    :func:`_eta_floor`): as 1 − exp(−β·log(1 + x)), x = c·exp(−γ·log η)·S — two transcendentals
     per term (log dominates on CPU), G's absolute error ~1e-16."""
-    x = law.C * jnp.exp(-law.gamma * log_eta) * sk
-    return 1 - jnp.exp(-law.beta * jnp.log(1 + x))
+    x = c * jnp.exp(-gamma * log_eta) * sk
+    return 1 - jnp.exp(-beta * jnp.log(1 + x))
 
 
 ETA_FLOOR = 1e-6  # relative to the schedule's peak, see _eta_floor
@@ -369,6 +369,21 @@ def warmup_end(lr) -> int:
     warmup=warmup_end(lr))`` skips the decrements up to it. Computed on a concrete schedule, then
     held fixed, so that the law stays a smooth function of the schedule."""
     return int(np.argmax(np.asarray(lr), axis=-1))
+
+
+def _pairs(lr, ix):
+    """MPL's (point, decrement) pairs of one run, for fitting: for every point ``ix`` and every
+    nonzero decrement d_k = η_(k−1) − η_k at or before it (η_(−1) = η_0): d_k, log η_k (−inf at
+    η = 0, floored where used), S_k(t) = S1(t) − S1(k−1), the point's position in ``ix`` and k."""
+    d = np.concatenate([lr[:1], lr[:-1]]) - lr
+    nz = np.flatnonzero(d)
+    s1 = np.cumsum(lr)
+    n = np.searchsorted(nz, ix, side="right")  # decrements at or before each point
+    point = np.repeat(np.arange(ix.size), n)
+    k = nz[np.arange(point.size) - np.repeat(np.cumsum(n) - n, n)]
+    with np.errstate(divide="ignore"):
+        log_eta = np.log(lr[k])
+    return d[k], log_eta, s1[ix][point] - (s1 - lr)[k], point.astype(np.float64), k
 
 
 @_law
@@ -404,7 +419,7 @@ class MultiPowerLaw(_Base):
                         Param("gamma", grid=(0.4, 0.6), start=(0.6,)))
     needs_schedule: ClassVar[bool] = True
 
-    def __call__(self, lr, idx=None, *, eta0=None, warmup=-1, chunk: int = 128):
+    def __call__(self, lr, idx=None, *, n_pt=None, eta0=None, warmup=-1, chunk: int = 128):
         lr = jnp.asarray(lr)
         T = lr.shape[-1]
         idx = jnp.arange(T) if idx is None else jnp.asarray(idx)
@@ -416,7 +431,7 @@ class MultiPowerLaw(_Base):
         log_eta = jnp.log(_eta_floor(lr))
 
         def one(t):
-            g = _mpl_g(self, log_eta, jnp.maximum(s1[t] - s1_before, 0.0))
+            g = _mpl_g(self.C, self.beta, self.gamma, log_eta, jnp.maximum(s1[t] - s1_before, 0.0))
             return jnp.sum(jnp.where(k <= t, d * g, 0.0))
 
         ld = lax.map(one, idx.ravel(), batch_size=min(chunk, idx.size)).reshape(idx.shape)
@@ -425,24 +440,18 @@ class MultiPowerLaw(_Base):
     @classmethod
     def features(cls, lr, n_pt, ix, lam, replay, size, run_index, eps=0.0):
         """Per point S1(t); per (point, decrement) pair with the decrement at or before the point
-        (d_k, η_k, S_k(t) = S1(t) − S1(k−1), the point's index): only the pairs the sum needs —
+        (d_k, log η_k, S_k(t) = S1(t) − S1(k−1), the point's index): only the pairs the sum needs —
         ~5x fewer than every point × every decrement of the problem (MultiPowerLaw data)."""
-        d = np.concatenate([lr[:1], lr[:-1]]) - lr
-        nz = np.flatnonzero(d)
-        s1 = np.cumsum(lr)
-        n = np.searchsorted(nz, ix, side="right")  # decrements at or before each point
-        point = np.repeat(np.arange(ix.size), n)
-        k = nz[np.arange(point.size) - np.repeat(np.cumsum(n) - n, n)]
-        with np.errstate(divide="ignore"):  # log η = −inf at η = 0: floored in at_points
-            log_eta = np.log(lr[k])
-        return (s1[ix],), (d[k], log_eta, s1[ix][point] - (s1 - lr)[k], point.astype(np.float64))
+        d, log_eta, s_kt, point, _ = _pairs(lr, ix)
+        return (np.cumsum(lr)[ix],), (d, log_eta, s_kt, point)
 
     @staticmethod
     def join_extras(extras, n_points):
-        """Concatenate the runs' pairs, their point indices offset to the problem's points."""
+        """Concatenate the runs' pairs, their point indices (column 3) offset to the problem's
+        points."""
         offset = np.cumsum([0] + list(n_points[:-1]))
         return [np.concatenate([e[j] + (o if j == 3 else 0) for e, o in zip(extras, offset)])
-                for j in range(4)]
+                for j in range(len(extras[0]))]
 
     # One inert pair (d = 0, at the first point) pads the per-pair arrays; log η = −1e300 keeps
     # the floor's peak (the largest η of the problem) unchanged.
@@ -453,13 +462,167 @@ class MultiPowerLaw(_Base):
         :func:`_eta_floor`)."""
         s1_t, d, log_eta, s_kt, point = feats
         floor = np.log(ETA_FLOOR) + lax.stop_gradient(jnp.max(log_eta))
-        g = _mpl_g(self, jnp.maximum(log_eta, floor), s_kt)
+        g = _mpl_g(self.C, self.beta, self.gamma, jnp.maximum(log_eta, floor), s_kt)
         ld = jax.ops.segment_sum(d * g, point.astype(jnp.int32), num_segments=s1_t.shape[-1])
         return self.L0 + _power(self.A, self.alpha, s1_t) - self.B * ld
 
 
+
+def _decrement_sums(g, s1_t, t, dec, chunk=128):
+    """MPL's loss drop split by phase: (Σ over PT decrements, Σ over CPT decrements) of
+    d_k·G(η_k^(−γ)·(S1(t) − S1(k−1))) over the decrements k ≤ t, at points with forward area
+    ``s1_t`` and joined index ``t`` (both (n,)). ``g`` = G's (c, β, γ); ``dec`` = (d, log η
+    (floored), S1(k−1), k, is-CPT). Chunked over points: memory O(chunk·K)."""
+    d, log_eta, s1_before, k, is_cpt = dec
+
+    def one(st):
+        s, tt = st
+        dg = jnp.where(k <= tt, d * _mpl_g(*g, log_eta, jnp.maximum(s - s1_before, 0.0)), 0.0)
+        return jnp.stack([jnp.sum(jnp.where(is_cpt, 0.0, dg)), jnp.sum(jnp.where(is_cpt, dg, 0.0))])
+
+    out = lax.map(one, (s1_t, t), batch_size=max(1, min(chunk, s1_t.size)))
+    return out[:, 0], out[:, 1]
+
+
+class History(NamedTuple):
+    """A PT history as a schedule law needs it to continue (:meth:`MPLCPTLaw.pt_state`): its last
+    LR, total and running forward area, peak LR, length, and its nonzero decrements (d_k, log η_k,
+    S1(k−1), k)."""
+
+    eta: jax.Array
+    s1: jax.Array
+    s1_cum: jax.Array
+    peak: jax.Array
+    n: jax.Array
+    d: jax.Array
+    log_eta: jax.Array
+    s1_before: jax.Array
+    k: jax.Array
+
+
+@_law
+class MPLCPTLaw(_Base):
+    r"""Eq. 4 with the Multi-Power Law's annealing term in place of the annealing areas S2 (an
+    annealing law that gives zero-LR steps no credit):
+
+    .. math:: L(t) = L_0 + A S_1(t)^{-\alpha} - C_1 LD_{pt}(t) - C_2 LD_{cpt}(t)
+              + B(1-(1+E S_1^{cpt}(t))^{-\beta}),
+
+    .. math:: LD(t) = \sum_{k\le t}(\eta_{k-1}-\eta_k)\,G(\eta_k^{-\gamma}S_k(t)),\quad
+              S_k(t)=\sum_{\tau=k}^{t}\eta_\tau,\quad G(x) = 1-(\kappa x+1)^{-\rho},
+
+    LD_pt summing the PT's decrements, LD_cpt the CPT's (the first, η_pt_last − η_1, included:
+    a re-warmup's negative decrements undo annealing). A decrement pays off only as training goes
+    on at the lower LR (S_k(t) grows with the LR area after it): steps at LR 0 change nothing,
+    so a plan cannot gain by a dead tail, and a cliff to a tiny LR pays off slowly. Every
+    decrement is summed (the MPL authors' convention, :class:`MultiPowerLaw`).
+
+    Called on the schedule: ``law(lr, idx, n_pt=n_pt)``; the design continues a PT history
+    (:meth:`pt_state`, :meth:`continue_at`). Evaluating every step costs O(T·K) (K decrements):
+    fits use (point, decrement) pairs, the design the objective's steps only.
+    """
+
+    L0: Any
+    A: Any
+    alpha: Any
+    C1: Any
+    C2: Any
+    B: Any
+    E: Any
+    beta: Any
+    kappa: Any
+    rho: Any
+    gamma: Any
+    kind: ClassVar[str] = "cpt-mpl"
+    params: ClassVar = (_L0, _A, Param("alpha", grid=(0.3, 0.6), start=(0.3, 0.7)),
+                        Param("C1", linear=True, start=(400.0,)), Param("C2", linear=True, start=(400.0,)),
+                        Param("B", positive=False, linear=True, start=(-0.5, 0.5)),
+                        Param("E", grid=(10.0, 100.0, 1000.0, 10000.0), start=(30.0, 3000.0)),
+                        Param("beta", grid=(0.1, 0.5), start=(0.3,)),
+                        Param("kappa", grid=(0.5, 2.0), start=(2.0,)),
+                        Param("rho", grid=(0.6,), start=(0.6,)),
+                        Param("gamma", grid=(0.6,), start=(0.6,)))
+    shift: ClassVar[bool] = True
+    needs_schedule: ClassVar[bool] = True
+    extra_pad: ClassVar[tuple] = (0.0, -1e300, 0.0, 0.0, 0.0)
+    join_extras = staticmethod(MultiPowerLaw.join_extras)
+
+    def _combine(self, s1_t, s1_cpt, ld_pt, ld_cpt):
+        return (self.L0 + _power(self.A, self.alpha, s1_t) - self.C1 * ld_pt - self.C2 * ld_cpt
+                + _shift(self.B, self.E, self.beta, s1_cpt))
+
+    def __call__(self, lr, idx=None, *, n_pt=None, eta0=None, warmup=-1, chunk: int = 128):
+        lr = jnp.asarray(lr)
+        T = lr.shape[-1]
+        idx = jnp.arange(T) if idx is None else jnp.asarray(idx)
+        n_pt = T if n_pt is None else n_pt
+        first = lr[:1] if eta0 is None else jnp.asarray(eta0, lr.dtype)[None]
+        k = jnp.arange(T)
+        d = jnp.where(k <= warmup, 0.0, jnp.concatenate([first, lr[:-1]]) - lr)
+        s1 = jnp.cumsum(lr)
+        dec = (d, jnp.log(_eta_floor(lr)), s1 - lr, k, k >= n_pt)
+        t = idx.ravel()
+        ld_pt, ld_cpt = _decrement_sums((self.kappa, self.rho, self.gamma), s1[t], t, dec, chunk)
+        s1_pt = jnp.where(n_pt > 0, s1[jnp.maximum(n_pt - 1, 0)], 0.0)
+        s1_cpt = jnp.where(t >= n_pt, s1[t] - s1_pt, 0.0)
+        return self._combine(s1[t], s1_cpt, ld_pt, ld_cpt).reshape(idx.shape)
+
+    @staticmethod
+    def pt_state(pt) -> History:
+        """The PT schedule (concrete) summarised for :meth:`continue_at`: only its nonzero
+        decrements are kept."""
+        pt = np.asarray(pt, np.float64)
+        d = np.concatenate([pt[:1], pt[:-1]]) - pt
+        k = np.flatnonzero(d)
+        s1 = np.cumsum(pt)
+        with np.errstate(divide="ignore"):
+            log_eta = np.log(pt[k])
+        return History(*map(jnp.asarray, (pt[-1], s1[-1], s1, pt.max(), pt.size, d[k], log_eta,
+                                          (s1 - pt)[k], k)))
+
+    def continue_at(self, cpt, h: History, at=None, *, chunk: int = 128):
+        """The loss at CPT indices ``at`` (0-based; default every CPT step) of the CPT schedule
+        ``cpt`` after the PT history ``h``; ``cpt=None``: at PT indices ``at`` of the history alone."""
+        peak = h.peak if cpt is None else jnp.maximum(h.peak, jnp.max(cpt))
+        floor = jnp.log(ETA_FLOOR * lax.stop_gradient(peak))
+        dec = (h.d, jnp.maximum(h.log_eta, floor), h.s1_before, h.k, jnp.zeros(h.k.shape, bool))
+        if cpt is None:
+            t = jnp.asarray(at)
+            s1_t = h.s1_cum[t]
+        else:
+            cpt = jnp.asarray(cpt)
+            T = cpt.shape[-1]
+            at = jnp.arange(T) if at is None else jnp.asarray(at)
+            s1c = jnp.cumsum(cpt)
+            kc = h.n + jnp.arange(T)
+            dc = (jnp.concatenate([h.eta[None], cpt[:-1]]) - cpt, jnp.log(_eta_floor(cpt, peak)),
+                  h.s1 + s1c - cpt, kc, jnp.ones(T, bool))
+            dec = tuple(jnp.concatenate([a, b.astype(a.dtype)]) for a, b in zip(dec, dc))
+            t, s1_t = h.n + at, h.s1 + s1c[at]
+        ld_pt, ld_cpt = _decrement_sums((self.kappa, self.rho, self.gamma), s1_t, t, dec, chunk)
+        return self._combine(s1_t, 0.0 if cpt is None else s1_t - h.s1, ld_pt, ld_cpt)
+
+    @classmethod
+    def features(cls, lr, n_pt, ix, lam, replay, size, run_index, eps=0.0):
+        """Per point S1(t) and S1_cpt(t); per (point, decrement) pair (see :func:`_pairs`) d_k,
+        log η_k, S_k(t), the point's index and whether k is a CPT step."""
+        d, log_eta, s_kt, point, k = _pairs(lr, ix)
+        s1 = np.cumsum(lr)
+        s1_pt = s1[n_pt - 1] if n_pt else 0.0
+        return ((s1[ix], np.where(ix >= n_pt, s1[ix] - s1_pt, 0.0)),
+                (d, log_eta, s_kt, point, (k >= n_pt).astype(np.float64)))
+
+    def at_points(self, feats):
+        s1_t, s1_cpt, d, log_eta, s_kt, point, cpt = feats
+        floor = np.log(ETA_FLOOR) + lax.stop_gradient(jnp.max(log_eta))
+        dg = d * _mpl_g(self.kappa, self.rho, self.gamma, jnp.maximum(log_eta, floor), s_kt)
+        seg, n = point.astype(jnp.int32), s1_t.shape[-1]
+        ld_cpt = jax.ops.segment_sum(dg * cpt, seg, num_segments=n)
+        ld_pt = jax.ops.segment_sum(dg * (1 - cpt), seg, num_segments=n)
+        return self._combine(s1_t, s1_cpt, ld_pt, ld_cpt)
+
 LAWS = {c.kind: c for c in (PTLaw, CPTLaw, SharedCPTLaw, ReplayCPTLaw, SizeCPTLaw, OpenCPTLaw,
-                            MultiPowerLaw)}
+                            MultiPowerLaw, MPLCPTLaw)}
 
 
 class LawPair(NamedTuple):
@@ -508,9 +671,9 @@ def law_from_dict(d):
 
 
 @jax.jit
-def _eval_one(law, a, lr, idx, replay, size, eta0, warmup):
+def _eval_one(law, a, lr, idx, replay, size, eta0, warmup, n_pt):
     if law.needs_schedule:
-        return law(lr, idx, eta0=eta0, warmup=warmup)
+        return law(lr, idx, n_pt=n_pt, eta0=eta0, warmup=warmup)
     if idx is not None:
         a = a.at(idx)
     return law(a, replay=replay, size=size)
@@ -557,5 +720,6 @@ def predict(law, lr, n_pt=None, *, idx=None, replay=None, size=None, lam=None, e
     # Areas once per momentum decay (each law's own λ unless ``lam`` overrides it).
     lams = {id(l): (lam if lam is not None else l.lam, l.eps) for l in laws if not l.needs_schedule}
     a = {v: areas(lr, n_pt, v[0], eta0, pt_warmup=pt_warmup, eps=v[1]) for v in set(lams.values())}
-    out = [_eval_one(l, a.get(lams.get(id(l))), lr, idx, replay, size, eta0, -1) for l in laws]
+    n = lr.shape[-1] if n_pt is None else n_pt
+    out = [_eval_one(l, a.get(lams.get(id(l))), lr, idx, replay, size, eta0, -1, n) for l in laws]
     return LossPair(*out) if isinstance(law, LawPair) else out[0]

@@ -52,3 +52,23 @@ def mpl_naive(p, lr, t_idx, skip_warmup=False):
                 ld += dk * (1 - (C * lr[k] ** (-ga) * sk + 1) ** (-be))
         out.append(L0 + A * s1 ** (-al) - B * ld)
     return np.array(out)
+
+
+def mpl_cpt_naive(p, lr, n_pt, t_idx):
+    """Eq. 4 with MPL's annealing term (cptjax.MPLCPTLaw), straight from the definition: per
+    output step, every decrement at or before it, split into PT (k < n_pt) and CPT sums."""
+    L0, A, al, C1, C2, B, E, be, ka, rho, ga = p
+    lr = np.asarray(lr, float)
+    out = []
+    for t in t_idx:
+        s1 = lr[: t + 1].sum()
+        ld = [0.0, 0.0]
+        for k in range(1, t + 1):
+            dk = lr[k - 1] - lr[k]
+            if dk != 0.0:
+                sk = lr[k: t + 1].sum()
+                eta = max(lr[k], 1e-6 * lr.max())
+                ld[k >= n_pt] += dk * (1 - (ka * eta ** (-ga) * sk + 1) ** (-rho))
+        s1c = lr[n_pt: t + 1].sum()
+        out.append(L0 + A * s1 ** (-al) - C1 * ld[0] - C2 * ld[1] + B * (1 - (1 + E * s1c) ** (-be)))
+    return np.array(out)

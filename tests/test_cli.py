@@ -139,3 +139,24 @@ def test_design_from_two_fit_files_reports_uncertainty(tmp_path, capsys):
     assert cli._outside_areas(law, pt, cpts[0][:1500], ranges) == []
     far = cli._outside_areas(law, pt, np.full(6000, 2e-4), ranges)
     assert len(far) >= 2 and all("S1_cpt" in w or "S2_cpt" in w for w in far) and "S1_cpt" in far[0]
+
+
+def test_design_with_the_mpl_term_law_from_fit_files(tmp_path, capsys):
+    """Two fit-style files holding MPL-term laws (cpt-mpl) with covariances: the design runs,
+    reports the gain interval, draws its band at ~200 steps and says there are no λ variants."""
+    import cptjax
+
+    g = cptjax.MPLCPTLaw(2.5, 0.5, 0.5, 400.0, 300.0, 0.2, 100.0, 0.5, 2.0, 0.6, 0.6)
+    for name, law in (("g", g), ("d", g.replace(L0=2.8, C2=500.0, B=-0.6))):
+        x = np.array([float(getattr(law, k)) for k in law.param_names()])
+        (tmp_path / f"{name}.json").write_text(json.dumps({"law": law.to_dict(),
+                                                           "cov": np.diag((0.01 * x) ** 2).tolist()}))
+    d = tmp_path / "out"
+    assert cli.main(["design", "--law", f"{tmp_path / 'g.json'},{tmp_path / 'd.json'}",
+                     "--pt", "wsd(steps=3000,peak=2e-4,warmup=100,decay=0.2,final=2e-5)",
+                     "--cpt-steps", "1200", "--iterations", "200", "--out", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "P(plan beats it)" in out and "law variants: none" in out
+    rep = json.loads((d / "report.json").read_text())
+    assert rep["uncertainty"]["gain"]["n_draws"] == 256 and rep["uncertainty"]["regret"] == {}
+    assert (d / "design.png").stat().st_size > 0

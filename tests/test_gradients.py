@@ -30,6 +30,7 @@ def laws():
         "size": (cptjax.preset("size").general, {"size": 300.0}),
         "open": (cptjax.OpenCPTLaw(2.4, 0.17, 0.53, 0.31, -0.79, 17.0, 0.5, 0.085), {}),
         "mpl": (cptjax.preset("mpl-100m"), {}),
+        "cpt-mpl": (cptjax.MPLCPTLaw(2.5, 0.5, 0.5, 400.0, 300.0, 0.2, 100.0, 0.5, 2.0, 0.6, 0.6), {}),
     }
 
 
@@ -38,7 +39,7 @@ def test_schedule_gradient_matches_finite_differences(name):
     law, cond = laws()[name]
     at = jnp.array([N_PT - 1, LR.size - 1, 3000])  # losses at the transfer, the end, mid-PT
     if law.needs_schedule:  # the default: every decrement summed, the warmup's included
-        f = lambda lr: jnp.sum(law(lr, at))
+        f = lambda lr: jnp.sum(law(lr, at, n_pt=N_PT))
     else:
         f = lambda lr: jnp.sum(law(cptjax.areas(lr, N_PT, law.lam, eps=law.eps).at(at), **cond))
     lr = jnp.asarray(LR)

@@ -6,7 +6,7 @@ from jax.test_util import check_grads
 
 import cptjax
 from cptjax import schedules as S
-from reference import areas_loop, cpt_loop, mpl_naive, shift
+from reference import areas_loop, cpt_loop, mpl_cpt_naive, mpl_naive, shift
 
 A_GEN = (3.057, 0.490, 0.497, 0.299, 0.298, 0.366, 28, 0.189)
 A_DOM = (3.024, 0.412, 0.677, 0.278, 0.324, -0.666, 5662, 0.146)
@@ -145,3 +145,51 @@ def test_json_round_trip():
     pair = cptjax.preset("replay")
     back = cptjax.law_from_dict(pair.to_dict())
     assert back == pair and back.domain.target == "domain"
+
+
+MPL_CPT = cptjax.MPLCPTLaw(2.5, 0.5, 0.5, 400.0, 300.0, 0.2, 100.0, 0.5, 2.0, 0.6, 0.6)
+
+
+def test_mpl_cpt_law_matches_definition_and_its_design_continuation():
+    """MPLCPTLaw against a loop from the definition (1e-12 relative), and the design's
+    continuation from a PT summary (only the PT's nonzero decrements kept) equal to the law on
+    the joined schedule, at CPT steps and at PT steps."""
+    pt = S.wsd(1500, 3e-4, warmup=100, decay=0.2, final=3e-5)
+    cpt = S.cosine(700, 2e-4, warmup=50, final=0.0)
+    lr, n = S.join(pt, cpt)
+    t = np.arange(0, lr.size, 23)
+    got = np.asarray(MPL_CPT(lr, t, n_pt=n))
+    p = [float(getattr(MPL_CPT, k)) for k in MPL_CPT.param_names()]
+    np.testing.assert_allclose(got, mpl_cpt_naive(p, lr, n, t), rtol=1e-12)
+    full = np.asarray(MPL_CPT(lr, n_pt=n))
+    h = MPL_CPT.pt_state(pt)
+    np.testing.assert_allclose(np.asarray(MPL_CPT.continue_at(jnp.asarray(cpt), h)), full[n:], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(MPL_CPT.continue_at(None, h, np.arange(n))), full[:n], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(cptjax.predict(MPL_CPT, lr, n, idx=t)), got, rtol=1e-12)
+
+
+def test_mpl_cpt_law_gives_zero_lr_steps_no_credit():
+    """Steps at LR 0 leave the MPL-term law's loss unchanged (to 1e-10: cumsum rounding), where
+    Eq. 4's momentum keeps lowering it (by > 0.01 here): the dead-tail flaw of issue 13."""
+    pt = S.wsd(1500, 3e-4, warmup=100, decay=0.2, final=3e-5)
+    cpt = np.where(np.arange(2000) < 1200, 2e-4, 0.0)
+    lr, n = S.join(pt, cpt)
+    tail = np.arange(n + 1200, lr.size)
+    y = np.asarray(MPL_CPT(lr, tail, n_pt=n))
+    assert np.ptp(y) < 1e-10
+    eq4 = np.asarray(cptjax.predict(cptjax.preset("setting-a").general, lr, n, idx=tail))
+    assert eq4[0] - eq4[-1] > 0.01
+
+
+def test_mpl_cpt_design_continuation_gradient_equals_the_laws():
+    """The design differentiates the continuation (PT summary + CPT schedule) at the last step:
+    its gradient with respect to the CPT schedule equals the law's on the joined schedule, also
+    for a schedule ending at LR 0 (the η floor keeps both finite and equal)."""
+    pt = S.wsd(800, 3e-4, warmup=50, decay=0.2, final=3e-5)
+    h = MPL_CPT.pt_state(pt)
+    cpt = jnp.asarray(S.wsd(300, 2e-4, warmup=20, decay=0.3, final=0.0))
+    g1 = jax.grad(lambda c: MPL_CPT.continue_at(c, h, jnp.array([299]))[0])(cpt)
+    joined = lambda c: MPL_CPT(jnp.concatenate([jnp.asarray(pt), c]), jnp.array([1099]), n_pt=800)[0]
+    g2 = jax.grad(joined)(cpt)
+    assert np.all(np.isfinite(g1))
+    np.testing.assert_allclose(np.asarray(g1), np.asarray(g2), rtol=1e-9, atol=1e-9)

@@ -17,7 +17,8 @@ import cptjax
 HERE = pathlib.Path(__file__).resolve().parent
 FORMS = [("Eq. 4 (paper)", "cpt", {}), ("shared C, lambda profiled", "cpt-shared", {"lam": "profile"}),
          ("shared C, lambda profiled, eps=0.1", "cpt-shared", {"lam": "profile", "eps": 0.1}),
-         ("shared C, lambda profiled, eps=0.2", "cpt-shared", {"lam": "profile", "eps": 0.2})]
+         ("shared C, lambda profiled, eps=0.2", "cpt-shared", {"lam": "profile", "eps": 0.2}),
+         ("MPL annealing term", "cpt-mpl", {})]
 KINDS = ("plan", "free", "baseline", "cosine")
 
 
@@ -31,7 +32,7 @@ def main():
     res, curves = {}, {}
     for label, kind, opts in forms:
         laws = {c: cptjax.fit(fit_runs, kind, f"{c}_loss", **opts).law for c in ("general", "domain")}
-        row = {"lam": {c: l.lam for c, l in laws.items()}, "eps": opts.get("eps", 0.0)}
+        row = {"lam": {c: getattr(l, "lam", None) for c, l in laws.items()}, "eps": opts.get("eps", 0.0)}
         for c, law in laws.items():
             cpt_err, fin_err = {k: [] for k in KINDS}, {k: [] for k in KINDS}
             for n, r in loop.items():
@@ -63,10 +64,11 @@ def main():
     for ax, c in zip(axes, ("general", "domain")):
         for i, (label, _, _) in enumerate(forms):
             vals = [100 * res[label][c]["final_signed"][k] for k in KINDS]
-            ax.bar(np.arange(len(KINDS)) + 0.2 * i, vals, width=0.2, label=label)
-        ax.set_xticks(np.arange(len(KINDS)) + 0.3, KINDS)
+            w = 0.8 / len(forms)
+            ax.bar(np.arange(len(KINDS)) + w * i, vals, width=w, label=label)
+        ax.set_xticks(np.arange(len(KINDS)) + 0.4 - 0.4 / len(forms), KINDS)
         ax.axhline(0, color="k", lw=0.8)
-        ax.set_title(f"{c}: signed final-loss error on the closed-loop runs (%)")
+        ax.set_title(f"{c}: signed final-loss error, closed-loop runs (%)", fontsize=10)
     axes[0].legend(fontsize=7)
     save(a.out, "lab_law_forms", res, fig)
 
