@@ -244,7 +244,7 @@ def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None
         raise DataError(f"{path}: missing step column (looked for {step_column or 'step, _step'}); "
                         f"columns are {header[:8]}{'...' if len(header) > 8 else ''}")
     lc = lr_column or next((c for c in ("lr", "learning_rate", "optim/learning_rate_group0")
-                            if c in header), next((c for c in header if c.startswith("lr-")), None))
+                            if c in header), next((c for c in header if _lightning_lr(c)), None))
     if schedule is None and (lc is None or lc not in header):
         raise DataError(f"{path}: missing LR column (looked for {lr_column or 'lr, learning_rate, optim/learning_rate_group0, lr-*'}) "
                         "and no schedule given")
@@ -283,6 +283,12 @@ def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None
     report = {"format": "lightning" if shift else "csv", "nan_cells": {c: n for c, n in nan_cells.items() if n}}
     return _assemble(path, name, rows_steps, rows_lr, rows_loss, report, schedule=schedule, n_pt=n_pt,
                      size=size, replay=replay, total_steps=total_steps, lr_shift=shift)
+
+
+def _lightning_lr(name):
+    """A Lightning ``LearningRateMonitor`` LR column (``lr-AdamW``, ``lr-AdamW/pg1``), not the
+    momentum or weight decay it also logs with ``log_momentum`` / ``log_weight_decay``."""
+    return name.startswith("lr-") and not name.endswith(("-momentum", "-weight_decay", "-beta1"))
 
 
 def _hf_run(path, name, d, loss_columns, **kw):
@@ -339,7 +345,7 @@ def _tensorboard_run(path, name, loss_columns, lr_column, **kw):
     except Exception as e:  # the reader raises many types on a corrupt file
         raise DataError(f"{path}: not a readable TensorBoard event file ({type(e).__name__})") from None
     lr_tag = lr_column or next((t for t in ("train/learning_rate", "learning_rate", "lr") if t in tags),
-                               next((t for t in tags if t.startswith("lr-")), None))
+                               next((t for t in tags if _lightning_lr(t)), None))
     if kw["schedule"] is None and lr_tag not in tags:
         raise DataError(f"{path}: no LR tag (looked for train/learning_rate, learning_rate, lr-*); "
                         f"tags are {tags[:8]}")

@@ -92,3 +92,20 @@ def test_trainer_logs_fit_from_the_cli(tmp_path):
     assert cli.main(["fit", str(FX / "hf_trainer_state.json"), "--law", "pt", "--loss-column", "loss",
                      "--out", str(out)]) == 0
     assert json.loads(out.read_text())["status"] in ("converged", "max-iterations")
+
+
+def test_lightning_momentum_column_is_not_the_lr(tmp_path):
+    """LearningRateMonitor(log_momentum=True) also writes ``lr-<Opt>-momentum``; the LR column is
+    ``lr-<Opt>`` whichever comes first in the header."""
+    src = (FX / "lightning_metrics.csv").read_text().splitlines()
+    head = src[0].split(",")
+    lr_col = next(c for c in head if c.startswith("lr-"))
+    i = head.index(lr_col)
+    rows = [",".join([f"{lr_col}-momentum"] + head)]
+    for line in src[1:]:
+        cells = line.split(",")
+        rows.append(",".join(["0.9" if cells[i] else ""] + cells))
+    f = tmp_path / "metrics.csv"
+    f.write_text("\n".join(rows) + "\n")
+    run, twin = cptjax.load_run(f), cptjax.load_run(FX / "lightning_metrics.csv")
+    np.testing.assert_array_equal(run.lr, twin.lr)
