@@ -25,11 +25,11 @@ PT = S.wsd(40000, 2e-4, warmup=500, decay=0.2, final=2e-5)
 
 def main():
     print(f"backend {jax.default_backend()}")
-    state = _design.pt_state(PT)
+    state = _design.pt_states(LAW, PT)
     print(f"{'CPT steps':>9} {'grad step (ms)':>15} {'FD grad (ms)':>13} {'ratio':>8}")
     for T in (1000, 10000, 100000):
         cfg = _design._Config(T, 2e-4, 0, None, T, True, False, 1, 0.05)
-        p, _ = _design._init(cfg)
+        p = jax.tree.map(lambda x: x[0], _design._init(cfg)[0])  # one start
         g = jax.jit(jax.grad(lambda p: _design._loss(p, LAW, state, (0.5, 0.5), None, cfg)))
         f = jax.jit(lambda p: _design._loss(p, LAW, state, (0.5, 0.5), None, cfg))
         t_g = best_of(lambda: jax.block_until_ready(g(p)))

@@ -289,32 +289,48 @@ def _chunk(params, state, law, pt, weight, replay, cfg):
 _chunk_vmap = jax.jit(jax.vmap(_chunk, in_axes=(0, 0, None, None, 0, None, None)), static_argnames=("cfg",))
 
 
-def _init(cfg):
+# The peak LR is multi-modal (under Setting A at the defaults: a local optimum at the max LR, the
+# best plans at ~10% of it), so every weight starts from several peaks, as fractions of max_lr.
+PEAK_STARTS = (0.95, 0.3, 0.1)
+
+
+def _init(cfg, starts=PEAK_STARTS):
+    """Initial parameters, one set per peak start (leading axis)."""
     n_w = cfg.knots + (1 if cfg.monotone and cfg.final is None else 0)
     w0 = jnp.zeros(n_w) if cfg.monotone else jnp.full(cfg.knots, 2.0)
-    params = {"a": jnp.asarray(3.0), "w": w0, "rho": jnp.asarray(0.0), "c": jnp.asarray(-1.0),
-              "q": jnp.asarray(0.0)}
-    return params, optax.adam(cfg.learning_rate).init(params)
+    a = jnp.log(jnp.asarray(starts) / (1 - jnp.asarray(starts)))  # σ(a) = start
+    k = len(starts)
+    params = {"a": a, "w": jnp.tile(w0, (k, 1)), "rho": jnp.zeros(k), "c": jnp.full(k, -1.0),
+              "q": jnp.zeros(k)}
+    if not cfg.monotone:  # free knots: σ(w) = the start's peak fraction everywhere
+        params["w"] = jnp.tile(a[:, None], (1, cfg.knots))
+    return params, jax.vmap(optax.adam(cfg.learning_rate).init)(params)
 
 
 def _optimise(law, pt, weights, replay, cfg, iterations, tol, progress, states_law=None):
-    """Adam on all weights at once (vmap); stop when every lane's objective changed by less than
-    ``tol`` (relative) over a chunk, or at ``iterations``."""
+    """Adam on all weights × peak starts at once (vmap); stop when every lane's objective changed
+    by less than ``tol`` (relative) over a chunk, or at ``iterations``. Returns, per weight, the
+    parameters of its best start."""
     weights = jnp.asarray(weights, jnp.result_type(float))  # (n, 2): general and domain weights
     p0, s0 = _init(cfg)
-    params, state = jax.tree.map(lambda x: jnp.broadcast_to(x, weights.shape[:1] + x.shape), (p0, s0))
+    n, k = weights.shape[0], len(PEAK_STARTS)
+    params, state = jax.tree.map(lambda x: jnp.tile(x, (n,) + (1,) * (x.ndim - 1)), (p0, s0))
+    lanes = jnp.repeat(weights, k, axis=0)  # lane i·k + j: weight i, start j
     rep = None if replay in (None, "free") else jnp.asarray(float(replay))
     summary = pt_states(states_law or law, pt)  # the PT history is fixed: summarise it once
     prev, done = None, 0
     for done in range(cfg.chunk, iterations + cfg.chunk, cfg.chunk):
-        params, state, cur = _chunk_vmap(params, state, law, summary, weights, rep, cfg)
+        params, state, cur = _chunk_vmap(params, state, law, summary, lanes, rep, cfg)
         cur = np.asarray(cur)
-        if progress is not None:
-            progress(done, iterations, float(cur[-1]))  # the last lane: the caller's own plan
-        if not np.all(np.isfinite(cur)) or (prev is not None and np.all(np.abs(prev - cur) <= tol * np.abs(cur))):
+        if progress is not None:  # the last weight (the caller's own plan): its best start
+            progress(done, iterations, float(np.nanmin(cur[-k:])))
+        settled = ~np.isfinite(cur) | ((prev is not None) and (np.abs(prev - cur) <= tol * np.abs(cur)))
+        if np.all(settled):  # every lane converged (or ran non-finite: its start is dropped)
             break
         prev = cur
-    return params, done
+    score = np.where(np.isfinite(cur), cur, np.inf).reshape(n, k)
+    best = np.arange(n) * k + np.argmin(score, axis=1)
+    return jax.tree.map(lambda x: x[best], params), done
 
 
 def design(law, pt, cpt_steps: int, *, max_lr: float, weight_general: float = 0.5, replay=None,
