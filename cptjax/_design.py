@@ -471,6 +471,7 @@ def compare(law, pt, schedules: dict, *, weight_general=0.5, replays=None, last_
     if reference and regret:
         wins = [r[reference[0]] < r[reference[1]] for r in regret.values()]
         out["plan_wins_in_variants"] = f"{sum(wins)}/{len(wins)}"
+        out["p_plan_wins_variants"] = sum(wins) / len(wins)
     return out
 
 

@@ -593,8 +593,11 @@ def cmd_design(args) -> int:
               f"{g['mean']:+.5f}, 95% interval [{g['lo95']:+.5f}, {g['hi95']:+.5f}]; "
               f"P(plan beats it) = {g['p_plan_wins']:.2f}")
     else:
+        wins = unc.get("plan_wins_in_variants")
         print(f"uncertainty: {law_name} carries no parameter covariance (fit your runs and pass "
-              "--law GENERAL.json,DOMAIN.json for a gain interval)")
+              "--law GENERAL.json,DOMAIN.json for a gain interval)"
+              + (f"; over the law variants below, P(plan beats {best['name']}) = {wins} = "
+                 f"{_fraction(wins):.2f}" if wins else ""))
     if unc["regret"]:
         print(f"law variants (lambda 0.999..0.98; S2 weighted by LR^0.1, ^0.2): the plan beats {best['name']} "
               f"in {unc['plan_wins_in_variants']}; worst-case regret: " + ", ".join(
@@ -604,6 +607,12 @@ def cmd_design(args) -> int:
     if plan.note:
         print("note:", plan.note)
     return 0
+
+
+def _fraction(text):
+    """'a/b' -> a / b."""
+    a, b = map(int, text.split("/"))
+    return a / b if b else float("nan")
 
 
 _PYTORCH_EXPORT = '''"""The designed CPT schedule for PyTorch: a LambdaLR over plan.npy (written by cptjax design).
