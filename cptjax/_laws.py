@@ -51,6 +51,10 @@ LAM = 0.999  # the CPT paper's momentum decay λ (LAW.md §1)
 def _law(cls=None, *, meta=()):
     def wrap(cls):
         nonlocal meta
+        # The fields are the declared parameters, in order (then any static options the class
+        # annotates): a law lists its parameters once, in ``params``.
+        own = dict(cls.__dict__.get("__annotations__", {}))
+        cls.__annotations__ = {**{p.name: Any for p in cls.params}, **own}
         if not getattr(cls, "needs_schedule", False):
             # Area laws carry the momentum decay λ their areas are computed with (a static option:
             # fitted by profiling, saved in JSON, used by predict and design).
@@ -72,7 +76,7 @@ def _law(cls=None, *, meta=()):
 
 class _Base:
     """What every law declares: ``kind`` (its JSON/CLI name), ``params`` (one :class:`Param` per
-    field, in field order), ``uses`` (extra conditions it takes: "replay", "size"), ``shift``
+    parameter; ``@_law`` makes them the dataclass fields, in that order), ``uses`` (extra conditions it takes: "replay", "size"), ``shift``
     (True when it has Eq. 3's shift term with fields B, E, beta — fitted as B·β, see
     ``cptjax._fit``), ``meta`` (static options, e.g. the replay law's target).
 
@@ -161,10 +165,6 @@ _SHIFT_PARAMS = (Param("B", positive=False, linear=True, start=(-0.5, 0.5)),
 class PTLaw(_Base):
     r"""Eq. 1, the annealing law: :math:`L = L_0 + A S_1^{-\alpha} - C S_2` on the joined areas."""
 
-    L0: Any
-    A: Any
-    alpha: Any
-    C: Any
     kind: ClassVar[str] = "pt"
     params: ClassVar = (Param("L0", linear=True, start=(0.75, 0.95)), _A, _ALPHA,
                         Param("C", linear=True, start=(0.3, 3.0)))
@@ -183,14 +183,6 @@ class CPTLaw(_Base):
     B > 0 on the general (PT) set, B < 0 on the domain (CPT) set.
     """
 
-    L0: Any
-    A: Any
-    alpha: Any
-    C1: Any
-    C2: Any
-    B: Any
-    E: Any
-    beta: Any
     kind: ClassVar[str] = "cpt"
     params: ClassVar = (_L0, _A, _ALPHA, Param("C1", linear=True, start=(0.3,)),
                         Param("C2", linear=True, start=(0.3,))) + _SHIFT_PARAMS
@@ -212,13 +204,6 @@ class SharedCPTLaw(_Base):
     On the lab's runs it predicts held-out CPT phases better than Eq. 4 (experiments/lab).
     """
 
-    L0: Any
-    A: Any
-    alpha: Any
-    C: Any
-    B: Any
-    E: Any
-    beta: Any
     kind: ClassVar[str] = "cpt-shared"
     params: ClassVar = (_L0, _A, _ALPHA, Param("C", linear=True, start=(0.3,))) + _SHIFT_PARAMS
     shift: ClassVar[bool] = True
@@ -254,16 +239,6 @@ class ReplayCPTLaw(_Base):
     .. math:: \dots - C_2 S_2^{cpt} f_{anneal}(r) + B(1-(1+ES_1^{cpt})^{-\beta})\, f_{shift}(r)
     """
 
-    L0: Any
-    A: Any
-    alpha: Any
-    C1: Any
-    C2: Any
-    B: Any
-    E: Any
-    beta: Any
-    a1: Any
-    a2: Any
     target: str = "general"
     form: str = "swapped"
     kind: ClassVar[str] = "replay"
@@ -288,18 +263,6 @@ class SizeCPTLaw(_Base):
     r"""Eq. 7, with model size N (millions of non-embedding parameters, inferred):
     :math:`\dots - C_1 S_2^{pt} N^{\gamma_1} - C_2 S_2^{cpt} N^{\gamma_2} + \dots + F N^{-\gamma_3}`."""
 
-    L0: Any
-    A: Any
-    alpha: Any
-    C1: Any
-    C2: Any
-    B: Any
-    E: Any
-    beta: Any
-    F: Any
-    gamma1: Any
-    gamma2: Any
-    gamma3: Any
     kind: ClassVar[str] = "size"
     params: ClassVar = CPTLaw.params + (
         Param("F", linear=True, start=(1.0,)), Param("gamma1", positive=False, grid=(0.1,), start=(0.1,)),
@@ -324,14 +287,6 @@ class OpenCPTLaw(_Base):
     .. math:: L = L_0 + A(S_1^{cpt}+\hat S_1^{pt})^{-\alpha} - C S_2^{cpt} + B(1-(1+ES_1^{cpt})^{-\beta})
     """
 
-    L0: Any
-    A: Any
-    alpha: Any
-    C: Any
-    B: Any
-    E: Any
-    beta: Any
-    S1pt: Any
     kind: ClassVar[str] = "open"
     params: ClassVar = (_L0, _A, _ALPHA, Param("C", linear=True, start=(0.3,))) + _SHIFT_PARAMS + (
         Param("S1pt", grid=(0.3, 1.0, 3.0, 10.0), start=(1.0, 5.0)),)
@@ -403,13 +358,6 @@ class MultiPowerLaw(_Base):
     memory is O(chunk·T), never O(T²).
     """
 
-    L0: Any
-    A: Any
-    alpha: Any
-    B: Any
-    C: Any
-    beta: Any
-    gamma: Any
     kind: ClassVar[str] = "mpl"
     params: ClassVar = (Param("L0", linear=True, start=(0.75, 0.95)), _A,
                         Param("alpha", grid=(0.3, 0.5, 0.7), start=(0.5,)),
@@ -522,17 +470,6 @@ class MPLCPTLaw(_Base):
     fits use (point, decrement) pairs, the design the objective's steps only.
     """
 
-    L0: Any
-    A: Any
-    alpha: Any
-    C1: Any
-    C2: Any
-    B: Any
-    E: Any
-    beta: Any
-    kappa: Any
-    rho: Any
-    gamma: Any
     kind: ClassVar[str] = "cpt-mpl"
     params: ClassVar = (_L0, _A, Param("alpha", grid=(0.3, 0.6), start=(0.3, 0.7)),
                         Param("C1", linear=True, start=(400.0,)), Param("C2", linear=True, start=(400.0,)),
