@@ -155,7 +155,10 @@ def _first_round(plan, state, todo, delta, max_iter, progress):
     first = min(max_iter, ROUND)
     for sel, pick, data in plan.chunks(todo):
         grid = np.stack([_fit.starts(plan.kind, plan.problems[i].obs[plan.problems[i].mask]) for i in pick])
-        out = jax.device_get(_fit._solve_batch(plan.kind, plan.opts, plan.put(grid), *data, delta, first))
+        theta = _fit._start_batch(plan.kind, plan.opts, plan.put(grid), *data, delta)
+        warm = plan.put((np.full(len(pick), _fit.MU0), np.full(len(pick), 2.0), np.full(len(pick), first)))
+        out = jax.device_get(_fit._continue_batch(plan.kind, plan.opts, theta, warm[0], warm[1], *data, delta,
+                                                  warm[2], irls=_fit.IRLS_START))
         th, f, st, it, mu, nu = (np.asarray(o)[:sel.size] for o in out)
         state = state.set(sel, theta=th, f=f, st=st, it=it, mu=mu, nu=nu, used=first)
         progress(state, sel)
@@ -175,7 +178,7 @@ def _screen_grid(plan, state, todo, init, delta, max_iter, progress):
         for j in range(theta.shape[1]):
             warm = plan.put((theta[:, j], np.full(len(pick), _fit.MU0), np.full(len(pick), 2.0)))
             out = [np.asarray(o) for o in jax.device_get(_fit._continue_batch(
-                plan.kind, plan.opts, *warm, *data, delta, plan.put(np.full(len(pick), n0)), grid_only=True))]
+                plan.kind, plan.opts, *warm, *data, delta, plan.put(np.full(len(pick), n0)), irls=_fit.IRLS_GRID))]
             s = np.where((out[2] == NONFINITE) | ~np.isfinite(out[1]), np.inf, out[1])
             if best is None or (s < score).any():
                 better = np.ones(s.size, bool) if best is None else s < score
@@ -195,8 +198,8 @@ def _more_rounds(plan, state, todo, grid_only, delta, max_iter, progress):
         for sel, pick, data in plan.chunks(act):
             budget = np.minimum(ROUND, max_iter - state.used[pick])
             warm = plan.put((state.theta[pick], state.mu[pick], state.nu[pick]))
-            out = jax.device_get(_fit._continue_batch(plan.kind, plan.opts, *warm, *data, delta,
-                                                      plan.put(budget), grid_only=grid_only))
+            out = jax.device_get(_fit._continue_batch(plan.kind, plan.opts, *warm, *data, delta, plan.put(budget),
+                                                      irls=_fit.IRLS_GRID if grid_only else 0))
             th, f, st, it, mu, nu = (np.asarray(o)[:sel.size] for o in out)
             state = state.set(sel, theta=th, f=f, st=st, it=state.it[sel] + it, mu=mu, nu=nu,
                               used=state.used[sel] + budget[:sel.size])
@@ -438,12 +441,11 @@ def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = No
         if lam != "profile":
             raise ValueError(f"`lam` must be a number in (0, 1) or 'profile', got {lam!r}")
         res = _profile_lam(runs, law, column, target, form, eps, delta, max_iter)
-    else:
+        prob = make_problem(runs, law, column, target=target, form=form, lam=res.law.lam, eps=eps)
+    else:  # the basins reuse this problem: the same static options, so the same compilations
         prob = make_problem(runs, law, column, target=target, form=form, lam=lam, eps=eps)
         res = fit_batch([prob], delta=delta, max_iter=max_iter)[0]
     if basins > 1:
-        prob = make_problem(runs, law, column, target=target, form=form,
-                            lam=getattr(res.law, "lam", None), eps=eps)
         res = _basins(prob, res, basins, delta, max_iter)
     res.column = column
     for w in res.warnings:

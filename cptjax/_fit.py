@@ -300,28 +300,26 @@ def initial_guesses(kind: str, opts, feats, obs, mask, grid: np.ndarray, n_vp: i
     return th
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "opts", "max_iter"))
-def _solve_batch(kind, opts, grid, feats, obs, mask, delta, max_iter):
+@functools.partial(jax.jit, static_argnames=("kind", "opts"))
+def _start_batch(kind, opts, grid, feats, obs, mask, delta):
     """Problems (leading axis of everything) × starts (the variable-projection start, then
-    ``grid``, natural units, second axis): the starts are screened by their objective (one
-    evaluation each, no Jacobian) and each problem's best continues for ``max_iter`` iterations
-    (under vmap every lane runs as long as the slowest, so only one start per problem goes on).
-    Grid-only fits (the retry, given starts) are screened by the batch driver with
-    :func:`_continue_batch` instead (``_batch._screen_grid``)."""
+    ``grid``, natural units, second axis): each problem's best start by objective (one evaluation
+    each, no Jacobian), θ. Only it goes on (under vmap every lane runs as long as the slowest), in
+    :func:`_continue_batch` — the one compiled solver every round, retry and basin shares (a fresh
+    process traces it once). Grid-only fits (the retry, given starts) are screened by the batch
+    driver with a few solver iterations instead (``_batch._screen_grid``)."""
     theta0 = jax.vmap(lambda f, o, m, g: initial_guesses(kind, opts, f, o, m, g))(feats, obs, mask, grid)
     obj = lambda th, f, o, m: objective(kind, opts, th, f, o, m, delta)
     f0 = jax.vmap(jax.vmap(obj, in_axes=(0, None, None, None)))(theta0, feats, obs, mask)
     best = jnp.argmin(jnp.where(jnp.isnan(f0), jnp.inf, f0), axis=1)
-    th = jnp.take_along_axis(theta0, best[:, None, None], 1)[:, 0]
-    lm = lambda t, f, o, m: _lm(kind, opts, t, f, o, m, delta, max_iter, MU0, 2.0, IRLS_START)
-    return jax.vmap(lm)(th, feats, obs, mask)
+    return jnp.take_along_axis(theta0, best[:, None, None], 1)[:, 0]
 
 
 @functools.partial(jax.jit, static_argnames=("kind", "opts"))
-def _continue_batch(kind, opts, theta, mu, nu, feats, obs, mask, delta, budget, grid_only=False):
-    """Continue LM (state θ, μ, ν) for at most ``budget`` (per problem) more iterations.
-    ``grid_only`` is traced, not static: the retry shares this compilation (and its tracing in a
-    fresh process)."""
-    irls = jnp.where(grid_only, IRLS_GRID, 0)
+def _continue_batch(kind, opts, theta, mu, nu, feats, obs, mask, delta, budget, irls=0):
+    """Continue LM (state θ, μ, ν) for at most ``budget`` (per problem) more iterations, the first
+    ``irls`` of them with IRLS weights (``IRLS_START`` from a fresh start, ``IRLS_GRID`` for
+    grid-only fits, 0 when continuing). ``irls`` is traced, not static: every use shares this
+    compilation (and its tracing in a fresh process)."""
     lm = lambda t, a, b, f, o, m, n: _lm(kind, opts, t, f, o, m, delta, n, a, b, irls)
     return jax.vmap(lm)(theta, mu, nu, feats, obs, mask, budget)
