@@ -35,8 +35,8 @@ def save(fig, path) -> None:
 
 
 def prediction(steps, lr, curves: dict, n_pt: int | None, path, title: str = "", observed=None):
-    """Loss curves (one line per entry of ``curves``) over steps with the LR below and the transfer
-    point marked; ``observed`` = {name: (steps, loss)} adds data points."""
+    """Loss curves (one line per entry of ``curves``, at ``steps``) with the LR (every step) below
+    and the transfer point marked; ``observed`` = {name: (steps, loss)} adds data points."""
     plt = _plt()
     fig, (ax, axl) = plt.subplots(2, 1, figsize=(8, 6), sharex=True,
                                   gridspec_kw={"height_ratios": [3, 1]})
@@ -50,11 +50,11 @@ def prediction(steps, lr, curves: dict, n_pt: int | None, path, title: str = "",
     lo, hi = min(float(np.nanmin(t)) for t in tail), max(float(np.nanmax(t)) for t in tail)
     pad = 0.05 * (hi - lo or 1.0)
     ax.set_ylim(lo - pad, hi + pad)
-    axl.plot(steps, lr, color="k", lw=1)
+    axl.plot(np.arange(1, len(lr) + 1), lr, color="k", lw=1)  # every step (curves may be sampled)
     for a in (ax, axl):
-        if n_pt is not None and 0 < n_pt < len(steps):
+        if n_pt is not None and 0 < n_pt < len(lr):
             a.axvline(n_pt, color="gray", ls="--", lw=1)
-    if n_pt is not None and 0 < n_pt < len(steps):
+    if n_pt is not None and 0 < n_pt < len(lr):
         ax.annotate("transfer", (n_pt, ax.get_ylim()[1]), xytext=(4, -12),
                     textcoords="offset points", color="gray")
     ax.set_ylabel("loss")

@@ -218,17 +218,24 @@ def cmd_predict(args) -> int:
     T = lr.size
     progress(f"law {args.law}; PT {n_pt} steps + CPT {T - n_pt} steps; computing areas and losses",
              args.json)
-    pred = cptjax.predict(law, lr, n_pt, replay=args.replay, size=args.size, lam=args.lam)
+    at = _parse_steps(args.at, T, n_pt)
+    steps = np.arange(1, T + 1)
+    laws = list(law) if isinstance(law, cptjax.LawPair) else [law]
+    if any(l.needs_schedule for l in laws) and not args.out and T > 4000:
+        # Schedule laws cost O(steps x decrements) per curve: the table's steps and 2 000 for the plot.
+        steps = np.unique(np.concatenate([np.linspace(1, T, 2000).round().astype(int), at, [T]]))
+        progress(f"{laws[0].kind} takes the schedule itself (cost per step ~ its LR decrements): "
+                 f"evaluating {steps.size} of {T} steps (--out evaluates every step)", args.json)
+    pred = cptjax.predict(law, lr, n_pt, idx=steps - 1, replay=args.replay, size=args.size, lam=args.lam)
     names = ("general", "domain") if isinstance(pred, cptjax.LossPair) else ("loss",)
     curves = {n: np.asarray(v) for n, v in zip(names, pred if isinstance(pred, tuple) else (pred,))}
     for n, c in curves.items():
         bad = ~np.isfinite(c)
         if bad.any():
             raise _Fail(f"{args.law}: the law predicts a non-finite {n} loss from step "
-                        f"{int(np.argmax(bad)) + 1}: check its parameters and the schedule")
-    steps = np.arange(1, T + 1)
-    at = _parse_steps(args.at, T, n_pt)
-    rows = [(s, s - n_pt, lr[s - 1], *(curves[n][s - 1] for n in names)) for s in at]
+                        f"{int(steps[np.argmax(bad)])}: check its parameters and the schedule")
+    pos = np.searchsorted(steps, at)
+    rows = [(s, s - n_pt, lr[s - 1], *(curves[n][i] for n in names)) for s, i in zip(at, pos)]
     result = {
         "law": args.law, "pt": args.pt, "cpt": args.cpt, "n_pt": n_pt, "steps": T,
         "replay": args.replay, "size": args.size, "lam": args.lam,
@@ -243,7 +250,7 @@ def cmd_predict(args) -> int:
                 **{n: curves[n].tolist() for n in names}}}))
         else:
             body = "\n".join(",".join([str(s), str(s - n_pt), repr(float(lr[s - 1]))]
-                                      + [f"{curves[n][s - 1]:.10g}" for n in names]) for s in steps)
+                                      + [f"{curves[n][i]:.10g}" for n in names]) for i, s in enumerate(steps))
             atomic_write(args.out, "step,cpt_step,lr," + ",".join(names) + "\n" + body + "\n")
         progress(f"wrote curves to {args.out}", args.json)
     if args.plot:

@@ -160,3 +160,22 @@ def test_design_with_the_mpl_term_law_from_fit_files(tmp_path, capsys):
     rep = json.loads((d / "report.json").read_text())
     assert rep["uncertainty"]["gain"]["n_draws"] == 256 and rep["uncertainty"]["regret"] == {}
     assert (d / "design.png").stat().st_size > 0
+
+
+def test_predict_with_a_schedule_law_evaluates_the_steps_it_shows(tmp_path, capsys):
+    """A law that takes the schedule itself (cpt-mpl) on a 6 000-step run: the table's values
+    equal the law at those steps, and the plot is drawn from 2 000 sampled steps."""
+    import cptjax
+    from cptjax import schedules as S
+
+    law = cptjax.MPLCPTLaw(2.5, 0.5, 0.5, 400.0, 300.0, 0.2, 100.0, 0.5, 2.0, 0.6, 0.6)
+    f = tmp_path / "law.json"
+    f.write_text(json.dumps(law.to_dict()))
+    pt, cpt = "wsd(steps=4000,peak=3e-4,warmup=100,decay=0.2,final=3e-5)", "cosine(steps=2000,peak=2e-4,final=0)"
+    assert cli.main(["predict", str(f), "--pt", pt, "--cpt", cpt, "--at", "4000,5000,6000",
+                     "--plot", str(tmp_path / "p.png"), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    lr, n = S.join(S.parse(pt), S.parse(cpt))
+    want = np.asarray(law(lr, np.array([3999, 4999, 5999]), n_pt=n))
+    np.testing.assert_allclose([r["loss"] for r in rep["table"]], want, rtol=1e-12)
+    assert (tmp_path / "p.png").stat().st_size > 0
