@@ -248,6 +248,12 @@ def _build_schedule(params, cfg: _Config, start_lr):
         rest = jnp.clip(1 - (step + 1 - s0) / L, 0.0, 1.0)
         safe = jnp.where(rest > 0, rest, 1.0)  # (1 − v)^q has an infinite derivative at v = 1
         main = fin + (peak - fin) * jnp.where(rest > 0, safe ** q, 0.0)
+    elif cfg.shape == "cosine":
+        # The cosine family with a free peak and a free final LR (a fraction of the peak; or
+        # ``final`` when fixed): peak at the first step, the final LR at the last.
+        end = peak * jax.nn.sigmoid(params["f"]) if cfg.final is None else fin
+        v = jnp.arange(n, dtype=t.dtype) / max(n - 1, 1)
+        main = end + (peak - end) * 0.5 * (1 + jnp.cos(jnp.pi * v))
     elif cfg.monotone:
         w = jax.nn.softmax(params["w"])
         steps = (peak - fin) * (w[:-1] if cfg.final is None else w)
@@ -301,7 +307,7 @@ def _init(cfg, starts=PEAK_STARTS):
     a = jnp.log(jnp.asarray(starts) / (1 - jnp.asarray(starts)))  # σ(a) = start
     k = len(starts)
     params = {"a": a, "w": jnp.tile(w0, (k, 1)), "rho": jnp.zeros(k), "c": jnp.full(k, -1.0),
-              "q": jnp.zeros(k)}
+              "q": jnp.zeros(k), "f": jnp.full(k, -2.2)}  # cosine: final LR σ(−2.2) ≈ 10% of the peak
     if not cfg.monotone:  # free knots: σ(w) = the start's peak fraction everywhere
         params["w"] = jnp.tile(a[:, None], (1, cfg.knots))
     return params, jax.vmap(optax.adam(cfg.learning_rate).init)(params)
@@ -352,6 +358,7 @@ def design(law, pt, cpt_steps: int, *, max_lr: float, weight_general: float = 0.
             ≥ max(2/(1 − λ), 10% of the budget) with a free shape (1 − v)^q, q ∈ [0.5, 2],
             reaching the final LR only at the last step: no dead tail of zero-LR steps and no
             cliff, both of which the annealing law over-credits and which lost in real training.
+            ``"cosine"``: a cosine from a free peak to a free final LR (or ``final``).
             ``"free"``: free-form knots (non-increasing when ``monotone``), what the law alone
             would choose — report it beside the default, never train it blindly.
         monotone: (free shape) non-increasing after the re-warmup. final: fix the final LR.
@@ -507,8 +514,8 @@ def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, shape=
     if ood is not None:
         if len(ood) != 3 or not 0 <= ood[2] <= 1:
             raise ValueError("`ood` must be (c_general, c_domain, share) with share in [0, 1]")
-    if shape not in ("wsd", "free"):
-        raise ValueError(f"`shape` must be 'wsd' or 'free', got {shape!r}")
+    if shape not in ("wsd", "cosine", "free"):
+        raise ValueError(f"`shape` must be 'wsd', 'cosine' or 'free', got {shape!r}")
     if not (isinstance(knots, int) and knots >= 2):
         raise ValueError(f"`knots` must be an integer >= 2, got {knots!r}")
     pairs = [_weights(w, ood) for w in weights]

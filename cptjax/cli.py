@@ -502,7 +502,7 @@ def cmd_design(args) -> int:
     kw = dict(max_lr=args.max_lr, replay=replay, warmup=args.warmup, knots=args.knots,
               iterations=args.iterations, data_range=data_range)
     weights = [0.1, 0.3, 0.5, 0.7, 0.9]
-    progress("optimising the plan (WSD family: no dead tail) and a Pareto front over lambda1 = "
+    progress(f"optimising the plan ({args.shape.upper()} family: no dead tail) and a Pareto front over lambda1 = "
              + ", ".join(map(str, weights)) + " together (vmapped)", args.json)
     has_cov = all(c is not None for c in covs)
     draws = cptjax.law_draws(law, covs, n=256, seed=0) if has_cov else None
@@ -513,7 +513,8 @@ def cmd_design(args) -> int:
             progress(f"robust plan: minimising the mean objective over {args.robust} parameter draws",
                      args.json)
             kw["draws"] = cptjax.law_draws(law, covs, n=args.robust, seed=1)
-        plans = cptjax.pareto(law, pt, args.cpt_steps, weights + [args.weight_general], progress=show, **kw)
+        plans = cptjax.pareto(law, pt, args.cpt_steps, weights + [args.weight_general], progress=show,
+                              shape=args.shape, **kw)
         kw.pop("draws", None)
         progress("optimising the free-form plan (what the law alone prefers), for comparison", args.json)
         free = cptjax.design(law, pt, args.cpt_steps, weight_general=args.weight_general, shape="free",
@@ -783,6 +784,10 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--weight-general", type=float, default=0.5, help="lambda1 in [0, 1] (0.5)")
     de.add_argument("--replay", default=None, help="'free' to optimise the replay ratio, or a value")
     de.add_argument("--warmup", type=int, default=500, help="fixed re-warmup length (500)")
+    de.add_argument("--shape", default="wsd", choices=["wsd", "cosine"],
+                    help="the plan's family: wsd (free peak, cooldown length >= 10%% of the budget and "
+                         "shape; default) or cosine (free peak and final LR); a free-form plan is "
+                         "always designed beside it for comparison")
     de.add_argument("--knots", type=int, default=64, help="schedule knots (64)")
     de.add_argument("--iterations", type=int, default=2000, help="max Adam steps (2000)")
     de.add_argument("--robust", type=int, default=0, metavar="N",

@@ -194,3 +194,17 @@ def test_peak_starts_find_the_low_peak_basin():
     best = min(b["objective"] for b in plan.baselines.values())
     assert plan.source == "gradient" and plan.objective < best
     assert plan.schedule.max() < 0.5 * 2e-4
+
+
+def test_cosine_family_plan_is_a_cosine_with_its_own_final_lr():
+    """shape='cosine': the plan is exactly a cosine from its peak to its final LR (free, here
+    chosen by the law), never worse than its baselines."""
+    plan = cptjax.design(cptjax.preset("setting-a"), PT, 2000, max_lr=2e-4, warmup=100, shape="cosine",
+                         iterations=400)
+    s = plan.schedule[100:]
+    peak, end = s[0], s[-1]
+    v = np.arange(s.size) / (s.size - 1)
+    if plan.source == "gradient":
+        np.testing.assert_allclose(s, end + (peak - end) * 0.5 * (1 + np.cos(np.pi * v)), rtol=1e-9, atol=1e-15)
+        assert 0 <= end < peak <= 2e-4 * (1 + 1e-12)
+    assert plan.objective <= min(b["objective"] for b in plan.baselines.values())
