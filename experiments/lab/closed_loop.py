@@ -32,11 +32,11 @@ MAX_LR, STEPS = 2e-3, 1500
 SEEDS = (0, 1, 2)
 
 
-def fit_laws(runs, eps=0.0):
+def fit_laws(runs, eps=0.0, form="cpt-shared"):
     no_replay = [r for n, r in runs.items() if (r.replay or 0) == 0 and not n.endswith("_s1")]
-    pair = cptjax.LawPair(*(cptjax.fit(no_replay, "cpt-shared", c, lam="profile", eps=eps).law
-                            for c in ("general_loss", "domain_loss")))
-    if eps:
+    opts = {} if form == "cpt-mpl" else {"lam": "profile", "eps": eps}
+    pair = cptjax.LawPair(*(cptjax.fit(no_replay, form, c, **opts).law for c in ("general_loss", "domain_loss")))
+    if eps or form != "cpt-shared":
         return pair, None
     with_replay = [r for n, r in runs.items() if n.startswith(("constant_", "pt-constant"))
                    and not n.endswith("_s1")]
@@ -45,9 +45,9 @@ def fit_laws(runs, eps=0.0):
     return pair, replay
 
 
-def plan_stage(runs, out, eps=0.0):
+def plan_stage(runs, out, eps=0.0, form="cpt-shared"):
     os.makedirs(PLANS, exist_ok=True)
-    pair, replay_pair = fit_laws(runs, eps)
+    pair, replay_pair = fit_laws(runs, eps, form)
     pt = runs["pt-constant"].lr
     schedules, cases = {}, []
     modes = (("r0", pair, None),) + ((("rfree", replay_pair, "free"),) if replay_pair else ())
@@ -73,7 +73,7 @@ def plan_stage(runs, out, eps=0.0):
                               "replay": r, "predicted_objective": pred,
                               "baseline_name": base["name"] if kind == "baseline" else None,
                               "diagnostics": {"plan": plan.diagnostics, "free": free.diagnostics}.get(kind)})
-    laws = {"cpt-shared": pair.to_dict(), "replay": replay_pair.to_dict() if replay_pair else None}
+    laws = {form: pair.to_dict(), "replay": replay_pair.to_dict() if replay_pair else None}
     toml = ['name = "closed-loop"', "seed = 0", "eval_interval = 100", "eval_batches = 8",
             '[model]', 'preset = "cpu"', "[pt]",
             f'constant = "{runs["pt-constant"].name and "constant(steps=3000,peak=2e-3,warmup=100)"}"',
@@ -158,15 +158,20 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--eps", type=float, default=0.0,
                     help="design with the LR-weighted S2 law (plans in closed_loop_eps<E>/, replay 0 only)")
+    ap.add_argument("--law", default="cpt-shared", choices=["cpt-shared", "cpt-mpl"],
+                    help="the law form to design with: cpt-shared (lambda profiled) or cpt-mpl (the MPL "
+                         "annealing term; plans in closed_loop_mpl/, replay 0 only)")
     a = ap.parse_args(sys.argv[1:])
     os.makedirs(a.out, exist_ok=True)
     global PLANS
     if a.eps:
         PLANS = HERE / f"closed_loop_eps{a.eps:g}"
+    if a.law == "cpt-mpl":
+        PLANS = HERE / "closed_loop_mpl"
     if a.runs:
         report_stage(a.runs, a.out)
     else:
-        plan_stage(load(a.study_runs), a.out, a.eps)
+        plan_stage(load(a.study_runs), a.out, a.eps, a.law)
 
 
 if __name__ == "__main__":
