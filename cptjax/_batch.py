@@ -416,8 +416,8 @@ def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = No
 
     Args:
         runs: a :class:`Run` or a list of them (e.g. all PT and CPT runs of one validation set).
-        law: a law kind (``cptjax.LAWS``: ``pt``, ``cpt``, ``cpt-shared``, ``replay``, ``size``,
-            ``open``, ``mpl``).
+        law: a law kind (``cptjax.LAWS``: ``pt``, ``cpt``, ``cpt-shared``, ``cpt-mpl``, ``replay``,
+            ``size``, ``open``, ``mpl``).
         column: the loss column to fit.
         target: ``general`` or ``domain`` (only the replay law's form depends on it).
         form: the replay law's shift form (``swapped``, default, or ``printed``).

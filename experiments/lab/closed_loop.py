@@ -94,15 +94,23 @@ def plan_stage(runs, out, eps=0.0, form="cpt-shared"):
 def report_stage(runs_dir, out):
     cases = json.loads((PLANS / "cases.json").read_text())
     runs = load(runs_dir)
+    sched = {c["name"]: np.loadtxt(PLANS / f"{c['name']}.csv", skiprows=1) for c in cases}
+
+    def trained(name, seed):  # a run of this schedule, or of an identical one (a subset was trained)
+        for other in [name] + [n for n in sched if n != name and np.array_equal(sched[n], sched[name])]:
+            key = next((k for k in runs if k.startswith(f"constant_{other}_") and k.endswith(f"_s{seed}")), None)
+            if key is not None:
+                return runs[key]
+        return None
+
     rows = []
     for c in cases:
         w = c["weight_general"]
         finals = []
         for s in SEEDS:
-            key = next((k for k in runs if k.startswith(f"constant_{c['name']}_") and k.endswith(f"_s{s}")), None)
-            if key is None:
+            r = trained(c["name"], s)
+            if r is None:
                 continue
-            r = runs[key]
             g, d = r.losses["general_loss"][-1], r.losses["domain_loss"][-1]
             finals.append(w * g + (1 - w) * d)
         finals = np.array(finals)
@@ -112,7 +120,10 @@ def report_stage(runs_dir, out):
     verdicts = {}
     for mode in sorted({r["mode"] for r in rows}):
         for w in WEIGHTS:
-            sel = {r["kind"]: r for r in rows if r["mode"] == mode and r["weight_general"] == w}
+            sel = {r["kind"]: r for r in rows if r["mode"] == mode and r["weight_general"] == w
+                   and r["n_seeds"] > 1}
+            if len(sel) < 4:  # this weight was not trained (or not with every schedule)
+                continue
             p = sel["plan"]
             out_v = {}
             for other in ("baseline", "cosine", "free"):
@@ -132,12 +143,14 @@ def report_stage(runs_dir, out):
     for ax, mode in zip(axes, modes):
         for i, kind in enumerate(("plan", "free", "baseline", "cosine")):
             sel = [r for r in rows if r["mode"] == mode and r["kind"] == kind]
-            x = np.arange(len(sel)) + 0.2 * i
-            ax.errorbar(x, [r["measured_mean"] for r in sel], yerr=[r["measured_sd"] or 0 for r in sel],
-                        fmt="o", label=f"{kind} (measured)")
+            x = np.array([WEIGHTS.index(r["weight_general"]) for r in sel]) + 0.2 * i
+            got = np.array([r["measured_mean"] is not None for r in sel], bool)
+            ax.errorbar(x[got], [r["measured_mean"] for r, g in zip(sel, got) if g],
+                        yerr=[r["measured_sd"] or 0 for r, g in zip(sel, got) if g], fmt="o",
+                        color=f"C{i}", label=f"{kind} (measured)")
             ax.plot(x, [r["predicted_objective"] for r in sel], "x", color="k")
         ax.set_xticks(np.arange(len(WEIGHTS)) + 0.3, [f"lambda1={w}" for w in WEIGHTS])
-        ax.set_title(f"closed loop, replay {'0' if mode == 'r0' else 'free'} (x: law's prediction)")
+        ax.set_title(f"{PLANS.name}, replay {'0' if mode == 'r0' else 'free'} (x: law's prediction)", fontsize=10)
         ax.set_ylabel("weighted final loss")
     axes[0].legend(fontsize=7)
     save(out, "lab_closed_loop" + ("" if PLANS.name == "closed_loop" else "_" + PLANS.name.split("_")[-1]),
