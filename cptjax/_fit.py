@@ -122,6 +122,10 @@ def law_options(kind, target="general", form=None, lam=None, eps=None) -> tuple:
     cls = _spec(kind)[0]
     given = {"target": target, "form": form, "lam": None if lam is None else float(lam),
              "eps": None if not eps else float(eps)}
+    for n in ("lam", "eps"):
+        if given[n] is not None and n not in cls.meta:
+            raise ValueError(f"`{n}` applies to the area laws; the {kind} law takes the schedule itself "
+                             "and has no momentum decay or S2 weight")
     opts = tuple((n, given[n]) for n in cls.meta if given.get(n) is not None)
     for n, v in opts:
         if n in cls.options() and v not in cls.options()[n]:

@@ -302,3 +302,12 @@ def test_mpl_cpt_fit_features_equal_the_law_and_fit_recovers():
     held = np.arange(n, lr.size, 50)
     err = np.abs(np.asarray(res.law(lr, held, n_pt=n)) / np.asarray(law(lr, held, n_pt=n)) - 1)
     assert err.max() < 1e-3, err.max()
+
+
+def test_area_law_options_on_a_schedule_law_are_refused():
+    """`lam` and `eps` are options of the area laws; given for a law that takes the schedule
+    itself they are an error naming the option, not silently dropped."""
+    runs = synthetic(0)
+    for kind, kw in (("cpt-mpl", {"eps": 0.2}), ("mpl", {"lam": 0.99})):
+        with pytest.raises(ValueError, match=f"`{next(iter(kw))}` applies to the area laws"):
+            cptjax.make_problem(runs, kind, "loss", **kw)
