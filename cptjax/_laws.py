@@ -20,8 +20,8 @@ import numpy as np
 
 from ._areas import Areas, areas, areas_numpy, check_schedule
 
-__all__ = ["Param", "PTLaw", "CPTLaw", "SharedCPTLaw", "ReplayCPTLaw", "SizeCPTLaw", "OpenCPTLaw", "MultiPowerLaw", "MPLCPTLaw",
-           "LawPair", "LossPair", "predict", "law_from_dict", "replay_factors", "LAWS"]
+__all__ = ["Param", "PTLaw", "CPTLaw", "SharedCPTLaw", "ReplayCPTLaw", "SizeCPTLaw", "OpenCPTLaw",
+           "MultiPowerLaw", "MPLCPTLaw", "LawPair", "LossPair", "predict", "law_from_dict", "replay_factors", "LAWS"]
 
 
 class Param(NamedTuple):
@@ -76,7 +76,8 @@ def _law(cls=None, *, meta=()):
 
 class _Base:
     """What every law declares: ``kind`` (its JSON/CLI name), ``params`` (one :class:`Param` per
-    parameter; ``@_law`` makes them the dataclass fields, in that order), ``uses`` (extra conditions it takes: "replay", "size"), ``shift``
+    parameter; ``@_law`` makes them the dataclass fields, in that order), ``uses`` (extra
+    conditions it takes: "replay", "size"), ``shift``
     (True when it has Eq. 3's shift term with fields B, E, beta — fitted as B·β, see
     ``cptjax._fit``), ``meta`` (static options, e.g. the replay law's target).
 
@@ -326,19 +327,55 @@ def warmup_end(lr) -> int:
     return int(np.argmax(np.asarray(lr), axis=-1))
 
 
+def _decrement_sums(g, s1_t, t, dec, chunk=128):
+    """MPL's loss drop split by phase: (Σ over PT decrements, Σ over CPT decrements) of
+    d_k·G(η_k^(−γ)·(S1(t) − S1(k−1))) over the decrements k ≤ t, at points with forward area
+    ``s1_t`` and joined index ``t`` (both (n,)). ``g`` = G's (c, β, γ); ``dec`` = (d, log η
+    (floored), S1(k−1), k, is-CPT). Chunked over points: memory O(chunk·K)."""
+    d, log_eta, s1_before, k, is_cpt = dec
+
+    def one(st):
+        s, tt = st
+        dg = jnp.where(k <= tt, d * _mpl_g(*g, log_eta, jnp.maximum(s - s1_before, 0.0)), 0.0)
+        return jnp.stack([jnp.sum(jnp.where(is_cpt, 0.0, dg)), jnp.sum(jnp.where(is_cpt, dg, 0.0))])
+
+    out = lax.map(one, (s1_t, t), batch_size=max(1, min(chunk, s1_t.size)))
+    return out[:, 0], out[:, 1]
+
+
+def _schedule_decrements(lr, eta0, warmup, n_pt):
+    """A (traced) schedule's forward area S1 and its decrements as :func:`_decrement_sums` takes
+    them: d_k = η_(k−1) − η_k (η_(−1) = ``eta0``, default η_0; none up to index ``warmup``), log η_k
+    floored (:func:`_eta_floor`), S1(k−1), k, and whether k is a CPT step (k ≥ ``n_pt``)."""
+    first = lr[:1] if eta0 is None else jnp.asarray(eta0, lr.dtype)[None]
+    k = jnp.arange(lr.shape[-1])
+    d = jnp.where(k <= warmup, 0.0, jnp.concatenate([first, lr[:-1]]) - lr)
+    s1 = jnp.cumsum(lr)
+    return s1, (d, jnp.log(_eta_floor(lr)), s1 - lr, k, k >= n_pt)
+
+
 def _pairs(lr, ix):
     """MPL's (point, decrement) pairs of one run, for fitting: for every point ``ix`` and every
     nonzero decrement d_k = η_(k−1) − η_k at or before it (η_(−1) = η_0): d_k, log η_k (−inf at
     η = 0, floored where used), S_k(t) = S1(t) − S1(k−1), the point's position in ``ix`` and k."""
-    d = np.concatenate([lr[:1], lr[:-1]]) - lr
-    nz = np.flatnonzero(d)
-    s1 = np.cumsum(lr)
+    d, nz, s1 = _nonzero_decrements(lr)
     n = np.searchsorted(nz, ix, side="right")  # decrements at or before each point
     point = np.repeat(np.arange(ix.size), n)
     k = nz[np.arange(point.size) - np.repeat(np.cumsum(n) - n, n)]
+    return d[k], _log(lr[k]), s1[ix][point] - (s1 - lr)[k], point.astype(np.float64), k
+
+
+def _nonzero_decrements(lr):
+    """A concrete schedule's decrements d_k = η_(k−1) − η_k (d_0 = 0), the indices k where they
+    are nonzero, and its forward area S1."""
+    d = np.concatenate([lr[:1], lr[:-1]]) - lr
+    return d, np.flatnonzero(d), np.cumsum(lr)
+
+
+def _log(x):
+    """log of LRs, −inf at 0 (floored where used)."""
     with np.errstate(divide="ignore"):
-        log_eta = np.log(lr[k])
-    return d[k], log_eta, s1[ix][point] - (s1 - lr)[k], point.astype(np.float64), k
+        return np.log(x)
 
 
 @_law
@@ -369,20 +406,10 @@ class MultiPowerLaw(_Base):
 
     def __call__(self, lr, idx=None, *, n_pt=None, eta0=None, warmup=-1, chunk: int = 128):
         lr = jnp.asarray(lr)
-        T = lr.shape[-1]
-        idx = jnp.arange(T) if idx is None else jnp.asarray(idx)
-        first = lr[:1] if eta0 is None else jnp.asarray(eta0, lr.dtype)[None]
-        k = jnp.arange(T)
-        d = jnp.where(k <= warmup, 0.0, jnp.concatenate([first, lr[:-1]]) - lr)
-        s1 = jnp.cumsum(lr)
-        s1_before = s1 - lr  # S1(k-1)
-        log_eta = jnp.log(_eta_floor(lr))
-
-        def one(t):
-            g = _mpl_g(self.C, self.beta, self.gamma, log_eta, jnp.maximum(s1[t] - s1_before, 0.0))
-            return jnp.sum(jnp.where(k <= t, d * g, 0.0))
-
-        ld = lax.map(one, idx.ravel(), batch_size=min(chunk, idx.size)).reshape(idx.shape)
+        idx = jnp.arange(lr.shape[-1]) if idx is None else jnp.asarray(idx)
+        s1, dec = _schedule_decrements(lr, eta0, warmup, lr.shape[-1])  # one phase: all "PT"
+        ld = _decrement_sums((self.C, self.beta, self.gamma), s1[idx.ravel()], idx.ravel(), dec, chunk)[0]
+        ld = ld.reshape(idx.shape)
         return self.L0 + _power(self.A, self.alpha, s1[idx]) - self.B * ld
 
     @classmethod
@@ -414,22 +441,6 @@ class MultiPowerLaw(_Base):
         ld = jax.ops.segment_sum(d * g, point.astype(jnp.int32), num_segments=s1_t.shape[-1])
         return self.L0 + _power(self.A, self.alpha, s1_t) - self.B * ld
 
-
-
-def _decrement_sums(g, s1_t, t, dec, chunk=128):
-    """MPL's loss drop split by phase: (Σ over PT decrements, Σ over CPT decrements) of
-    d_k·G(η_k^(−γ)·(S1(t) − S1(k−1))) over the decrements k ≤ t, at points with forward area
-    ``s1_t`` and joined index ``t`` (both (n,)). ``g`` = G's (c, β, γ); ``dec`` = (d, log η
-    (floored), S1(k−1), k, is-CPT). Chunked over points: memory O(chunk·K)."""
-    d, log_eta, s1_before, k, is_cpt = dec
-
-    def one(st):
-        s, tt = st
-        dg = jnp.where(k <= tt, d * _mpl_g(*g, log_eta, jnp.maximum(s - s1_before, 0.0)), 0.0)
-        return jnp.stack([jnp.sum(jnp.where(is_cpt, 0.0, dg)), jnp.sum(jnp.where(is_cpt, dg, 0.0))])
-
-    out = lax.map(one, (s1_t, t), batch_size=max(1, min(chunk, s1_t.size)))
-    return out[:, 0], out[:, 1]
 
 
 class History(NamedTuple):
@@ -493,11 +504,7 @@ class MPLCPTLaw(_Base):
         T = lr.shape[-1]
         idx = jnp.arange(T) if idx is None else jnp.asarray(idx)
         n_pt = T if n_pt is None else n_pt
-        first = lr[:1] if eta0 is None else jnp.asarray(eta0, lr.dtype)[None]
-        k = jnp.arange(T)
-        d = jnp.where(k <= warmup, 0.0, jnp.concatenate([first, lr[:-1]]) - lr)
-        s1 = jnp.cumsum(lr)
-        dec = (d, jnp.log(_eta_floor(lr)), s1 - lr, k, k >= n_pt)
+        s1, dec = _schedule_decrements(lr, eta0, warmup, n_pt)
         t = idx.ravel()
         ld_pt, ld_cpt = _decrement_sums((self.kappa, self.rho, self.gamma), s1[t], t, dec, chunk)
         s1_pt = jnp.where(n_pt > 0, s1[jnp.maximum(n_pt - 1, 0)], 0.0)
@@ -509,12 +516,8 @@ class MPLCPTLaw(_Base):
         """The PT schedule (concrete) summarised for :meth:`continue_at`: only its nonzero
         decrements are kept."""
         pt = np.asarray(pt, np.float64)
-        d = np.concatenate([pt[:1], pt[:-1]]) - pt
-        k = np.flatnonzero(d)
-        s1 = np.cumsum(pt)
-        with np.errstate(divide="ignore"):
-            log_eta = np.log(pt[k])
-        return History(*map(jnp.asarray, (pt[-1], s1[-1], s1, pt.max(), pt.size, d[k], log_eta,
+        d, k, s1 = _nonzero_decrements(pt)
+        return History(*map(jnp.asarray, (pt[-1], s1[-1], s1, pt.max(), pt.size, d[k], _log(pt[k]),
                                           (s1 - pt)[k], k)))
 
     def continue_at(self, cpt, h: History, at=None, *, chunk: int = 128):
