@@ -605,7 +605,7 @@ def cmd_design(args) -> int:
         print(f"uncertainty: {law_name} carries no parameter covariance (fit your runs and pass "
               "--law GENERAL.json,DOMAIN.json for a gain interval)"
               + (f"; over the law variants below, P(plan beats {best['name']}) = {wins} = "
-                 f"{_fraction(wins):.2f}" if wins else ""))
+                 f"{unc['p_plan_wins_variants']:.2f}" if wins else ""))
     if unc["regret"]:
         print(f"law variants (lambda 0.999..0.98; S2 weighted by LR^0.1, ^0.2): the plan beats {best['name']} "
               f"in {unc['plan_wins_in_variants']}; worst-case regret: " + ", ".join(
@@ -615,12 +615,6 @@ def cmd_design(args) -> int:
     if plan.note:
         print("note:", plan.note)
     return 0
-
-
-def _fraction(text):
-    """'a/b' -> a / b."""
-    a, b = map(int, text.split("/"))
-    return a / b if b else float("nan")
 
 
 _PYTORCH_EXPORT = '''"""The designed CPT schedule for PyTorch: a LambdaLR over plan.npy (written by cptjax design).
