@@ -272,9 +272,9 @@ def _vp_starts(kind, opts, feats, obs, mask, k, points=VP_POINTS):
     wt = jnp.where(mask, 1 / obs, 0.0)
 
     def one(xn):
-        def pred(c):
-            x = jnp.zeros(len(names), obs.dtype).at[non].set(xn).at[lin].set(c)
-            return _predict_points(kind, opts, x, feats)
+        def pred(c):  # the law built from scalars: the nonlinear ones carry no tangent
+            vals = dict(zip([names[i] for i in non], xn)) | dict(zip([names[i] for i in lin], c))
+            return cls(**vals, **dict(opts)).at_points(feats)
         c0 = jnp.zeros(lin.size, obs.dtype)
         base, cols = pred(c0), jax.jacfwd(pred)(c0).T  # (n,), (n_lin, n)
         Z, y = cols * wt, jnp.where(mask, obs - base, 0.0) * wt

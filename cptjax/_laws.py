@@ -9,6 +9,7 @@ itself and is called on the LR array.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, ClassVar, NamedTuple
 
@@ -343,6 +344,45 @@ def _decrement_sums(g, s1_t, t, dec, chunk=128):
     return out[:, 0], out[:, 1]
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(7,))
+def _pair_sums(c, beta, gamma, d, log_eta, s_kt, point, n):
+    """Σ over each point's (point, decrement) pairs of d·G(η_k^(−γ)·S_k(t)), G's (c, β, γ): (m, n)
+    for weights ``d`` (m, P) (e.g. one row per phase), ``point`` the pairs' point index (< n). Its
+    derivative is written out (:func:`_pair_sums_jvp`): a Jacobian in (c, β, γ) costs three
+    segment sums over the primal's own terms instead of a tangent per pair and parameter."""
+    return _segsum(d * _mpl_g(c, beta, gamma, log_eta, s_kt), point, n)
+
+
+def _segsum(v, point, n):
+    return jnp.moveaxis(jax.ops.segment_sum(jnp.moveaxis(v, -1, 0), point, num_segments=n), 0, -1)
+
+
+def _pair_sums_jvp(n, primals, tangents):
+    c, beta, gamma, d, log_eta, s_kt, point = primals
+    e = jnp.exp(-gamma * log_eta)
+    x = c * e * s_kt
+    ell = jnp.log(1 + x)
+    u = jnp.exp(-beta * ell)  # (1 + x)^(−β); G = 1 − u
+    gx = d * beta * u / (1 + x)  # d·∂G/∂x
+    live = [type(t) is not jax.custom_derivatives.SymbolicZero for t in tangents]
+    # The value and ∂/∂c, ∂/∂β, ∂/∂γ (each a sum over the pairs, times a scalar tangent) in one
+    # segment sum; the data's own tangents (zero when fitting) per pair.
+    rows = [d * (1 - u)] + [r for r, on in zip((gx * e * s_kt, d * u * ell, -gx * x * log_eta), live) if on]
+    sums = _segsum(jnp.stack(rows, -2), point, n)  # (n, rows, m) -> (m, rows, n)
+    out, tan, j = sums[..., 0, :], 0.0, 1
+    for t, on in zip(tangents[:3], live):
+        if on:
+            tan, j = tan + sums[..., j, :] * t, j + 1
+    per_pair = zip(tangents[3:6], live[3:6], (1 - u, -gx * gamma * x, gx * c * e))
+    for t, on, dg in per_pair:
+        if on:
+            tan = tan + _segsum(dg * t, point, n)
+    return out, tan + jnp.zeros_like(out)
+
+
+_pair_sums.defjvp(_pair_sums_jvp, symbolic_zeros=True)
+
+
 def _schedule_decrements(lr, eta0, warmup, n_pt):
     """A (traced) schedule's forward area S1 and its decrements as :func:`_decrement_sums` takes
     them: d_k = η_(k−1) − η_k (η_(−1) = ``eta0``, default η_0; none up to index ``warmup``), log η_k
@@ -437,8 +477,8 @@ class MultiPowerLaw(_Base):
         :func:`_eta_floor`)."""
         s1_t, d, log_eta, s_kt, point = feats
         floor = np.log(ETA_FLOOR) + lax.stop_gradient(jnp.max(log_eta))
-        g = _mpl_g(self.C, self.beta, self.gamma, jnp.maximum(log_eta, floor), s_kt)
-        ld = jax.ops.segment_sum(d * g, point.astype(jnp.int32), num_segments=s1_t.shape[-1])
+        ld = _pair_sums(self.C, self.beta, self.gamma, d[None], jnp.maximum(log_eta, floor), s_kt,
+                        point.astype(jnp.int32), s1_t.shape[-1])[0]
         return self.L0 + _power(self.A, self.alpha, s1_t) - self.B * ld
 
 
@@ -555,10 +595,8 @@ class MPLCPTLaw(_Base):
     def at_points(self, feats):
         s1_t, s1_cpt, d, log_eta, s_kt, point, cpt = feats
         floor = np.log(ETA_FLOOR) + lax.stop_gradient(jnp.max(log_eta))
-        dg = d * _mpl_g(self.kappa, self.rho, self.gamma, jnp.maximum(log_eta, floor), s_kt)
-        seg, n = point.astype(jnp.int32), s1_t.shape[-1]
-        ld_cpt = jax.ops.segment_sum(dg * cpt, seg, num_segments=n)
-        ld_pt = jax.ops.segment_sum(dg * (1 - cpt), seg, num_segments=n)
+        ld_pt, ld_cpt = _pair_sums(self.kappa, self.rho, self.gamma, jnp.stack([d * (1 - cpt), d * cpt]),
+                                   jnp.maximum(log_eta, floor), s_kt, point.astype(jnp.int32), s1_t.shape[-1])
         return self._combine(s1_t, s1_cpt, ld_pt, ld_cpt)
 
 LAWS = {c.kind: c for c in (PTLaw, CPTLaw, SharedCPTLaw, ReplayCPTLaw, SizeCPTLaw, OpenCPTLaw,

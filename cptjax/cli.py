@@ -317,7 +317,8 @@ def cmd_fit(args) -> int:
     with warnings.catch_warnings():  # the fit's warnings are printed once, below
         warnings.simplefilter("ignore", RuntimeWarning)
         res = cptjax.fit(runs, args.law, column, target=args.target, delta=args.delta,
-                         max_iter=args.max_iter, lam=lam, eps=args.eps)
+                         max_iter=args.max_iter, lam=lam, eps=args.eps,
+                         coarse=False if args.full_search else None)
     if res.status == "non-finite" or not all(math.isfinite(v) for v in res.params.values()):
         raise _Fail(f"the fit of {args.law!r} to {column!r} did not reach finite parameters (status "
                     f"{res.status}): check the runs' LR and loss columns (is the LR logged in "
@@ -757,6 +758,9 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--lam", default=None,
                     help="momentum decay lambda of the areas: a number in (0, 1) (default 0.999) or "
                          "'profile' (fit at 0.9..0.999 and keep the best objective)")
+    fi.add_argument("--full-search", action="store_true",
+                    help="search on every point even for MPL-type fits of more than 1M (point, "
+                         "decrement) pairs (default: search on a thinned copy, polish on all points)")
     fi.add_argument("--out", default=None, help="write the fit as JSON (loadable by predict)")
     fi.add_argument("--plot", default=None, help="PNG of data vs fit with a residual panel")
     fi.add_argument("--json", action="store_true", help="print machine-readable JSON to stdout")

@@ -176,6 +176,33 @@ def test_mpl_fit_recovers_curve():
     assert res.max_rel_error < 1e-3 and res.r2 > 0.999
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_heavy_mpl_fit_searches_a_thinned_copy_and_reaches_the_full_search_optimum(monkeypatch, seed):
+    """A problem with many (point, decrement) pairs searches (starts, grid, basins) on a thinned
+    copy and polishes its optima on every point: the objective equals the search on all points
+    (1e-6 relative, or lower) and so do the parameters, on noisy curves (the optimum is not the
+    truth)."""
+    from cptjax import _batch
+
+    law = cptjax.preset("mpl-100m")
+    rng = np.random.default_rng(seed)
+    runs = []
+    for lr in (S.cosine(6000, 3e-4, warmup=300, final=3e-5), S.constant(6000, 3e-4, warmup=300),
+               S.wsd(4000, 3e-4, warmup=300, decay=0.4, final=3e-5)):
+        st = np.arange(400, lr.size + 1, 40)
+        y = np.asarray(law(lr, st - 1)) * np.exp(rng.normal(0, 1e-4, st.size))
+        runs.append(cptjax.Run("r", lr, lr.size, st, {"loss": y}))
+    full = cptjax.fit(runs, "mpl", "loss", coarse=False)
+    assert "coarse_points" not in full.extra
+    monkeypatch.setattr(_batch, "COARSE_PAIRS", cptjax.make_problem(runs, "mpl", "loss").feats[-1].size // 4)
+    thin = cptjax.fit(runs, "mpl", "loss", coarse=True)
+    n = sum(r.steps.size for r in runs)
+    assert 3 * 16 <= thin.extra["coarse_points"] < n / 2
+    assert thin.n_points == n and thin.status == "converged"
+    assert thin.objective <= full.objective * (1 + 1e-6), (thin.objective, full.objective)
+    np.testing.assert_allclose(list(thin.params.values()), list(full.params.values()), rtol=1e-3)
+
+
 def test_mpl_fit_features_equal_the_law():
     """MPL's fitting problem ((point, decrement) pairs, indices offset per run, padded in a batch)
     evaluates to the law called on each run's schedule, to 1e-12."""
