@@ -88,10 +88,17 @@ def _open_text(path):
             raise DataError(f"{path}: not a valid gzip file ({e})") from None
     if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (spreadsheet exports)
         raw = raw[3:]
+    elif raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 (some Windows exports)
+        return raw.decode("utf-16", errors="replace")
     return raw.decode("utf-8", errors="replace")
 
 
 _META_KEYS = {"n_pt": int, "replay": float, "size": float}
+# Column names a log's step and LR go by (W&B, Hugging Face, Lightning, plain scripts); an LR column
+# may also be any "<group>/lr" or "<group>/learning_rate" (e.g. W&B's "train/learning_rate").
+_STEP_NAMES = ("step", "global_step", "train/global_step", "trainer/global_step", "_step", "Step", "steps")
+_LR_NAMES = ("lr", "learning_rate", "optim/learning_rate_group0")
+_LR_SUFFIXES = ("/lr", "/learning_rate")
 
 
 def _csv_meta(path, text):
@@ -113,14 +120,52 @@ def _csv_meta(path, text):
 
 
 def _delimiter(path, text):
-    """',' unless the header is clearly separated by ';' or tabs (some locales' spreadsheets)."""
+    """',' unless the header is clearly separated by ';' or tabs (some locales' spreadsheets), or
+    only by spaces (``None``: runs of whitespace, as numpy.savetxt and many scripts write)."""
     first = text.split("\n", 1)[0]
     if "," in first:
         return ","
     for d in (";", "\t"):
         if d in first:
             return d
-    return ","
+    return None if len(first.split()) > 1 else ","
+
+
+def _rows(text, delimiter):
+    """The CSV text's rows as lists of cells."""
+    if delimiter is None:
+        return (line.split() for line in text.split("\n"))
+    return csv.reader(io.StringIO(text), delimiter=delimiter)
+
+
+def _jsonl_rows(path, text):
+    """A JSON Lines log (one object per line, as many training loops and W&B's
+    ``wandb-history.jsonl`` write): the header (every key, nested objects flattened with '/', in
+    order of first appearance) and the rows as cells."""
+    recs = []
+    for i, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise DataError(f"{path}: line {i}: not valid JSON ({e.msg})") from None
+        if not isinstance(d, dict):
+            raise DataError(f"{path}: line {i}: expected a JSON object per line")
+        recs.append(_flatten(d))
+    header = list(dict.fromkeys(k for r in recs for k in r))
+    cell = lambda v: "" if v is None else "x" if isinstance(v, (bool, list)) else str(v)
+    return header, ([cell(r.get(k)) if k in r else "" for k in header] for r in recs)
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _float(cell):
@@ -133,7 +178,9 @@ def _float(cell):
 def _rebuild_lr(path, steps, lr_vals, total):
     """Dense LR from a sparse log: linear interpolation between logged steps; before the first
     logged step, a linear ramp from 0 (a warmup) is assumed; after the last, the LR is held."""
-    ok = np.isfinite(lr_vals)
+    if np.isinf(lr_vals).any():
+        raise DataError(f"{path}: infinite LR at step {int(steps[np.argmax(np.isinf(lr_vals))])}")
+    ok = np.isfinite(lr_vals)  # NaN / empty cells: not logged at that step
     s, v = steps[ok], lr_vals[ok]
     if s.size == 0:
         raise DataError(f"{path}: the LR column has no values")
@@ -165,8 +212,11 @@ def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None
     (``*tfevents*``, optional extra ``cptjax[tensorboard]``), or cptjax's JSON. The format is
     recorded in ``run.report["format"]``.
 
-    CSV: a step column (``step`` or W&B ``_step``), an LR column (``lr`` or
-    ``optim/learning_rate_group0``) unless ``schedule`` (text form or array) is given, and loss
+    CSV (``,``/``;``/tab/space separated, UTF-8 or UTF-16) or JSON Lines (``.jsonl``: one object
+    per log call, nested objects flattened with ``/``): a step column (``step``, ``global_step``,
+    ``train/global_step``, W&B ``_step``/``Step``), an LR column (``lr``, ``learning_rate``,
+    ``optim/learning_rate_group0``, any ``*/lr`` or ``*/learning_rate``, Lightning ``lr-*``)
+    unless ``schedule`` (text form or array) is given, and loss
     columns (default: every other numeric column whose name contains ``loss`` — or, for W&B,
     ``eval/*/CrossEntropyLoss``). A row with an empty loss cell only gives the LR. Resumed runs
     (unsorted or duplicated steps) keep the last row of each step; NaN/inf/non-positive losses are
@@ -232,21 +282,29 @@ def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None
     n_pt = meta.get("n_pt", n_pt) if n_pt is None else n_pt
     replay = meta.get("replay", replay) if replay is None else replay
     size = meta.get("size", size) if size is None else size
-    reader = csv.reader(io.StringIO(text), delimiter=_delimiter(path, text))
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise DataError(f"{path}: empty file") from None
-    except csv.Error as e:
-        raise DataError(f"{path}: not a readable CSV file ({e})") from None
-    sc = step_column or next((c for c in ("step", "_step", "Step", "steps") if c in header), None)
+    if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+        header, reader = _jsonl_rows(path, text)
+        if not header:
+            raise DataError(f"{path}: empty file")
+    else:
+        reader = _rows(text, _delimiter(path, text))
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise DataError(f"{path}: empty file") from None
+        except csv.Error as e:
+            raise DataError(f"{path}: not a readable CSV file ({e})") from None
+    twice = sorted({h for h in header if h and header.count(h) > 1})
+    if twice:
+        raise DataError(f"{path}: column(s) {twice} appear more than once in the header: rename them")
+    sc = step_column or next((c for c in _STEP_NAMES if c in header), None)
     if sc is None or sc not in header:
-        raise DataError(f"{path}: missing step column (looked for {step_column or 'step, _step'}); "
+        raise DataError(f"{path}: missing step column (looked for {step_column or ', '.join(_STEP_NAMES)}); "
                         f"columns are {header[:8]}{'...' if len(header) > 8 else ''}")
-    lc = lr_column or next((c for c in ("lr", "learning_rate", "optim/learning_rate_group0")
-                            if c in header), next((c for c in header if _lightning_lr(c)), None))
+    lc = lr_column or next((c for c in _LR_NAMES if c in header),
+                           next((c for c in header if _lightning_lr(c) or c.endswith(_LR_SUFFIXES)), None))
     if schedule is None and (lc is None or lc not in header):
-        raise DataError(f"{path}: missing LR column (looked for {lr_column or 'lr, learning_rate, optim/learning_rate_group0, lr-*'}) "
+        raise DataError(f"{path}: missing LR column (looked for {lr_column or 'lr, learning_rate, optim/learning_rate_group0, */lr, */learning_rate, lr-*'}) "
                         "and no schedule given")
     if loss_columns is None:
         loss_columns = [c for c in header if c.endswith("CrossEntropyLoss") and c.startswith("eval/")]
@@ -267,12 +325,17 @@ def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None
                 step = _float(row[idx[sc]])
                 if not math.isfinite(step):
                     continue
+                if step != round(step):
+                    raise DataError(f"{path}: row {rn}: step {row[idx[sc]].strip()!r} (column {sc!r}) "
+                                    "is not a whole number")
                 rows_steps.append(int(round(step)))
                 rows_lr.append(_float(row[idx[lc]]) if schedule is None and idx[lc] < len(row) else math.nan)
                 for c in loss_columns:
                     cell = row[idx[c]] if idx[c] < len(row) else ""
                     nan_cells[c] += cell.strip().lower() == "nan"
                     rows_loss[c].append(_float(cell))
+            except DataError:
+                raise
             except (ValueError, IndexError, OverflowError):
                 raise DataError(f"{path}: row {rn}: could not read a number "
                                 f"(columns {sc!r}, {lc!r}, {loss_columns})") from None
@@ -448,6 +511,9 @@ def _finish(path, name, lr, n_pt, steps, cols, size, replay, report):
         report["step0_rows_dropped"] = int(zero.sum())
         steps = steps[~zero]
         cols = {k: v[~zero] for k, v in cols.items()}
+    if steps.size == 0:
+        raise DataError(f"{path}: no logged step after step 0 (a loss at step 0 precedes every "
+                        "update and is not used)")
     dropped = {}
     nan_cells = report.pop("nan_cells", {})
     for k, v in cols.items():

@@ -52,6 +52,9 @@ def test_resumed_run_keeps_last_and_bad_losses_dropped(tmp_path):
     ("step,lr,loss\n1,-1e-3,3\n", {}, "negative LR"),
     ("step,lr,loss\n", {}, "no data rows"),
     ("step,lr,loss\n5,1e-3,3\n", {"schedule": "constant(steps=3,peak=1e-3)"}, "beyond the schedule"),
+    ("step,lr,loss,loss\n1,1e-3,3,3\n", {}, "['loss'] appear more than once"),
+    ("step,lr,loss\n1,1e-3,3\n2.5,1e-3,3\n", {}, "row 3: step '2.5' (column 'step') is not a whole number"),
+    ("step,lr,loss\n1,1e-3,3\n2,inf,3\n3,1e-3,3\n", {}, "infinite LR at step 2"),
 ])
 def test_bad_files(tmp_path, text, kw, needle):
     p = write(tmp_path, "bad.csv", text)
@@ -78,3 +81,12 @@ def test_wandb_olmo_export(data_dir):
     assert any("c4_en" in c for c in run.losses) and len(run.losses) == 11
     assert run.lr.max() == pytest.approx(0.000972728518721015, rel=1e-3)  # its learning_rate_peak
     assert run.report["lr_rebuilt"] and run.steps[-1] == 7272
+
+
+def test_bad_jsonl_line_is_named(tmp_path):
+    p = write(tmp_path, "bad.jsonl", '{"step": 1, "lr": 1e-3, "loss": 3}\n{"step": 2,\n')
+    with pytest.raises(cptjax.DataError, match=r"bad.jsonl: line 2: not valid JSON"):
+        cptjax.load_run(p)
+    p = write(tmp_path, "list.jsonl", '[1, 2]\n')
+    with pytest.raises(cptjax.DataError, match=r"list.jsonl: line 1: expected a JSON object"):
+        cptjax.load_run(p)

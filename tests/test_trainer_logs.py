@@ -76,7 +76,18 @@ def test_every_format_round_trips_a_known_schedule(tmp_path):
     (tmp_path / "metrics.csv").write_text("\n".join(rows))
     hist = [{"step": int(s), "learning_rate": float(lr[s - 1]), "loss": float(loss[s - 1])} for s in st]
     (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": hist, "global_step": 400}))
-    for f in ("plain.csv", "wandb.csv", "metrics.csv", "trainer_state.json"):
+    # W&B's Hugging Face integration ("train/global_step", "train/learning_rate"), JSON Lines with
+    # nested objects and the W&B step key, space-separated columns, a UTF-16 spreadsheet export.
+    (tmp_path / "hf_wandb.csv").write_text("Step,train/global_step,train/learning_rate,train/loss\n" + "\n".join(
+        f"{s + 7},{s},{float(l)!r},{float(y)!r}" for s, l, y in zip(st, lr, loss)))
+    (tmp_path / "history.jsonl").write_text("\n".join(json.dumps(
+        {"_step": int(s), "train": {"lr": float(l), "loss": float(y)}, "tag": None, "ok": True})
+        for s, l, y in zip(st, lr, loss)))
+    (tmp_path / "spaces.txt").write_text("step  lr  loss\n" + "\n".join(
+        f"{s}   {float(l)!r} {float(y)!r}" for s, l, y in zip(st, lr, loss)))
+    (tmp_path / "utf16.csv").write_bytes((tmp_path / "plain.csv").read_text().encode("utf-16"))
+    for f in ("plain.csv", "wandb.csv", "metrics.csv", "trainer_state.json", "hf_wandb.csv", "history.jsonl",
+              "spaces.txt", "utf16.csv"):
         run = cptjax.load_run(tmp_path / f)
         n = 399 if f == "metrics.csv" else 400
         np.testing.assert_allclose(run.lr[:n], lr[:n], rtol=1e-12, err_msg=f)
