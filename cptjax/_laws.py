@@ -636,12 +636,18 @@ def law_from_dict(d):
     missing = [n for n in cls.param_names() if n not in d]
     if missing:
         raise ValueError(f"law {kind!r} is missing parameter(s) {missing}")
+    unknown = sorted(set(d) - {"law"} - set(cls.param_names()) - set(cls.meta))
+    if unknown:  # e.g. a misspelt option, which would otherwise fall back to its default silently
+        raise ValueError(f"law {kind!r}: unknown key(s) {unknown}; its parameters are "
+                         f"{list(cls.param_names())}" + (f" and options {list(cls.meta)}" if cls.meta else ""))
     kw = {}
-    for n in cls.param_names():
-        v = d[n]
+    for p in cls.params:
+        v = d[p.name]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f"law {kind!r}: parameter {n!r} must be a finite number, got {v!r}")
-        kw[n] = float(v)
+            raise ValueError(f"law {kind!r}: parameter {p.name!r} must be a finite number, got {v!r}")
+        if p.positive and v < 0:
+            raise ValueError(f"law {kind!r}: parameter {p.name!r} must be >= 0, got {v!r}")
+        kw[p.name] = float(v)
     for n in cls.meta:
         if n in d:
             kw[n] = float(d[n]) if n in ("lam", "eps") and isinstance(d[n], (int, float)) and not isinstance(d[n], bool) else d[n]

@@ -268,6 +268,8 @@ def parse(text: str) -> np.ndarray:
     for part in filter(None, (p.strip() for p in _split_args(body))):
         key, eq, raw = part.partition("=")
         key, raw = key.strip(), raw.strip()
+        if key in kwargs:
+            raise ValueError(f"schedule {text!r}: {key!r} is given twice")
         if not eq or not key.isidentifier():
             raise ValueError(f"schedule {text!r}: bad argument {part!r}; expected key=value")
         try:

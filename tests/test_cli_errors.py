@@ -30,6 +30,9 @@ def files(tmp_path_factory):
     (d / "inf.json").write_text('{"law": "pt", "L0": 3, "A": Infinity, "alpha": 0.5, "C": 1}')
     (d / "str.json").write_text('{"law": "pt", "L0": "3", "A": 1, "alpha": 0.5, "C": 1}')
     (d / "broken.json").write_text('{"law": ')
+    (d / "neg.json").write_text('{"law": "pt", "L0": 3, "A": -1, "alpha": 0.5, "C": 1}')
+    (d / "typo.json").write_text('{"law": "cpt", "L0": 3, "A": 1, "alpha": 0.5, "C1": 1, "C2": 1, "B": 1, '
+                                 '"E": 1, "beta": 1, "lamda": 0.99}')
     (d / "exists.txt").write_text("x")
     rows = ["step,lr,loss"] + [f"{s},0.0,{3 - s / 1e4}" for s in range(1, 101)]
     (d / "zero_lr.csv").write_text("\n".join(rows))
@@ -59,6 +62,9 @@ CASES = [
     (["predict", "{in}/inf.json"], "finite"),
     (["predict", "{in}/str.json"], "finite number"),
     (["predict", "{in}/broken.json"], "not valid JSON"),
+    (["predict", "{in}/neg.json"], "'A' must be >= 0"),
+    (["predict", "{in}/typo.json"], "unknown key(s) ['lamda']"),
+    (["predict", "--pt", "cosine(steps=100,steps=200,peak=1e-4)"], "'steps' is given twice"),
     (["fit", "{in}/dir"], "is a folder"),
     (["design", "--out", "{in}/exists.txt"], "not a folder"),
     (["design", "--knots", "0", "--out", "{tmp}/d"], "--knots"),
