@@ -230,11 +230,44 @@ def _require(d, key, kind, where):
     return d[key]
 
 
+def _known(d, keys, where):
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a table, got {d!r}")
+    unknown = sorted(set(d) - set(keys))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; expected {sorted(keys)}")
+
+
+def _parse_in(text, where):
+    try:
+        return _schedules.parse(text)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+def _numbers(values, kind, where, lo=None):
+    """A TOML list of numbers (ints for ``kind=int``), each >= ``lo``."""
+    if not isinstance(values, list):
+        raise ValueError(f"{where}: expected a list, got {values!r}")
+    for v in values:
+        ok = isinstance(v, int) if kind is int else isinstance(v, (int, float)) and math.isfinite(v)
+        if isinstance(v, bool) or not ok or (lo is not None and v < lo):
+            raise ValueError(f"{where}: {v!r} is not {'an integer' if kind is int else 'a number'}"
+                             + (f" >= {lo}" if lo is not None else ""))
+    return values
+
+
 def parse_study(d: dict, where: str = "study", model: str | None = None) -> Study:
     """A :class:`Study` from a TOML table (see ``DEFAULT_STUDY`` for the layout)."""
-    if not isinstance(d, dict):
-        raise ValueError(f"{where}: expected a table")
+    _known(d, ("name", "seed", "eval_interval", "eval_batches", "model", "pt", "cpt"), where)
+    for key, lo in (("seed", 0), ("eval_interval", 1), ("eval_batches", 1)):
+        if key in d:
+            _numbers([d[key]], int, f"{where}: {key}", lo)
+    _known(d.get("model", {}), ["preset"] + [f.name for f in dataclasses.fields(ModelConfig)], f"{where}: [model]")
     m = dict(d.get("model", {}))
+    for f in dataclasses.fields(ModelConfig):
+        if f.name in m:
+            _numbers([m[f.name]], int if f.type in (int, "int") else float, f"{where}: model.{f.name}")
     base = MODELS.get(model or m.pop("preset", "cpu"))
     if base is None:
         raise ValueError(f"{where}: model.preset must be one of {sorted(MODELS)}")
@@ -249,13 +282,21 @@ def parse_study(d: dict, where: str = "study", model: str | None = None) -> Stud
     for n, s in pt.items():
         if not isinstance(s, str):
             raise ValueError(f"{where}: pt.{n} must be a schedule in text form")
-        _schedules.parse(s)
+        _parse_in(s, f"{where}: pt.{n}")
     cpt = _require(d, "cpt", dict, where)
-    steps = _require(cpt, "steps", int, f"{where}: [cpt]")
+    _known(cpt, ("steps", "schedules", "grid"), f"{where}: [cpt]")
+    steps = _numbers([_require(cpt, "steps", int, f"{where}: [cpt]")], int, f"{where}: cpt.steps", 2)[0]
     scheds = _require(cpt, "schedules", dict, f"{where}: [cpt]")
+    for n, text in scheds.items():
+        if not isinstance(text, str):
+            raise ValueError(f"{where}: cpt.schedules.{n} must be a schedule in text form, got {text!r}")
     runs, seen = [], set()
     for gi, g in enumerate(_require(cpt, "grid", list, f"{where}: [cpt]")):
         w = f"{where}: cpt.grid[{gi}]"
+        _known(g, ("pt", "schedule", "peak", "replay", "seed"), w)
+        _numbers(_require(g, "peak", list, w), float, f"{w}: peak", 0)
+        _numbers(g.get("replay", [0.0]), float, f"{w}: replay")
+        _numbers(g.get("seed", [0]), int, f"{w}: seed", 0)
         for p_name in _require(g, "pt", list, w):
             if p_name not in pt:
                 raise ValueError(f"{w}: unknown PT schedule {p_name!r}; have {sorted(pt)}")
@@ -267,8 +308,12 @@ def parse_study(d: dict, where: str = "study", model: str | None = None) -> Stud
                         if not 0 <= float(r) <= 1:
                             raise ValueError(f"{w}: replay {r!r} is not in [0, 1]")
                         for seed in g.get("seed", [d.get("seed", 0)]):
-                            text = scheds[fam].format(steps=steps, peak=peak)
-                            _schedules.parse(text)
+                            try:
+                                text = scheds[fam].format(steps=steps, peak=peak)
+                            except (KeyError, IndexError, ValueError) as e:
+                                raise ValueError(f"{where}: cpt.schedules.{fam}: only {{steps}} and "
+                                                 f"{{peak}} can be filled in ({e!r})") from None
+                            _parse_in(text, f"{where}: cpt.schedules.{fam}")
                             name = f"{p_name}_{fam}_p{peak:g}_r{float(r):g}_s{seed}"
                             if name not in seen:
                                 seen.add(name)

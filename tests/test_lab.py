@@ -124,12 +124,22 @@ def test_run_files_fit_without_flags(study_dir, tmp_path, capsys):
     ({"cpt": {"steps": 10, "schedules": {}, "grid": [{"pt": ["zz"], "schedule": [], "peak": []}]}},
      "unknown PT schedule 'zz'"),
     ({"pt": {"c": "cosine(steps=10)"}}, "peak"),
-    ({"model": {"depth": 3}}, "unknown model key"),
+    ({"model": {"depth": 3}}, r"\[model\]: unknown key\(s\) \['depth'\]"),
+    ({"model": "huge"}, r"\[model\]: expected a table"),
+    ({"model": {"d_model": "x"}}, "model.d_model: 'x' is not an integer"),
+    ({"stesp": 3}, r"unknown key\(s\) \['stesp'\]"),
+    ({"eval_interval": 0}, "eval_interval: 0 is not an integer >= 1"),
+    ({"cpt": {"steps": 10, "schedules": {"c": "cosine(steps={step},peak={peak})"},
+              "grid": [{"pt": ["c"], "schedule": ["c"], "peak": [1e-3]}]}}, "only {steps} and {peak}"),
+    ({"cpt": {"steps": 10, "schedules": {}, "grid": [{"pt": [], "schedule": [], "peak": ["x"]}]}},
+     r"cpt.grid\[0\]: peak: 'x' is not a number"),
+    ({"cpt": {"steps": 10, "schedules": {}, "grid": [{"pt": [], "schedule": [], "peak": [], "seed": [0.5]}]}},
+     "seed: 0.5 is not an integer"),
 ])
 def test_study_errors(patch, msg):
     d = tomllib.loads(STUDY)
     for k, v in patch.items():
-        d[k] = {**d[k], **v} if isinstance(v, dict) and k == "model" else v
+        d[k] = {**d.get(k, {}), **v} if isinstance(v, dict) and k == "model" else v
     with pytest.raises(ValueError, match=msg):
         L.parse_study(d)
 
