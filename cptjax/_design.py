@@ -325,11 +325,12 @@ def _optimise(law, pt, weights, replay, cfg, iterations, tol, progress, states_l
     rep = None if replay in (None, "free") else jnp.asarray(float(replay))
     summary = pt_states(states_law or law, pt)  # the PT history is fixed: summarise it once
     prev, done = None, 0
-    for done in range(cfg.chunk, iterations + cfg.chunk, cfg.chunk):
+    total = -(-iterations // cfg.chunk) * cfg.chunk  # whole chunks: iterations rounded up
+    for done in range(cfg.chunk, total + 1, cfg.chunk):
         params, state, cur = _chunk_vmap(params, state, law, summary, lanes, rep, cfg)
         cur = np.asarray(cur)
         if progress is not None:  # the last weight (the caller's own plan): its best start
-            progress(done, iterations, float(np.nanmin(cur[-k:])))
+            progress(done, total, float(np.nanmin(cur[-k:])))
         settled = ~np.isfinite(cur) | ((prev is not None) and (np.abs(prev - cur) <= tol * np.abs(cur)))
         if np.all(settled):  # every lane converged (or ran non-finite: its start is dropped)
             break

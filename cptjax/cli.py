@@ -485,6 +485,9 @@ def cmd_design(args) -> int:
     if not isinstance(law, cptjax.LawPair):
         raise _Fail(f"{law_name}: design needs a general+domain law pair (a CPT preset or a JSON "
                     "with 'general' and 'domain')")
+    if replay not in (None, "free") and not any("replay" in l.uses for l in law):
+        raise _Fail(f"--replay: the law {law_name} has no replay ratio (it predicts the same losses "
+                    "for every ratio); use --law replay or a fit of the replay law")
     pt = cptjax.schedules.parse(args.pt)
     data_range, lr_max = _law_range(law_name)
     if lr_max and args.max_lr > 10 * lr_max:
@@ -787,7 +790,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "shape; default) or cosine (free peak and final LR); a free-form plan is "
                          "always designed beside it for comparison")
     de.add_argument("--knots", type=int, default=64, help="schedule knots (64)")
-    de.add_argument("--iterations", type=int, default=2000, help="max Adam steps (2000)")
+    de.add_argument("--iterations", type=int, default=2000, help="max Adam steps, rounded up to a multiple of 100 (2000)")
     de.add_argument("--robust", type=int, default=0, metavar="N",
                     help="minimise the mean objective over N parameter draws from the fits' "
                          "covariance (needs --law GENERAL.json,DOMAIN.json)")

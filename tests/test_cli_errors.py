@@ -84,6 +84,7 @@ CASES = [
     (["design", "--warmup", "20000", "--out", "{tmp}/d"], "--warmup"),
     (["design", "--replay", "1.5", "--out", "{tmp}/d"], "--replay"),
     (["design", "--replay", "lots", "--out", "{tmp}/d"], "--replay"),
+    (["design", "--law", "setting-a", "--replay", "0.5", "--out", "{tmp}/d"], "has no replay ratio"),
     (["design", "--pt", "cosine(steps=10,peak=1e-4,final=2e-4)", "--out", "{tmp}/d"], "must not exceed"),
     (["predict", "--cpt", "cosine(steps=10,peak=1e-4,final=2e-4)"], "must not exceed"),
     (["predict", "--out", "{tmp}/c.csv", "--plot", "/no/dir/p.png"], "--plot"),
