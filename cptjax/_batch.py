@@ -306,6 +306,8 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
         jax.distributed.initialize()  # or (coordinator_address, num_processes, process_id)
         results = cptjax.fit_batch(problems)  # each process fits half, all get every result
     """
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"`max_iter` must be an integer >= 1, got {max_iter!r}")
     if not problems:
         return []
     problems = list(problems)
@@ -485,7 +487,8 @@ def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = No
     """Fit one law to one loss column of one or more runs (parameters shared across runs).
 
     Args:
-        runs: a :class:`Run` or a list of them (e.g. all PT and CPT runs of one validation set).
+        runs: a :class:`Run` or a list of them (e.g. all PT and CPT runs of one validation set),
+            or file paths, read with :func:`load_run`.
         law: a law kind (``cptjax.LAWS``: ``pt``, ``cpt``, ``cpt-shared``, ``cpt-mpl``, ``replay``,
             ``size``, ``open``, ``mpl``).
         column: the loss column to fit.
@@ -512,6 +515,9 @@ def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = No
     """
     if not (isinstance(delta, (int, float)) and delta > 0):
         raise ValueError(f"`delta` must be > 0, got {delta!r}")
+    for name, v, lo in (("max_iter", max_iter, 1), ("basins", basins, 0)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"`{name}` must be an integer >= {lo}, got {v!r}")
     target = target or "general"
     if isinstance(lam, str):
         if lam != "profile":

@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from . import _laws
-from ._data import DataError, Run
+from ._data import DataError, Run, load_run
 from ._solver import MU0, RESULTS, huber, levenberg_marquardt
 from ._solver import spd_solve as _spd_solve
 
@@ -143,10 +144,14 @@ def make_problem(runs, kind: str, column: str, *, target: str = "general", form:
         raise ValueError(f"`eps` (LR weight of S2) must be in [0, 1), got {eps!r}")
     if lam is not None and not 0 < float(lam) < 1:
         raise ValueError(f"`lam` (momentum decay) must be in (0, 1), got {lam!r}")
-    if isinstance(runs, Run):
+    if isinstance(runs, (Run, str, os.PathLike)):
         runs = [runs]
+    runs = [load_run(r) if isinstance(r, (str, os.PathLike)) else r for r in runs]
     if not runs:
         raise DataError("no runs to fit")
+    bad = next((r for r in runs if not isinstance(r, Run)), None)
+    if bad is not None:
+        raise TypeError(f"runs must be cptjax.Run objects or file paths, got {type(bad).__name__}")
     obs, rid, pidx, pts, extra = [], [], [], [], []
     for r_i, run in enumerate(runs):
         ix, y = run.points(column)

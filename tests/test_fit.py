@@ -225,6 +225,24 @@ def test_mpl_fit_features_equal_the_law():
 def test_fit_errors():
     with pytest.raises(ValueError, match="unknown law"):
         cptjax.fit(synthetic(0), "zzz", "loss")
+    for kw, msg in (({"max_iter": 0}, "`max_iter` must be an integer >= 1"),
+                    ({"basins": "x"}, "`basins` must be an integer >= 0")):
+        with pytest.raises(ValueError, match=msg):
+            cptjax.fit(synthetic(0), "pt", "loss", **kw)
+    with pytest.raises(TypeError, match="cptjax.Run objects or file paths, got int"):
+        cptjax.fit([3], "pt", "loss")
+
+
+def test_fit_reads_file_paths(tmp_path):
+    lr = S.cosine(2000, 3e-4, warmup=100, final=3e-5)
+    st = np.arange(100, 2001, 20)
+    y = np.asarray(cptjax.predict(cptjax.PTLaw(3.0, 0.5, 0.5, 0.3), lr, idx=st - 1))
+    path = tmp_path / "run.csv"
+    path.write_text("step,lr,loss\n" + "\n".join(
+        f"{s},{float(lr[s - 1])!r},{float(y[list(st).index(s)]) if s in set(st) else ''}" for s in range(1, 2001)))
+    by_path = cptjax.fit(str(path), "pt", "loss")
+    by_run = cptjax.fit(cptjax.load_run(path), "pt", "loss")
+    assert by_path.objective == by_run.objective and by_path.params == by_run.params
     with pytest.raises(cptjax.DataError, match="no loss column 'dom'"):
         cptjax.fit(synthetic(0), "cpt", "dom")
     with pytest.raises(cptjax.DataError, match="replay ratio"):
