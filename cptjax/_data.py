@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import re
 import warnings
 
 import numpy as np
@@ -208,7 +209,7 @@ def _rebuild_lr(path, steps, lr_vals, total):
 def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None,
              loss_columns=None, size=None, replay=None, total_steps=None) -> Run:
     """Load a run: CSV (``.csv``/``.csv.gz``: plain, W&B export, or PyTorch Lightning
-    ``metrics.csv``), a Hugging Face ``trainer_state.json``, a TensorBoard event file
+    ``metrics.csv``), JSON Lines, a Megatron-LM text log, a Hugging Face ``trainer_state.json``, a TensorBoard event file
     (``*tfevents*``, optional extra ``cptjax[tensorboard]``), or cptjax's JSON. The format is
     recorded in ``run.report["format"]``.
 
@@ -278,6 +279,8 @@ def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None
                        {"nan_cells": {k: n for k, n in nan_json.items() if n}})
 
     text = _open_text(path)
+    if _MEGATRON_TRAIN.search(text):
+        return _megatron_run(path, name, text, loss_columns, **kw)
     meta, text = _csv_meta(path, text.replace("\r\n", "\n").replace("\r", "\n"))
     n_pt = meta.get("n_pt", n_pt) if n_pt is None else n_pt
     replay = meta.get("replay", replay) if replay is None else replay
@@ -346,6 +349,59 @@ def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None
     report = {"format": "lightning" if shift else "csv", "nan_cells": {c: n for c, n in nan_cells.items() if n}}
     return _assemble(path, name, rows_steps, rows_lr, rows_loss, report, schedule=schedule, n_pt=n_pt,
                      size=size, replay=replay, total_steps=total_steps, lr_shift=shift)
+
+
+_MEGATRON_TRAIN = re.compile(r"\biteration\s+(\d+)\s*/\s*\d+\s*\|(.*)")
+_MEGATRON_VALID = re.compile(r"validation loss at iteration\s+(\d+)[^|]*\|(.*)")
+
+
+def _megatron_run(path, name, text, loss_columns, **kw):
+    """A Megatron-LM (or GPT-NeoX / NeMo-Megatron) text log: training lines ``iteration N/ M |
+    … | learning rate: X | … | lm loss: Y | …`` and validation lines ``validation loss at
+    iteration N | lm loss value: Y | …``. Columns: every training field with ``loss`` in its name
+    (not ``loss scale``), and ``validation <name>`` for each validation ``<name> value``. The LR
+    logged at iteration N is the optimizer's after that iteration's scheduler step, i.e. the LR of
+    iteration N + 1 (as Lightning's monitor)."""
+    rows_steps, rows_lr, recs = [], [], []
+    for line in text.splitlines():
+        m = _MEGATRON_VALID.search(line)
+        train = m is None
+        m = m or _MEGATRON_TRAIN.search(line)
+        if m is None:
+            continue
+        fields = {}
+        for part in m.group(2).split("|"):
+            key, sep, val = part.partition(":")
+            key = key.strip()
+            if not sep or not key:
+                continue
+            try:
+                fields[key] = float(val.strip())
+            except ValueError:
+                continue  # e.g. a timestamp or a word
+        if train:
+            rec = {k: v for k, v in fields.items() if "loss" in k and "scale" not in k}
+            lr = fields.get("learning rate", math.nan)
+        else:
+            rec = {f"validation {k[:-len(' value')]}": v for k, v in fields.items() if k.endswith(" value")}
+            lr = math.nan
+        rows_steps.append(int(m.group(1)))
+        rows_lr.append(lr)
+        recs.append(rec)
+    cols = list(dict.fromkeys(k for r in recs for k in r))
+    if loss_columns is not None:
+        missing = [c for c in loss_columns if c not in cols]
+        if missing:
+            raise DataError(f"{path}: missing loss column(s) {missing}; the log has {cols}")
+        cols = list(loss_columns)
+    if not cols:
+        raise DataError(f"{path}: a Megatron log with no loss field (looked for '… loss: X' and "
+                        "'validation loss at iteration N | … value: X')")
+    if kw.get("schedule") is None and not np.isfinite(rows_lr).any():
+        raise DataError(f"{path}: a Megatron log with no 'learning rate:' field and no schedule given")
+    rows_loss = {c: [r.get(c, math.nan) for r in recs] for c in cols}
+    return _assemble(path, name, rows_steps, rows_lr, rows_loss, {"format": "megatron", "nan_cells": {}},
+                     lr_shift=1, **kw)
 
 
 def _lightning_lr(name):

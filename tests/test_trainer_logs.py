@@ -120,3 +120,35 @@ def test_lightning_momentum_column_is_not_the_lr(tmp_path):
     f.write_text("\n".join(rows) + "\n")
     run, twin = cptjax.load_run(f), cptjax.load_run(FX / "lightning_metrics.csv")
     np.testing.assert_array_equal(run.lr, twin.lr)
+
+
+def test_megatron_text_log(tmp_path):
+    """A Megatron-LM training log (stdout, with its banner and separator lines): training lines
+    give the LR (that of the next iteration) and the 'lm loss'; validation lines give
+    'validation lm loss'; log lines in between are ignored."""
+    lr = cptjax.schedules.cosine(300, 3e-4, warmup=30, final=3e-5)
+    loss = 3 + 1 / np.sqrt(np.arange(1, 301))
+    lines = ["using world size: 8", "> building GPT model ...", "[after dataloaders are built] datetime: 2025-01-01"]
+    for it in range(10, 301, 10):
+        nxt = float(lr[min(it, 299)])  # the LR after iteration `it`'s scheduler step
+        lines.append(f" [2025-01-01 10:00:{it % 60:02d}] iteration {it:8d}/{300:8d} | consumed samples: "
+                     f"{it * 512:12d} | elapsed time per iteration (ms): 812.3 | learning rate: {nxt:.6E} | "
+                     f"global batch size:   512 | lm loss: {loss[it - 1]:.6E} | loss scale: 1.0 | "
+                     "grad norm: 0.812 | number of skipped iterations:   0 | number of nan iterations:   0 |")
+        if it % 100 == 0:
+            lines += ["-" * 90, f" validation loss at iteration {it} on validation set | lm loss value: "
+                      f"{loss[it - 1] + 0.05:.6E} | lm loss PPL: 2.1E+01 | ", "-" * 90]
+    (tmp_path / "train.log").write_text("\n".join(lines) + "\n")
+    run = cptjax.load_run(tmp_path / "train.log")
+    assert run.report["format"] == "megatron" and set(run.losses) == {"lm loss", "validation lm loss"}
+    on = np.arange(10, 300, 10)  # logged after iterations 10..290: the LR of 11..291
+    np.testing.assert_allclose(run.lr[on], lr[on], rtol=1e-6)
+    ix, y = run.points("lm loss")
+    assert (ix + 1).tolist() == list(range(10, 301, 10))
+    np.testing.assert_allclose(y, loss[ix], rtol=1e-6)
+    assert np.isfinite(run.losses["validation lm loss"]).sum() == 3
+    with pytest.warns(RuntimeWarning):  # 30 points of a 1/sqrt curve: C is not identifiable
+        res = cptjax.fit(run, "pt", "lm loss")
+    assert res.status == "converged" and res.mean_rel_error < 0.01
+    with pytest.raises(cptjax.DataError, match="missing loss column"):
+        cptjax.load_run(tmp_path / "train.log", loss_columns=["val loss"])
