@@ -2,8 +2,8 @@
 128 starts (log-uniform over each parameter's range, signs free where the law allows), on the
 same objective (Σ Huber on log residuals) with the exact JAX gradient, keeping the best.
 
-Problems: every real data set in the project (the lab's default study, both losses, Eq. 4 and
-the shared-C law; from ../shared/data when present: Eq. 1 on the MultiPowerLaw training split and
+Problems: every real data set in the project (the lab's default study, both losses, Eq. 4, the
+shared-C law and the MPL-term law; from ../shared/data when present: Eq. 1 on the MultiPowerLaw training split and
 on the OLMo ladder per validation domain, Eq. 4 on the OLMo cooldowns, as experiments/realdata.py
 fits them) and ``--synthetic N`` synthetic Eq. 4 problems.
 Prints, per problem, both objectives and whether cptjax's ≤ reference × (1 + 1e-6); the
@@ -62,7 +62,7 @@ def lab_problems():
     runs = [cptjax.load_run(p) for p in sorted(glob.glob(os.path.join(ROOT, "experiments/lab/runs/*.csv.gz")))]
     no_rep = [r for r in runs if (r.replay or 0) == 0 and not r.name.startswith(("constant_cosine_p0.002_r0_s1",))]
     out = []
-    for law in ("cpt", "cpt-shared"):
+    for law in ("cpt", "cpt-shared", "cpt-mpl"):
         for col in ("general_loss", "domain_loss"):
             out.append((f"lab {law} {col}", no_rep, law, col))
     return out
