@@ -203,6 +203,16 @@ def _rebuild_lr(path, steps, lr_vals, total):
         warnings.warn(f"{path}: the LR is logged only every {int(gaps[changing].max())} steps where "
                       "it changes; S2 (momentum timescale ~1/(1-lambda) = 1000 steps) may be "
                       "inaccurate: pass the schedule in text form instead", DataWarning, stacklevel=3)
+    if s[0] > 100 and v[0] > 0:
+        warnings.warn(f"{path}: the LR is first logged at step {int(s[0])}; before it a linear warmup "
+                      f"from 0 is assumed, which sets S1 — if it differs, pass the schedule in text "
+                      "form", DataWarning, stacklevel=3)
+    jump = (np.abs(np.diff(v)) > 0.1 * np.abs(v).max()) & (gaps > 1) if gaps.size else np.zeros(0, bool)
+    if jump.any():  # a step change or a ramp? The log cannot tell; the rebuild assumes a ramp
+        i = int(np.argmax(jump))
+        warnings.warn(f"{path}: the LR changes from {v[i]:.3g} to {v[i + 1]:.3g} between logged steps "
+                      f"{int(s[i])} and {int(s[i + 1])}; rebuilt as a linear ramp — if it is a step "
+                      "change (or any other shape), pass the schedule in text form", DataWarning, stacklevel=3)
     return lr, report
 
 

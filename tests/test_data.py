@@ -30,6 +30,20 @@ def test_sparse_lr_is_interpolated_and_coarse_log_warns(tmp_path):
     assert run.lr[399] == pytest.approx(1e-3 * 0.8) and run.lr[299] == pytest.approx(1e-3 * 0.85)
 
 
+def test_sparse_lr_step_change_and_late_first_log_warn(tmp_path):
+    """A log every 64 steps cannot tell a step change from a ramp, nor (first logged at step
+    2160) the warmup before it: the rebuild assumes a ramp and a linear warmup, and says so."""
+    steps = np.r_[np.arange(2160, 8000, 64), np.arange(8000, 12001, 64)]
+    rows = ["step,lr,loss"] + [f"{s},{3e-4 if s < 8000 else 9e-5},{3 - s / 1e5}" for s in steps]
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        run = cptjax.load_run(write(tmp_path, "wsdcon.csv", "\n".join(rows)))
+    msgs = " | ".join(str(x.message) for x in w)
+    assert "changes from 0.0003 to 9e-05 between logged steps 7984 and 8000; rebuilt as a linear ramp" in msgs
+    assert "first logged at step 2160; before it a linear warmup from 0 is assumed" in msgs
+    assert run.lr[7983] == 3e-4 and run.lr[7999] == pytest.approx(9e-5) and 9e-5 < run.lr[7991] < 3e-4
+
+
 def test_resumed_run_keeps_last_and_bad_losses_dropped(tmp_path):
     rows = ["step,lr,loss", "1,1e-3,4.0", "2,1e-3,3.9", "3,1e-3,3.8", "2,1e-3,3.7", "4,1e-3,nan",
             "5,1e-3,-1", "6,1e-3,3.5", "7,1e-3,3.4", "8,1e-3,3.3", "9,1e-3,inf"]
