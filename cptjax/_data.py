@@ -247,86 +247,66 @@ def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None
             raise DataError(f"{path}: not valid JSON ({e})") from None
         if isinstance(d, dict) and "log_history" in d:
             return _hf_run(path, name, d, loss_columns, **kw)
-        if not isinstance(d, dict):
-            raise DataError(f"{path}: a JSON run must be an object with 'steps', 'losses' and 'lr'")
-        for key in ("steps", "losses"):
-            if key not in d:
-                raise DataError(f"{path}: missing key {key!r}")
-        lr = d.get("lr", d.get("schedule")) if schedule is None else schedule
-        if lr is None:
-            raise DataError(f"{path}: needs 'lr' (array) or 'schedule' (text form)")
-        try:
-            lr = _schedules.parse(lr) if isinstance(lr, str) else np.asarray(lr, np.float64)
-        except (TypeError, ValueError) as e:
-            raise DataError(f"{path}: bad 'lr' / 'schedule' ({e})") from None
-        if not isinstance(d["losses"], dict) or not isinstance(d["steps"], list):
-            raise DataError(f"{path}: 'losses' must be an object of lists and 'steps' a list")
-        try:
-            cols = {k: np.array([math.nan if x is None else x for x in v], np.float64)
-                    for k, v in d["losses"].items()}
-            steps = np.asarray(d["steps"], np.float64)
-        except (TypeError, ValueError):
-            raise DataError(f"{path}: 'steps' and every loss must be lists of numbers") from None
-        nan_json = {k: int(sum(1 for x in v if isinstance(x, float) and math.isnan(x)))
-                    for k, v in d["losses"].items()}
-        if steps.ndim != 1 or not np.all(np.isfinite(steps)) or np.any(steps != np.round(steps)):
-            raise DataError(f"{path}: 'steps' must be a list of integers")
-        if steps.size and np.abs(steps).max() > _schedules.MAX_STEPS:
-            raise DataError(f"{path}: a step is above the limit of {_schedules.MAX_STEPS:,}")
-        steps = steps.astype(np.int64)
-        for k, v in cols.items():
-            if v.shape != steps.shape:
-                raise DataError(f"{path}: loss {k!r} has {v.size} values for {steps.size} steps")
-        meta = {}
-        for key in ("n_pt", "size", "replay"):
-            v = d.get(key)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                raise DataError(f"{path}: {key!r} must be a number, got {v!r}")
-            meta[key] = v
-        return _finish(path, name, lr, meta["n_pt"] if meta["n_pt"] is not None else n_pt, steps, cols,
-                       meta["size"] if meta["size"] is not None else size,
-                       meta["replay"] if meta["replay"] is not None else replay,
-                       {"nan_cells": {k: n for k, n in nan_json.items() if n}})
-
+        return _cptjax_json_run(path, name, d, **kw)
     text = _open_text(path)
     if _MEGATRON_TRAIN.search(text):
         return _megatron_run(path, name, text, loss_columns, **kw)
+    return _csv_run(path, name, text, step_column, lr_column, loss_columns, **kw)
+
+
+def _cptjax_json_run(path, name, d, *, schedule, n_pt, size, replay, total_steps):
+    """cptjax's own JSON run: ``{"lr": [...] | "schedule": "...", "n_pt", "steps", "losses"}``."""
+    if not isinstance(d, dict):
+        raise DataError(f"{path}: a JSON run must be an object with 'steps', 'losses' and 'lr'")
+    for key in ("steps", "losses"):
+        if key not in d:
+            raise DataError(f"{path}: missing key {key!r}")
+    lr = d.get("lr", d.get("schedule")) if schedule is None else schedule
+    if lr is None:
+        raise DataError(f"{path}: needs 'lr' (array) or 'schedule' (text form)")
+    try:
+        lr = _schedules.parse(lr) if isinstance(lr, str) else np.asarray(lr, np.float64)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{path}: bad 'lr' / 'schedule' ({e})") from None
+    if not isinstance(d["losses"], dict) or not isinstance(d["steps"], list):
+        raise DataError(f"{path}: 'losses' must be an object of lists and 'steps' a list")
+    try:
+        cols = {k: np.array([math.nan if x is None else x for x in v], np.float64)
+                for k, v in d["losses"].items()}
+        steps = np.asarray(d["steps"], np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: 'steps' and every loss must be lists of numbers") from None
+    nan_json = {k: int(sum(1 for x in v if isinstance(x, float) and math.isnan(x)))
+                for k, v in d["losses"].items()}
+    if steps.ndim != 1 or not np.all(np.isfinite(steps)) or np.any(steps != np.round(steps)):
+        raise DataError(f"{path}: 'steps' must be a list of integers")
+    if steps.size and np.abs(steps).max() > _schedules.MAX_STEPS:
+        raise DataError(f"{path}: a step is above the limit of {_schedules.MAX_STEPS:,}")
+    steps = steps.astype(np.int64)
+    for k, v in cols.items():
+        if v.shape != steps.shape:
+            raise DataError(f"{path}: loss {k!r} has {v.size} values for {steps.size} steps")
+    meta = {}
+    for key in ("n_pt", "size", "replay"):
+        v = d.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise DataError(f"{path}: {key!r} must be a number, got {v!r}")
+        meta[key] = v
+    return _finish(path, name, lr, meta["n_pt"] if meta["n_pt"] is not None else n_pt, steps, cols,
+                   meta["size"] if meta["size"] is not None else size,
+                   meta["replay"] if meta["replay"] is not None else replay,
+                   {"nan_cells": {k: n for k, n in nan_json.items() if n}})
+
+
+def _csv_run(path, name, text, step_column, lr_column, loss_columns, *, schedule, n_pt, size, replay,
+             total_steps):
+    """A delimited text log (CSV, W&B, Lightning; ``# key: value`` header lines) or JSON Lines."""
     meta, text = _csv_meta(path, text.replace("\r\n", "\n").replace("\r", "\n"))
     n_pt = meta.get("n_pt", n_pt) if n_pt is None else n_pt
     replay = meta.get("replay", replay) if replay is None else replay
     size = meta.get("size", size) if size is None else size
-    if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
-        header, reader = _jsonl_rows(path, text)
-        if not header:
-            raise DataError(f"{path}: empty file")
-    else:
-        reader = _rows(text, _delimiter(path, text))
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise DataError(f"{path}: empty file") from None
-        except csv.Error as e:
-            raise DataError(f"{path}: not a readable CSV file ({e})") from None
-    twice = sorted({h for h in header if h and header.count(h) > 1})
-    if twice:
-        raise DataError(f"{path}: column(s) {twice} appear more than once in the header: rename them")
-    sc = step_column or next((c for c in _STEP_NAMES if c in header), None)
-    if sc is None or sc not in header:
-        raise DataError(f"{path}: missing step column (looked for {step_column or ', '.join(_STEP_NAMES)}); "
-                        f"columns are {header[:8]}{'...' if len(header) > 8 else ''}")
-    lc = lr_column or next((c for c in _LR_NAMES if c in header),
-                           next((c for c in header if _lightning_lr(c) or c.endswith(_LR_SUFFIXES)), None))
-    if schedule is None and (lc is None or lc not in header):
-        raise DataError(f"{path}: missing LR column (looked for {lr_column or 'lr, learning_rate, optim/learning_rate_group0, */lr, */learning_rate, lr-*'}) "
-                        "and no schedule given")
-    if loss_columns is None:
-        loss_columns = [c for c in header if c.endswith("CrossEntropyLoss") and c.startswith("eval/")]
-        loss_columns = loss_columns or [c for c in header if "loss" in c.lower() and c not in (sc, lc)]
-        if not loss_columns:
-            raise DataError(f"{path}: no loss columns found; name them with loss_columns / --loss-column")
-    for c in loss_columns:
-        if c not in header:
-            raise DataError(f"{path}: missing loss column {c!r}")
+    header, reader = _header_and_rows(path, name, text)
+    sc, lc, loss_columns = _columns(path, header, step_column, lr_column, loss_columns, schedule)
     idx = {c: header.index(c) for c in header}
     rows_steps, rows_lr, rows_loss = [], [], {c: [] for c in loss_columns}
     nan_cells = {c: 0 for c in loss_columns}
@@ -359,6 +339,48 @@ def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None
     report = {"format": "lightning" if shift else "csv", "nan_cells": {c: n for c, n in nan_cells.items() if n}}
     return _assemble(path, name, rows_steps, rows_lr, rows_loss, report, schedule=schedule, n_pt=n_pt,
                      size=size, replay=replay, total_steps=total_steps, lr_shift=shift)
+
+
+def _header_and_rows(path, name, text):
+    """The header and an iterator over the rows (lists of cells) of a delimited file or JSON Lines."""
+    if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+        header, reader = _jsonl_rows(path, text)
+        if not header:
+            raise DataError(f"{path}: empty file")
+    else:
+        reader = _rows(text, _delimiter(path, text))
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise DataError(f"{path}: empty file") from None
+        except csv.Error as e:
+            raise DataError(f"{path}: not a readable CSV file ({e})") from None
+    return header, reader
+
+
+def _columns(path, header, step_column, lr_column, loss_columns, schedule):
+    """The step, LR and loss columns of a header (given, or found by name), each checked."""
+    twice = sorted({h for h in header if h and header.count(h) > 1})
+    if twice:
+        raise DataError(f"{path}: column(s) {twice} appear more than once in the header: rename them")
+    sc = step_column or next((c for c in _STEP_NAMES if c in header), None)
+    if sc is None or sc not in header:
+        raise DataError(f"{path}: missing step column (looked for {step_column or ', '.join(_STEP_NAMES)}); "
+                        f"columns are {header[:8]}{'...' if len(header) > 8 else ''}")
+    lc = lr_column or next((c for c in _LR_NAMES if c in header),
+                           next((c for c in header if _lightning_lr(c) or c.endswith(_LR_SUFFIXES)), None))
+    if schedule is None and (lc is None or lc not in header):
+        raise DataError(f"{path}: missing LR column (looked for {lr_column or 'lr, learning_rate, optim/learning_rate_group0, */lr, */learning_rate, lr-*'}) "
+                        "and no schedule given")
+    if loss_columns is None:
+        loss_columns = [c for c in header if c.endswith("CrossEntropyLoss") and c.startswith("eval/")]
+        loss_columns = loss_columns or [c for c in header if "loss" in c.lower() and c not in (sc, lc)]
+        if not loss_columns:
+            raise DataError(f"{path}: no loss columns found; name them with loss_columns / --loss-column")
+    for c in loss_columns:
+        if c not in header:
+            raise DataError(f"{path}: missing loss column {c!r}")
+    return sc, lc, loss_columns
 
 
 _MEGATRON_TRAIN = re.compile(r"\biteration\s+(\d+)\s*/\s*\d+\s*\|(.*)")
