@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import math
 import os
 import time
@@ -257,12 +258,8 @@ def _numbers(values, kind, where, lo=None):
     return values
 
 
-def parse_study(d: dict, where: str = "study", model: str | None = None) -> Study:
-    """A :class:`Study` from a TOML table (see ``DEFAULT_STUDY`` for the layout)."""
-    _known(d, ("name", "seed", "eval_interval", "eval_batches", "model", "pt", "cpt"), where)
-    for key, lo in (("seed", 0), ("eval_interval", 1), ("eval_batches", 1)):
-        if key in d:
-            _numbers([d[key]], int, f"{where}: {key}", lo)
+def _model(d, where, model):
+    """The study's model: a preset (``model`` or ``[model].preset``) with ``[model]`` overrides."""
     _known(d.get("model", {}), ["preset"] + [f.name for f in dataclasses.fields(ModelConfig)], f"{where}: [model]")
     m = dict(d.get("model", {}))
     for f in dataclasses.fields(ModelConfig):
@@ -272,10 +269,41 @@ def parse_study(d: dict, where: str = "study", model: str | None = None) -> Stud
     if base is None:
         raise ValueError(f"{where}: model.preset must be one of {sorted(MODELS)}")
     m.pop("preset", None)
-    unknown = set(m) - {f.name for f in dataclasses.fields(ModelConfig)}
-    if unknown:
-        raise ValueError(f"{where}: unknown model key(s) {sorted(unknown)}")
-    cfg = dataclasses.replace(base, **m)
+    return dataclasses.replace(base, **m)
+
+
+def _grid_runs(g, w, pt, scheds, steps, seed0, where):
+    """The runs of one ``[[cpt.grid]]`` table: PT × schedule × peak × replay × seed."""
+    _known(g, ("pt", "schedule", "peak", "replay", "seed"), w)
+    peaks = _numbers(_require(g, "peak", list, w), float, f"{w}: peak", 0)
+    replays = _numbers(g.get("replay", [0.0]), float, f"{w}: replay")
+    seeds = _numbers(g.get("seed", [seed0]), int, f"{w}: seed", 0)
+    if any(not 0 <= r <= 1 for r in replays):
+        raise ValueError(f"{w}: replay {next(r for r in replays if not 0 <= r <= 1)!r} is not in [0, 1]")
+    for p_name in _require(g, "pt", list, w):
+        if p_name not in pt:
+            raise ValueError(f"{w}: unknown PT schedule {p_name!r}; have {sorted(pt)}")
+        for fam in _require(g, "schedule", list, w):
+            if fam not in scheds:
+                raise ValueError(f"{w}: unknown CPT schedule {fam!r}; have {sorted(scheds)}")
+            for peak, r, seed in itertools.product(peaks, replays, seeds):
+                try:
+                    text = scheds[fam].format(steps=steps, peak=peak)
+                except (KeyError, IndexError, ValueError) as e:
+                    raise ValueError(f"{where}: cpt.schedules.{fam}: only {{steps}} and {{peak}} can be "
+                                     f"filled in ({e!r})") from None
+                _parse_in(text, f"{where}: cpt.schedules.{fam}")
+                yield RunSpec(f"{p_name}_{fam}_p{peak:g}_r{float(r):g}_s{seed}", p_name, pt[p_name], text,
+                              float(r), int(seed), float(peak), fam)
+
+
+def parse_study(d: dict, where: str = "study", model: str | None = None) -> Study:
+    """A :class:`Study` from a TOML table (see ``DEFAULT_STUDY`` for the layout)."""
+    _known(d, ("name", "seed", "eval_interval", "eval_batches", "model", "pt", "cpt"), where)
+    for key, lo in (("seed", 0), ("eval_interval", 1), ("eval_batches", 1)):
+        if key in d:
+            _numbers([d[key]], int, f"{where}: {key}", lo)
+    cfg = _model(d, where, model)
     pt = _require(d, "pt", dict, where)
     if not pt:
         raise ValueError(f"{where}: [pt] needs at least one named PT schedule")
@@ -290,36 +318,11 @@ def parse_study(d: dict, where: str = "study", model: str | None = None) -> Stud
     for n, text in scheds.items():
         if not isinstance(text, str):
             raise ValueError(f"{where}: cpt.schedules.{n} must be a schedule in text form, got {text!r}")
-    runs, seen = [], set()
+    runs = {}  # by name, first kept: grids may overlap
     for gi, g in enumerate(_require(cpt, "grid", list, f"{where}: [cpt]")):
-        w = f"{where}: cpt.grid[{gi}]"
-        _known(g, ("pt", "schedule", "peak", "replay", "seed"), w)
-        _numbers(_require(g, "peak", list, w), float, f"{w}: peak", 0)
-        _numbers(g.get("replay", [0.0]), float, f"{w}: replay")
-        _numbers(g.get("seed", [0]), int, f"{w}: seed", 0)
-        for p_name in _require(g, "pt", list, w):
-            if p_name not in pt:
-                raise ValueError(f"{w}: unknown PT schedule {p_name!r}; have {sorted(pt)}")
-            for fam in _require(g, "schedule", list, w):
-                if fam not in scheds:
-                    raise ValueError(f"{w}: unknown CPT schedule {fam!r}; have {sorted(scheds)}")
-                for peak in _require(g, "peak", list, w):
-                    for r in g.get("replay", [0.0]):
-                        if not 0 <= float(r) <= 1:
-                            raise ValueError(f"{w}: replay {r!r} is not in [0, 1]")
-                        for seed in g.get("seed", [d.get("seed", 0)]):
-                            try:
-                                text = scheds[fam].format(steps=steps, peak=peak)
-                            except (KeyError, IndexError, ValueError) as e:
-                                raise ValueError(f"{where}: cpt.schedules.{fam}: only {{steps}} and "
-                                                 f"{{peak}} can be filled in ({e!r})") from None
-                            _parse_in(text, f"{where}: cpt.schedules.{fam}")
-                            name = f"{p_name}_{fam}_p{peak:g}_r{float(r):g}_s{seed}"
-                            if name not in seen:
-                                seen.add(name)
-                                runs.append(RunSpec(name, p_name, pt[p_name], text, float(r),
-                                                    int(seed), float(peak), fam))
-    return Study(d.get("name", "study"), cfg, dict(pt), tuple(runs), int(d.get("seed", 0)),
+        for r in _grid_runs(g, f"{where}: cpt.grid[{gi}]", pt, scheds, steps, d.get("seed", 0), where):
+            runs.setdefault(r.name, r)
+    return Study(d.get("name", "study"), cfg, dict(pt), tuple(runs.values()), int(d.get("seed", 0)),
                  int(d.get("eval_interval", 100)), int(d.get("eval_batches", 8)))
 
 
