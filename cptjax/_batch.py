@@ -509,7 +509,7 @@ def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = No
         coarse: search (starts, grid retry, basins) on a copy thinned to ~``COARSE_PAIRS``
             (point, decrement) pairs, then polish its distinct optima on every point; ``None``
             (default) does so for problems with more than ``COARSE_ABOVE`` pairs (MPL-type laws on
-            long runs with a decrement at every step: ~10x faster, the same optimum on the
+            long runs with a decrement at every step: ~6x faster, the same optimum on the
             MultiPowerLaw data), ``False`` never (the search on every point).
             ``res.extra["coarse_points"]`` says when it was used.
     """
