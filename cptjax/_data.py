@@ -207,8 +207,14 @@ def _rebuild_lr(path, steps, lr_vals, total):
         warnings.warn(f"{path}: the LR is first logged at step {int(s[0])}; before it a linear warmup "
                       f"from 0 is assumed, which sets S1 — if it differs, pass the schedule in text "
                       "form", DataWarning, stacklevel=3)
-    jump = (np.abs(np.diff(v)) > 0.1 * np.abs(v).max()) & (gaps > 1) if gaps.size else np.zeros(0, bool)
-    if jump.any():  # a step change or a ramp? The log cannot tell; the rebuild assumes a ramp
+    # A large change between two logs, steeper than the intervals on both sides (e.g. a step
+    # change between flat parts; a warmup or a decay logged often enough is not one): a step
+    # change or a ramp? The log cannot tell; the rebuild assumes a ramp.
+    slope = np.abs(np.diff(v)) / np.maximum(gaps, 1)
+    first = v[0] / s[0] if s[0] > 0 else 0.0  # the assumed warmup ramp before the first log
+    side = np.maximum(np.r_[first, slope[:-1]], np.r_[slope[1:], 0.0]) if gaps.size else slope
+    jump = (np.abs(np.diff(v)) > 0.1 * np.abs(v).max()) & (gaps > 1) & (slope > 3 * side)
+    if jump.any():
         i = int(np.argmax(jump))
         warnings.warn(f"{path}: the LR changes from {v[i]:.3g} to {v[i + 1]:.3g} between logged steps "
                       f"{int(s[i])} and {int(s[i + 1])}; rebuilt as a linear ramp — if it is a step "

@@ -42,6 +42,12 @@ def test_sparse_lr_step_change_and_late_first_log_warn(tmp_path):
     assert "changes from 0.0003 to 9e-05 between logged steps 7984 and 8000; rebuilt as a linear ramp" in msgs
     assert "first logged at step 2160; before it a linear warmup from 0 is assumed" in msgs
     assert run.lr[7983] == 3e-4 and run.lr[7999] == pytest.approx(9e-5) and 9e-5 < run.lr[7991] < 3e-4
+    # A 10-step warmup and a cosine logged every 5 steps: steep, but no steeper than its neighbours.
+    lr = S.cosine(200, 1e-3, warmup=10)
+    rows = ["step,lr,loss"] + [f"{s},{float(lr[s - 1])!r},{3 - s / 1e4}" for s in range(5, 201, 5)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", cptjax.DataWarning)
+        cptjax.load_run(write(tmp_path, "warmup.csv", "\n".join(rows)))
 
 
 def test_resumed_run_keeps_last_and_bad_losses_dropped(tmp_path):
