@@ -394,7 +394,9 @@ def _coarse(prob, column, above=None):
         ok = np.flatnonzero(np.isfinite(y))
         keep = np.union1d(ok[::max(1, min(stride, ok.size // COARSE_MIN_POINTS))], ok[-1:])
         runs.append(dataclasses.replace(run, steps=run.steps[keep], losses={column: y[keep]}))
-    return make_problem(runs, prob.kind, column, **dict(prob.opts))
+    thin = make_problem(runs, prob.kind, column, **dict(prob.opts))
+    # Runs with few points cannot be thinned much: then the search on every point is cheaper.
+    return thin if thin.feats[-1].size <= extras[0].size / 2 else None
 
 
 def _polish(prob, x, delta, max_iter):
