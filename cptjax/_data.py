@@ -100,6 +100,13 @@ _META_KEYS = {"n_pt": int, "replay": float, "size": float}
 _STEP_NAMES = ("step", "global_step", "train/global_step", "trainer/global_step", "_step", "Step", "steps")
 _LR_NAMES = ("lr", "learning_rate", "optim/learning_rate_group0")
 _LR_SUFFIXES = ("/lr", "/learning_rate")
+_LR_LOOKED_FOR = "lr, learning_rate, optim/learning_rate_group0, */lr, */learning_rate, lr-*"
+
+
+def _lr_name(names):
+    """The LR column (CSV) or tag (TensorBoard) among ``names``, or None."""
+    return next((c for c in _LR_NAMES if c in names),
+                next((c for c in names if _lightning_lr(c) or c.endswith(_LR_SUFFIXES)), None))
 
 
 def _csv_meta(path, text):
@@ -373,10 +380,9 @@ def _columns(path, header, step_column, lr_column, loss_columns, schedule):
     if sc is None or sc not in header:
         raise DataError(f"{path}: missing step column (looked for {step_column or ', '.join(_STEP_NAMES)}); "
                         f"columns are {header[:8]}{'...' if len(header) > 8 else ''}")
-    lc = lr_column or next((c for c in _LR_NAMES if c in header),
-                           next((c for c in header if _lightning_lr(c) or c.endswith(_LR_SUFFIXES)), None))
+    lc = lr_column or _lr_name(header)
     if schedule is None and (lc is None or lc not in header):
-        raise DataError(f"{path}: missing LR column (looked for {lr_column or 'lr, learning_rate, optim/learning_rate_group0, */lr, */learning_rate, lr-*'}) "
+        raise DataError(f"{path}: missing LR column (looked for {lr_column or _LR_LOOKED_FOR}) "
                         "and no schedule given")
     if loss_columns is None:
         loss_columns = [c for c in header if c.endswith("CrossEntropyLoss") and c.startswith("eval/")]
@@ -501,10 +507,9 @@ def _tensorboard_run(path, name, loss_columns, lr_column, **kw):
         tags = acc.Tags().get("scalars", [])
     except Exception as e:  # the reader raises many types on a corrupt file
         raise DataError(f"{path}: not a readable TensorBoard event file ({type(e).__name__})") from None
-    lr_tag = lr_column or next((t for t in ("train/learning_rate", "learning_rate", "lr") if t in tags),
-                               next((t for t in tags if _lightning_lr(t)), None))
+    lr_tag = lr_column or _lr_name(tags)
     if kw["schedule"] is None and lr_tag not in tags:
-        raise DataError(f"{path}: no LR tag (looked for train/learning_rate, learning_rate, lr-*); "
+        raise DataError(f"{path}: no LR tag (looked for {_LR_LOOKED_FOR}); "
                         f"tags are {tags[:8]}")
     cols = list(loss_columns) if loss_columns else [t for t in tags if "loss" in t.lower() and t != lr_tag]
     for c in cols:
