@@ -17,7 +17,7 @@ import tempfile
 import threading
 
 __all__ = ["atomic_write", "atomic_dir", "check_output_file", "check_output_dir", "dumps",
-           "cleanup_partial"]
+           "cleanup_partial", "check_outputs", "schedule_files"]
 
 _PARTIAL: set[str] = set()
 _LOCK = threading.Lock()
@@ -121,6 +121,45 @@ def atomic_write(path, data) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         _track(tmp, False)
+
+
+def _same(a, b) -> bool:
+    """Do two paths name the same file (symlinks, ``..`` and hard links included)?"""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def schedule_files(text) -> list[str]:
+    """The paths a schedule in text form reads (``file(PATH)``), so that outputs can be checked
+    against them."""
+    import re
+
+    return [m.strip() for m in re.findall(r"file\(([^)]*)\)", text or "") if m.strip()]
+
+
+def check_outputs(outputs, inputs) -> None:
+    """Refuse an output that would overwrite one of the inputs, or two outputs that are one file.
+
+    ``outputs``: ``{what: path}`` (``what`` names the argument, e.g. ``"--out"``); a folder output
+    is given as the files it will write. ``inputs``: paths that are read. Raises ``ValueError``
+    naming both, before any work starts: ``cptjax fit run.csv --out run.csv`` must never replace
+    the log with the fit.
+    """
+    outs = [(w, os.fspath(p)) for w, p in outputs.items() if p]
+    ins = [os.fspath(p) for p in inputs if p]
+    for what, out in outs:
+        for src in ins:
+            if _same(out, src):
+                raise ValueError(f"{what} {out}: is one of the inputs ({src}); writing it would "
+                                 "destroy that input: give another output path")
+    for i, (w1, o1) in enumerate(outs):
+        for w2, o2 in outs[i + 1:]:
+            if _same(o1, o2):
+                raise ValueError(f"{w1} and {w2} name the same file ({o1}): give each its own path")
 
 
 @contextlib.contextmanager

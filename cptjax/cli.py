@@ -9,7 +9,8 @@ import sys
 import threading
 import time
 
-from ._io import atomic_dir, atomic_write, check_output_dir, check_output_file, dumps
+from ._io import (atomic_dir, atomic_write, check_output_dir, check_output_file, check_outputs, dumps,
+                  schedule_files)
 
 np = None  # numpy, imported by main() once the signal handling is in place
 
@@ -80,6 +81,20 @@ def _out_file(path, name):
             raise _Fail(f"--plot {path}: give a figure file ending in one of "
                         f"{', '.join('.' + f for f in _PLOT_FORMATS)}")
     return path
+
+
+def _law_files(spec):
+    return [p.strip() for p in (spec or "").split(",") if p.strip() and os.path.exists(p.strip())]
+
+
+def _no_clobber(outputs, *inputs, schedules=()):
+    """Outputs must not be inputs (nor one another): checked before any work."""
+    paths = [p for group in inputs for p in (group or [])]
+    paths += [f for text in schedules for f in schedule_files(text)]
+    try:
+        check_outputs(outputs, paths)
+    except ValueError as e:
+        raise _Fail(str(e)) from None
 
 
 def progress(msg: str, quiet: bool = False):
@@ -199,6 +214,8 @@ def _predict_run(args, law) -> int:
 
 
 def cmd_predict(args) -> int:
+    _no_clobber({"--out": args.out, "--plot": args.plot}, _law_files(args.law), [args.run],
+                schedules=(args.pt, args.cpt, args.schedule))
     _out_file(args.out, "--out")
     _out_file(args.plot, "--plot")
     _number("--replay", args.replay, 0, 1)
@@ -294,6 +311,7 @@ def _errors(pred, obs):
 
 
 def cmd_fit(args) -> int:
+    _no_clobber({"--out": args.out, "--plot": args.plot}, args.runs, schedules=(args.schedule,))
     _out_file(args.out, "--out")
     _out_file(args.plot, "--plot")
     _number("--delta", args.delta, 0, lo_open=True)
@@ -472,7 +490,13 @@ def _check_design_args(args):
         check_output_dir(args.out, "--out")
     except ValueError as e:
         raise _Fail(str(e)) from None
+    _no_clobber({f"--out {args.out}/{f}": os.path.join(args.out, f) for f in _DESIGN_FILES},
+                _law_files(args.law), schedules=(args.pt,))
     return replay
+
+
+_DESIGN_FILES = ("plan.csv", "plan.npy", "plan.json", "free_plan.csv", "free_plan.npy", "free_plan.json",
+                 "plan_pytorch.py", "report.json", "design.png")
 
 
 def cmd_design(args) -> int:
@@ -563,9 +587,7 @@ def cmd_design(args) -> int:
                                    for l, s in zip(lp, states)])(draws)
         bands = tuple(np.interp(np.arange(T), at, np.nanquantile(np.asarray(c), q, axis=0))
                       for c in cur for q in (0.05, 0.95))
-    files = [os.path.join(args.out, f) for f in
-             ("plan.csv", "plan.npy", "plan.json", "free_plan.csv", "free_plan.npy", "free_plan.json",
-              "plan_pytorch.py", "report.json", "design.png")]
+    files = [os.path.join(args.out, f) for f in _DESIGN_FILES]
     result = {"law": law_name, "pt": args.pt, "cpt_steps": args.cpt_steps, "max_lr": args.max_lr,
               "plan": {k: v for k, v in plan.to_dict().items() if k != "schedule"},
               "free_plan": {k: v for k, v in free.to_dict().items() if k not in ("schedule", "baselines")},
@@ -668,6 +690,9 @@ def cmd_lab(args) -> int:
         check_output_dir(args.out, "--out")
     except ValueError as e:
         raise _Fail(str(e)) from None
+    outs = [r.name + ".csv" for r in study.runs] + [r.name + ".csv" for r in study.pt_runs()]
+    _no_clobber({f"--out {args.out}/{f}": os.path.join(args.out, f) for f in outs + ["manifest.json"]},
+                [args.study], args.general, args.domain, args.ood)
     _setup_jax(x64=False)  # the lab trains in float32; the cache still helps
     only = set(args.only) if args.only else None
     if only:
