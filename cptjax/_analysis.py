@@ -2,6 +2,7 @@
 optimal loss potential / peak LR / replay ratio against the balance weight λ1."""
 
 from __future__ import annotations
+from .errors import InputError
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +19,7 @@ def loss_potential(pt) -> float:
     """LP = η_final_pt / η_peak_pt (paper §3.3): 1 = no annealing, 0 = annealed to zero."""
     pt = np.asarray(pt, np.float64)
     if pt.ndim != 1 or pt.size == 0 or pt.max() <= 0:
-        raise ValueError("loss_potential needs a non-empty PT schedule with a positive peak")
+        raise InputError("loss_potential needs a non-empty PT schedule with a positive peak")
     return float(pt[-1] / pt.max())
 
 
@@ -36,9 +37,9 @@ def critical_point(law, pt, cpt, replay=None) -> dict:
     """
     g = law.general if isinstance(law, LawPair) else law
     if g.kind not in ("cpt", "replay"):
-        raise ValueError(f"critical_point needs a CPT law (cpt or replay), got {g.kind!r}")
+        raise InputError(f"critical_point needs a CPT law (cpt or replay), got {g.kind!r}")
     if g.kind == "replay" and replay is None:
-        raise ValueError("critical_point: the replay law needs `replay`")
+        raise InputError("critical_point: the replay law needs `replay`")
     lr, n = S.join(pt, cpt)
     a = areas(lr, n, g.lam, eps=g.eps)
     mix = anneal = 1.0
@@ -55,7 +56,7 @@ def turning_length(law, pt, cpt, replay=None, weight_general: float = 1.0) -> fl
     below its value at the transfer point, after first rising above it; ``inf`` if it never is
     within the schedule (paper §4.4)."""
     if not 0 <= weight_general <= 1:
-        raise ValueError(f"`weight_general` must be in [0, 1], got {weight_general!r}")
+        raise InputError(f"`weight_general` must be in [0, 1], got {weight_general!r}")
     lr, n = S.join(pt, cpt)
     g = law.general if isinstance(law, LawPair) else law
     y = predict(law, lr, n, replay=replay if "replay" in g.uses else None)
@@ -80,7 +81,7 @@ def optimal_vs_weight(law: LawPair, weights, *, what: str, pt_steps: int = 40000
     """
     weights = np.asarray(weights, np.float64)
     if np.any((weights < 0) | (weights > 1)):
-        raise ValueError("weights (λ1) must lie in [0, 1]")
+        raise InputError("weights (λ1) must lie in [0, 1]")
     base_pt = S.wsd(pt_steps, peak, warmup=warmup, decay=0.2, final=0.1 * peak)
     if what == "lp":
         grid = np.linspace(0.0, 1.0, 21) if grid is None else np.asarray(grid)
@@ -95,13 +96,13 @@ def optimal_vs_weight(law: LawPair, weights, *, what: str, pt_steps: int = 40000
         reps = [replay] * len(grid)
     elif what == "replay":
         if "replay" not in law.general.uses:
-            raise ValueError("what='replay' needs a law with a replay ratio (preset 'replay')")
+            raise InputError("what='replay' needs a law with a replay ratio (preset 'replay')")
         grid = np.linspace(0.0, 1.0, 51) if grid is None else np.asarray(grid)
         pts = [base_pt] * len(grid)
         cpts = [S.cosine(cpt_steps, cpt_peak, warmup=warmup, final=0.0)] * len(grid)
         reps = list(grid)
     else:
-        raise ValueError(f"`what` must be 'lp', 'peak' or 'replay', got {what!r}")
+        raise InputError(f"`what` must be 'lp', 'peak' or 'replay', got {what!r}")
     lrs = jnp.asarray(np.stack([np.concatenate([p, c]) for p, c in zip(pts, cpts)]))
     rs = jnp.asarray([0.0 if r is None else float(r) for r in reps])
     uses = "replay" in law.general.uses

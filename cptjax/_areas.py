@@ -4,6 +4,7 @@ The one place the momentum recurrence lives.
 """
 
 from __future__ import annotations
+from .errors import InputError
 
 import functools
 import math
@@ -59,21 +60,21 @@ def check_schedule(lr, n_pt=None, name: str = "lr") -> None:
         if a.dtype == np.float64 and not jax.config.jax_enable_x64:
             _warn_float32()
         if a.ndim not in (1, 2):
-            raise ValueError(f"`{name}` must be a per-step LR array of shape (T,) or a batch "
+            raise InputError(f"`{name}` must be a per-step LR array of shape (T,) or a batch "
                              f"(B, T), got shape {a.shape}")
         if a.size == 0:
-            raise ValueError(f"`{name}` is empty: a schedule needs at least one step")
+            raise InputError(f"`{name}` is empty: a schedule needs at least one step")
         bad = ~np.isfinite(a)
         if bad.any():
-            raise ValueError(f"`{name}` has a non-finite LR at step {int(np.argmax(bad)) + 1}")
+            raise InputError(f"`{name}` has a non-finite LR at step {int(np.argmax(bad)) + 1}")
         if (a < 0).any():
-            raise ValueError(f"`{name}` has a negative LR at step {int(np.argmax(a < 0)) + 1} "
+            raise InputError(f"`{name}` has a negative LR at step {int(np.argmax(a < 0)) + 1} "
                              f"({a[np.argmax(a < 0)]:g})")
     if n_pt is not None and _is_concrete(n_pt) and _is_concrete(lr):
         T = np.shape(lr)[-1]
         n = np.asarray(n_pt)
         if n.ndim > 1 or np.any((n < 0) | (n > T)) or np.any(n.astype(np.int64) != n):
-            raise ValueError(f"`n_pt` must be an integer in [0, {T}] (the schedule length), got {n_pt!r}")
+            raise InputError(f"`n_pt` must be an integer in [0, {T}] (the schedule length), got {n_pt!r}")
 
 
 def _one_minus(lam, dtype):
@@ -138,7 +139,7 @@ def _momentum_k(d, kappa, method):
         return jnp.moveaxis(m, 0, -1)
     if method == "associative":
         return _blocked_associative(d, kappa)
-    raise ValueError(f"`method` must be 'auto', 'scan' or 'associative', got {method!r}")
+    raise InputError(f"`method` must be 'auto', 'scan' or 'associative', got {method!r}")
 
 
 def areas(lr, n_pt=None, lam=0.999, eta0=None, *, pt_warmup: str = "literal",
@@ -175,7 +176,7 @@ def areas(lr, n_pt=None, lam=0.999, eta0=None, *, pt_warmup: str = "literal",
     """
     check_schedule(lr, n_pt)
     if pt_warmup not in ("literal", "peak"):
-        raise ValueError(f"`pt_warmup` must be 'literal' or 'peak', got {pt_warmup!r}")
+        raise InputError(f"`pt_warmup` must be 'literal' or 'peak', got {pt_warmup!r}")
     if np.ndim(lr) == 2:
         # A batch (B, T): on CPU one schedule after another (lax.map) runs the fast sequential
         # scan ~2.5x faster than vmap's batched carry; elsewhere vmap (benchmarks/areas.py).
@@ -191,7 +192,7 @@ def areas(lr, n_pt=None, lam=0.999, eta0=None, *, pt_warmup: str = "literal",
     n = lr.shape[-1] if n_pt is None else n_pt
     e0 = lr[..., 0] if eta0 is None else eta0
     if not (isinstance(eps, (int, float)) and 0 <= eps < 1):
-        raise ValueError(f"`eps` (LR weight of S2) must be a number in [0, 1), got {eps!r}")
+        raise InputError(f"`eps` (LR weight of S2) must be a number in [0, 1), got {eps!r}")
     return _areas(lr, n, _one_minus(lam, lr.dtype), jnp.asarray(e0, lr.dtype), pt_warmup, method,
                   float(eps))
 

@@ -5,6 +5,7 @@ profile, the basins) on top. The maths — residuals, starts, the solver, statis
 """
 
 from __future__ import annotations
+from .errors import FitError, InputError
 
 import dataclasses
 import math
@@ -17,7 +18,7 @@ import numpy as np
 
 from . import _fit, _laws, _stats
 from ._fit import MAX_ITERATIONS, NONFINITE, make_problem
-from ._stats import FitResult
+from ._stats import FitResult, provenance
 
 __all__ = ["fit", "fit_batch"]
 
@@ -137,7 +138,7 @@ def _plan(problems, chunk):
     (MPL: (point, decrement) pairs) keep a chunk's temporaries near 32 MB."""
     kind, opts = problems[0].kind, problems[0].opts
     if any(p.kind != kind or p.opts != opts for p in problems):
-        raise ValueError("fit_batch: all problems must use the same law and options")
+        raise InputError("fit_batch: all problems must use the same law and options")
     n_max = max(p.obs.size for p in problems)
     problems = _pad_extras([_repad(p, n_max) for p in problems])
     ndev = jax.local_device_count()
@@ -288,7 +289,7 @@ def _gather(arrays: dict, n_total: int, share: int) -> dict:
 
 
 def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int | None = None,
-              init=None, progress=None) -> list:
+              init=None, progress=None, throw: bool = False) -> list:
     """Fit N independent problems of one law kind at once: padded + masked (one compilation),
     chunked to bound memory, sharded over all local devices when there are several, and split
     across processes under ``jax.distributed`` (one process per host; every process passes the
@@ -307,7 +308,7 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
         results = cptjax.fit_batch(problems)  # each process fits half, all get every result
     """
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"`max_iter` must be an integer >= 1, got {max_iter!r}")
+        raise InputError(f"`max_iter` must be an integer >= 1, got {max_iter!r}")
     if not problems:
         return []
     problems = list(problems)
@@ -325,7 +326,11 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
         else:  # more processes than problems: this one only takes part in the gather
             arrays = _no_rows(problems[0], delta)
         arrays = _gather(arrays, len(problems), share)
-    return _results(kind, opts, arrays, delta)
+    out = _results(kind, opts, arrays, delta)
+    bad = [i for i, r in enumerate(out) if not r.finite]
+    if throw and bad:
+        raise FitError(f"{len(bad)} of {len(out)} fits ended non-finite (first: problem {bad[0]})")
+    return out
 
 
 def _basin_runs(prob, k, delta, max_iter):
@@ -470,7 +475,7 @@ def _basin_predictions(res, prob):
 def _profile_lam(runs, law, column, target, form, eps, delta, max_iter):
     """Fit at every λ of ``LAM_GRID`` and keep the best objective (with the profile in ``extra``)."""
     if _fit._spec(law)[0].needs_schedule:
-        raise ValueError(f"lam='profile' needs an area law; {law!r} takes the schedule itself")
+        raise InputError(f"lam='profile' needs an area law; {law!r} takes the schedule itself")
     probs = [make_problem(runs, law, column, target=target, form=form, lam=v, eps=eps) for v in LAM_GRID]
     # Problems of different λ differ in a static option: one fit each (shared shapes).
     fits = [fit_batch([p], delta=delta, max_iter=max_iter)[0] for p in probs]
@@ -485,7 +490,7 @@ def _profile_lam(runs, law, column, target, form, eps, delta, max_iter):
 def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = None,
         form: str | None = None, delta: float = 1e-3, max_iter: int = 200,
         lam: float | str | None = None, eps: float = 0.0, basins: int = 4,
-        coarse: bool | None = None) -> FitResult:
+        coarse: bool | None = None, throw: bool = True) -> FitResult:
     """Fit one law to one loss column of one or more runs (parameters shared across runs).
 
     Args:
@@ -514,16 +519,22 @@ def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = No
             long runs with a decrement at every step: ~6x faster, the same optimum on the
             MultiPowerLaw data), ``False`` never (the search on every point).
             ``res.extra["coarse_points"]`` says when it was used.
+        throw: raise :class:`cptjax.FitError` when the fit does not end with every reported
+            number finite (parameters, objective, metrics, covariance); ``False`` returns it
+            with its status instead (as :func:`fit_batch` does).
+
+    The result carries its provenance (``res.provenance``: runs, data range, LR and CPT-area
+    spans), saved with ``res.save(path)`` and read back by ``FitResult.load`` / ``load_law``.
     """
     if not (isinstance(delta, (int, float)) and delta > 0):
-        raise ValueError(f"`delta` must be > 0, got {delta!r}")
+        raise InputError(f"`delta` must be > 0, got {delta!r}")
     for name, v, lo in (("max_iter", max_iter, 1), ("basins", basins, 0)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"`{name}` must be an integer >= {lo}, got {v!r}")
+            raise InputError(f"`{name}` must be an integer >= {lo}, got {v!r}")
     target = target or "general"
     if isinstance(lam, str):
         if lam != "profile":
-            raise ValueError(f"`lam` must be a number in (0, 1) or 'profile', got {lam!r}")
+            raise InputError(f"`lam` must be a number in (0, 1) or 'profile', got {lam!r}")
         res = _profile_lam(runs, law, column, target, form, eps, delta, max_iter)
         prob = make_problem(runs, law, column, target=target, form=form, lam=res.law.lam, eps=eps)
         if basins > 1:
@@ -538,6 +549,11 @@ def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = No
             if basins > 1:
                 res = _basins(prob, res, basins, delta, max_iter)
     res.column = column
+    res.provenance = provenance(res.law, prob.runs, column)
+    if throw and not res.finite:
+        raise FitError(f"the fit of {law!r} to {column!r} did not reach finite parameters and "
+                       f"statistics (status {res.status}): check the runs' LR and loss columns (is "
+                       "the LR logged in raw units, and not all zero?)")
     for w in res.warnings:
         warnings.warn(w, RuntimeWarning, stacklevel=2)
     return res

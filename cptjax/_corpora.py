@@ -9,6 +9,7 @@ User text files can replace either set (``--general`` / ``--domain`` / ``--ood``
 """
 
 from __future__ import annotations
+from .errors import InputError
 
 import ast
 import dataclasses
@@ -161,11 +162,11 @@ def files_corpus(name: str, paths) -> Corpus:
     texts = []
     for p in sorted(map(os.fspath, paths)):
         if not os.path.isfile(p):
-            raise ValueError(f"--{name}: {p}: no such file")
+            raise InputError(f"--{name}: {p}: no such file")
         with open(p, "rb") as fh:
             texts.append((p, fh.read().decode("utf-8", errors="replace")))
     if not texts:
-        raise ValueError(f"--{name}: no files given")
+        raise InputError(f"--{name}: no files given")
     if len(texts) == 1:
         b = _as_bytes([texts[0][1]])
         cut = int(b.size * 0.95)
@@ -178,6 +179,6 @@ def files_corpus(name: str, paths) -> Corpus:
                         _as_bytes([t for (_, t), v in zip(texts, flags) if v]),
                         (flags.count(False), flags.count(True)))
     if corpus.train.size < 4096 or corpus.val.size < 1024:
-        raise ValueError(f"--{name}: too little text ({corpus.train.size} train / {corpus.val.size} "
+        raise InputError(f"--{name}: too little text ({corpus.train.size} train / {corpus.val.size} "
                          "validation bytes); give at least a few kB")
     return corpus

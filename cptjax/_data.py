@@ -2,10 +2,11 @@
 column and row."""
 
 from __future__ import annotations
+from .errors import DataError, DataWarning, InputError
+from ._io import read_text
 
 import csv
 import dataclasses
-import gzip
 import io
 import json
 import math
@@ -22,12 +23,6 @@ __all__ = ["Run", "load_run", "DataError", "DataWarning"]
 MIN_POINTS = 5
 
 
-class DataError(ValueError):
-    """Bad user data; the message names the file, column and row."""
-
-
-class DataWarning(UserWarning):
-    """Data that was repaired (dropped rows, rebuilt LR) and how."""
 
 
 @dataclasses.dataclass
@@ -73,25 +68,12 @@ class Run:
 
 
 def _open_text(path):
-    if not os.path.exists(path):
-        raise DataError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise DataError(f"{path}: is a folder, not a run file")
+    """The text of a run file: a regular file, bounded (``_io.read_text``); a UTF-8 byte-order
+    mark (spreadsheet exports) and UTF-16 (some Windows exports) are read."""
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    if path.endswith(".gz"):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, ValueError) as e:
-            raise DataError(f"{path}: not a valid gzip file ({e})") from None
-    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (spreadsheet exports)
-        raw = raw[3:]
-    elif raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 (some Windows exports)
-        return raw.decode("utf-16", errors="replace")
-    return raw.decode("utf-8", errors="replace")
+        return read_text(path, "run file")
+    except InputError as e:
+        raise DataError(str(e)) from None
 
 
 _META_KEYS = {"n_pt": int, "replay": float, "size": float}

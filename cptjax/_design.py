@@ -11,6 +11,7 @@ The replay ratio, when free, is r = σ(ρ).
 """
 
 from __future__ import annotations
+from .errors import InputError
 
 import dataclasses
 import io
@@ -32,24 +33,24 @@ __all__ = ["Plan", "design", "baselines", "evaluate", "pareto", "optax_schedule"
 
 def _check(law, pt, cpt_steps, max_lr, weight_general, replay):
     if not isinstance(law, LawPair):
-        raise ValueError("design needs a LawPair (general and domain laws), e.g. cptjax.preset('setting-a')")
+        raise InputError("design needs a LawPair (general and domain laws), e.g. cptjax.preset('setting-a')")
     if not (isinstance(max_lr, (int, float)) and math.isfinite(max_lr) and max_lr > 0):
-        raise ValueError(f"`max_lr` must be > 0, got {max_lr!r}")
+        raise InputError(f"`max_lr` must be > 0, got {max_lr!r}")
     if not 0 <= weight_general <= 1:
-        raise ValueError(f"`weight_general` (λ1) must be in [0, 1], got {weight_general!r}")
+        raise InputError(f"`weight_general` (λ1) must be in [0, 1], got {weight_general!r}")
     if not (isinstance(cpt_steps, int) and cpt_steps >= 2):
-        raise ValueError(f"`cpt_steps` must be an integer >= 2, got {cpt_steps!r}")
+        raise InputError(f"`cpt_steps` must be an integer >= 2, got {cpt_steps!r}")
     uses_replay = "replay" in law.general.uses
     if replay == "free" and not uses_replay:
-        raise ValueError("replay='free' needs a law with a replay ratio (e.g. preset 'replay'); "
+        raise InputError("replay='free' needs a law with a replay ratio (e.g. preset 'replay'); "
                          f"this law is {law.general.kind!r}")
     if replay not in (None, "free") and not 0 <= float(replay) <= 1:
-        raise ValueError(f"`replay` must be 'free' or a ratio in [0, 1], got {replay!r}")
+        raise InputError(f"`replay` must be 'free' or a ratio in [0, 1], got {replay!r}")
     if uses_replay and replay is None:
-        raise ValueError("this law takes a replay ratio: pass replay='free' or a value in [0, 1]")
+        raise InputError("this law takes a replay ratio: pass replay='free' or a value in [0, 1]")
     pt = np.asarray(pt, np.float64)
     if pt.ndim != 1 or pt.size == 0 or not np.isfinite(pt).all() or (pt < 0).any():
-        raise ValueError("the PT schedule must be a non-empty, finite, non-negative 1-D array")
+        raise InputError("the PT schedule must be a non-empty, finite, non-negative 1-D array")
     return pt
 
 
@@ -165,11 +166,7 @@ def _grid_schedules(cpt_steps, max_lr, warmup, final, start_lr=0.0):
             if round(dec * cpt_steps) <= cpt_steps - warmup:
                 out[f"wsd(peak={p:.3g},decay={dec})"] = _schedules.wsd(cpt_steps, p, warmup=warmup,
                                                                       decay=dec, final=fin)
-    if warmup:
-        ramp = np.arange(1, warmup + 1) / warmup
-        for v in out.values():
-            v[:warmup] = start_lr + (v[warmup] - start_lr) * ramp if v[warmup] else start_lr * (1 - ramp)
-    return out
+    return {k: _schedules.rewarm(v[warmup:], start_lr, warmup) for k, v in out.items()}
 
 
 def _grid_table(law, pt, cpt_steps, max_lr, replay, warmup, final, last_k):
@@ -261,10 +258,7 @@ def _build_schedule(params, cfg: _Config, start_lr):
         main = jnp.interp(t, jnp.linspace(0.0, 1.0, cfg.knots), vals)
     else:
         main = jnp.interp(t, jnp.linspace(0.0, 1.0, cfg.knots), cfg.max_lr * jax.nn.sigmoid(params["w"]))
-    if cfg.warmup:
-        i = jnp.arange(1, cfg.warmup + 1) / cfg.warmup
-        main = jnp.concatenate([start_lr + (main[0] - start_lr) * i, main])
-    return main
+    return _schedules.rewarm(main, start_lr, cfg.warmup)
 
 
 def _loss(params, law, pt, weight, replay, cfg):
@@ -425,7 +419,7 @@ def law_draws(law, covs, n: int = 256, seed: int = 0):
         else:
             cov = np.asarray(cov, np.float64)
             if cov.shape != (x0.size, x0.size) or not np.all(np.isfinite(cov)):
-                raise ValueError(f"covariance for the {l.kind} law must be a finite {x0.size}x{x0.size} matrix")
+                raise InputError(f"covariance for the {l.kind} law must be a finite {x0.size}x{x0.size} matrix")
             pos = np.array([p.positive for p in type(l).params]) & (x0 > 0)
             scale = np.where(pos, 1 / np.where(pos, x0, 1.0), 1.0)  # d log x / dx for positive ones
             c = cov * np.outer(scale, scale)
@@ -500,25 +494,25 @@ def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, shape=
     for w in weights:
         pt = _check(law, pt, cpt_steps, max_lr, w, replay)
     if not 0 <= warmup < cpt_steps:
-        raise ValueError(f"`warmup` must be in [0, cpt_steps), got {warmup!r}")
+        raise InputError(f"`warmup` must be in [0, cpt_steps), got {warmup!r}")
     if final is not None and not 0 <= final <= max_lr:
-        raise ValueError(f"`final` must be in [0, max_lr], got {final!r}")
+        raise InputError(f"`final` must be in [0, max_lr], got {final!r}")
     if data_range is not None and pt.size > data_range:
-        raise ValueError(f"the PT schedule ({pt.size} steps) is longer than the law's data range "
+        raise InputError(f"the PT schedule ({pt.size} steps) is longer than the law's data range "
                          f"({data_range} steps): predictions there are extrapolations")
     if isinstance(last_k, (list, tuple)):
         last_k = tuple(int(h) for h in last_k)
         if not last_k or min(last_k) < 1 or max(last_k) > cpt_steps:
-            raise ValueError(f"horizons (`last_k`) must be CPT steps in 1..{cpt_steps}, got {last_k}")
+            raise InputError(f"horizons (`last_k`) must be CPT steps in 1..{cpt_steps}, got {last_k}")
     elif not 1 <= int(last_k) <= cpt_steps:
-        raise ValueError(f"`last_k` must be in 1..{cpt_steps}, got {last_k!r}")
+        raise InputError(f"`last_k` must be in 1..{cpt_steps}, got {last_k!r}")
     if ood is not None:
         if len(ood) != 3 or not 0 <= ood[2] <= 1:
-            raise ValueError("`ood` must be (c_general, c_domain, share) with share in [0, 1]")
+            raise InputError("`ood` must be (c_general, c_domain, share) with share in [0, 1]")
     if shape not in ("wsd", "cosine", "free"):
-        raise ValueError(f"`shape` must be 'wsd', 'cosine' or 'free', got {shape!r}")
+        raise InputError(f"`shape` must be 'wsd', 'cosine' or 'free', got {shape!r}")
     if not (isinstance(knots, int) and knots >= 2):
-        raise ValueError(f"`knots` must be an integer >= 2, got {knots!r}")
+        raise InputError(f"`knots` must be an integer >= 2, got {knots!r}")
     pairs = [_weights(w, ood) for w in weights]
     n_main = cpt_steps - warmup
     lam = getattr(law.general, "lam", 0.0)  # schedule laws have no momentum memory: 10% alone

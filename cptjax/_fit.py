@@ -7,6 +7,7 @@ validation set, parameters shared across runs.  Positivity by reparameterisation
 """
 
 from __future__ import annotations
+from .errors import InputError, InputTypeError
 
 import dataclasses
 import functools
@@ -47,7 +48,7 @@ STATUS = {CONVERGED: "converged", MAX_ITERATIONS: "max-iterations", NONFINITE: "
 def _spec(kind):
     """(law class, parameter names, free-sign mask) from the law's own metadata."""
     if kind not in _laws.LAWS:
-        raise ValueError(f"unknown law {kind!r}; expected one of {sorted(_laws.LAWS)}")
+        raise InputError(f"unknown law {kind!r}; expected one of {sorted(_laws.LAWS)}")
     cls = _laws.LAWS[kind]
     return cls, cls.param_names(), np.array([not p.positive for p in cls.params])
 
@@ -125,12 +126,12 @@ def law_options(kind, target="general", form=None, lam=None, eps=None) -> tuple:
              "eps": None if not eps else float(eps)}
     for n in ("lam", "eps"):
         if given[n] is not None and n not in cls.meta:
-            raise ValueError(f"`{n}` applies to the area laws; the {kind} law takes the schedule itself "
+            raise InputError(f"`{n}` applies to the area laws; the {kind} law takes the schedule itself "
                              "and has no momentum decay or S2 weight")
     opts = tuple((n, given[n]) for n in cls.meta if given.get(n) is not None)
     for n, v in opts:
         if n in cls.options() and v not in cls.options()[n]:
-            raise ValueError(f"`{n}` must be one of {cls.options()[n]} for the {kind} law, got {v!r}")
+            raise InputError(f"`{n}` must be one of {cls.options()[n]} for the {kind} law, got {v!r}")
     return opts
 
 
@@ -141,9 +142,9 @@ def make_problem(runs, kind: str, column: str, *, target: str = "general", form:
     cls = _spec(kind)[0]
     opts = law_options(kind, target, form, lam, eps)
     if not (isinstance(eps, (int, float)) and 0 <= eps < 1):
-        raise ValueError(f"`eps` (LR weight of S2) must be in [0, 1), got {eps!r}")
+        raise InputError(f"`eps` (LR weight of S2) must be in [0, 1), got {eps!r}")
     if lam is not None and not 0 < float(lam) < 1:
-        raise ValueError(f"`lam` (momentum decay) must be in (0, 1), got {lam!r}")
+        raise InputError(f"`lam` (momentum decay) must be in (0, 1), got {lam!r}")
     if isinstance(runs, (Run, str, os.PathLike)):
         runs = [runs]
     runs = [load_run(r) if isinstance(r, (str, os.PathLike)) else r for r in runs]
@@ -151,7 +152,7 @@ def make_problem(runs, kind: str, column: str, *, target: str = "general", form:
         raise DataError("no runs to fit")
     bad = next((r for r in runs if not isinstance(r, Run)), None)
     if bad is not None:
-        raise TypeError(f"runs must be cptjax.Run objects or file paths, got {type(bad).__name__}")
+        raise InputTypeError(f"runs must be cptjax.Run objects or file paths, got {type(bad).__name__}")
     obs, rid, pidx, pts, extra = [], [], [], [], []
     for r_i, run in enumerate(runs):
         ix, y = run.points(column)
@@ -174,7 +175,7 @@ def make_problem(runs, kind: str, column: str, *, target: str = "general", form:
         extra = [np.full(1, v, np.float64) for v in cls.extra_pad]
     if pad_to is not None:
         if pad_to < n:
-            raise ValueError(f"pad_to={pad_to} < {n} points")
+            raise InputError(f"pad_to={pad_to} < {n} points")
         pts = [np.concatenate([f, np.repeat(f[:1], pad_to - n)]) for f in pts]
         obs = np.concatenate([obs, np.ones(pad_to - n)])
         mask = np.concatenate([mask, np.zeros(pad_to - n, bool)])

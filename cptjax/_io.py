@@ -7,6 +7,7 @@ remove them before the process exits: an interrupted or failed command leaves no
 """
 
 from __future__ import annotations
+from .errors import InputError
 
 import contextlib
 import json
@@ -17,7 +18,12 @@ import tempfile
 import threading
 
 __all__ = ["atomic_write", "atomic_dir", "check_output_file", "check_output_dir", "dumps",
-           "cleanup_partial", "check_outputs", "schedule_files"]
+           "cleanup_partial", "check_outputs", "schedule_files", "read_bytes", "read_text",
+           "MAX_INPUT_BYTES"]
+
+# The most cptjax reads from one input file (after gunzip): far above any real log (a 10^7-step
+# per-step log is ~300 MB of CSV), far below what would exhaust a machine.
+MAX_INPUT_BYTES = 1 << 30
 
 _PARTIAL: set[str] = set()
 _LOCK = threading.Lock()
@@ -62,17 +68,17 @@ def check_output_file(path, what: str = "output") -> str:
     exists and is writable; the path is not a folder)."""
     path = os.fspath(path)
     if not path:
-        raise ValueError(f"{what}: empty path")
+        raise InputError(f"{what}: empty path")
     if os.path.isdir(path) or path.endswith((os.sep, "/")):
-        raise ValueError(f"{what} {path}: is a folder; give a file name")
+        raise InputError(f"{what} {path}: is a folder; give a file name")
     if os.path.exists(path) and not os.path.isfile(path):
-        raise ValueError(f"{what} {path}: exists and is not a regular file (a device or pipe?)")
+        raise InputError(f"{what} {path}: exists and is not a regular file (a device or pipe?)")
     folder = _parent(path)
     if not os.path.isdir(folder):
-        raise ValueError(f"{what} {path}: folder {folder} does not exist")
+        raise InputError(f"{what} {path}: folder {folder} does not exist")
     _probe(folder, f"{what} {path}")
     if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise ValueError(f"{what} {path}: file exists and is not writable")
+        raise InputError(f"{what} {path}: file exists and is not writable")
     return path
 
 
@@ -82,7 +88,7 @@ def _probe(folder, label):
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".cptjax-probe.")
     except OSError as e:
-        raise ValueError(f"{label}: folder {folder} is not writable ({e.strerror})") from None
+        raise InputError(f"{label}: folder {folder} is not writable ({e.strerror})") from None
     os.close(fd)
     os.remove(tmp)
 
@@ -91,12 +97,12 @@ def check_output_dir(path, what: str = "output folder") -> str:
     """Raise ``ValueError`` unless ``path`` can be made (or filled) as a folder."""
     path = os.fspath(path)
     if not path:
-        raise ValueError(f"{what}: empty path")
+        raise InputError(f"{what}: empty path")
     if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"{what} {path}: exists and is not a folder")
+        raise InputError(f"{what} {path}: exists and is not a folder")
     folder = path if os.path.isdir(path) else _parent(path)
     if not os.path.isdir(folder):
-        raise ValueError(f"{what} {path}: parent folder {folder} does not exist")
+        raise InputError(f"{what} {path}: parent folder {folder} does not exist")
     _probe(folder, f"{what} {path}")
     return path
 
@@ -116,11 +122,62 @@ def atomic_write(path, data) -> None:
             os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, path)
         except OSError as e:  # name the destination, not the temporary file
-            raise ValueError(f"{path}: cannot write it ({e.strerror})") from None
+            raise InputError(f"{path}: cannot write it ({e.strerror})") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
         _track(tmp, False)
+
+
+def read_bytes(path, what: str = "input", limit: int | None = None) -> bytes:
+    """Read an input file, bounded: only a regular file (a device, FIFO or socket would never end),
+    at most ``limit`` bytes (``MAX_INPUT_BYTES``), a ``.gz`` file unpacked to at most ``limit``
+    bytes. Raises ``InputError`` naming the file."""
+    import gzip
+    import stat
+
+    from .errors import InputError
+
+    limit = MAX_INPUT_BYTES if limit is None else limit
+    path = os.fspath(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such {what}") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the {what} ({e.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{path}: is a folder, not a {what}")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path}: not a regular file (a device, pipe or socket): give the {what} "
+                         "as a file")
+    if st.st_size > limit:
+        raise InputError(f"{path}: {st.st_size} bytes, above the limit of {limit} bytes for a {what}")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(limit + 1)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the {what} ({e.strerror})") from None
+    if path.endswith(".gz") or raw[:2] == b"\x1f\x8b":
+        try:
+            d = gzip.GzipFile(fileobj=__import__("io").BytesIO(raw))
+            out = d.read(limit + 1)
+        except (OSError, EOFError, ValueError) as e:
+            raise InputError(f"{path}: not a valid gzip file ({e})") from None
+        if len(out) > limit:
+            raise InputError(f"{path}: unpacks to more than {limit} bytes, the limit for a {what}")
+        raw = out
+    return raw
+
+
+def read_text(path, what: str = "input", limit: int | None = None) -> str:
+    """:func:`read_bytes`, decoded: UTF-8 (a byte-order mark dropped) or UTF-16 with its BOM."""
+    raw = read_bytes(path, what, limit)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    elif raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16", errors="replace")
+    return raw.decode("utf-8", errors="replace")
 
 
 def _same(a, b) -> bool:
@@ -154,12 +211,12 @@ def check_outputs(outputs, inputs) -> None:
     for what, out in outs:
         for src in ins:
             if _same(out, src):
-                raise ValueError(f"{what} {out}: is one of the inputs ({src}); writing it would "
+                raise InputError(f"{what} {out}: is one of the inputs ({src}); writing it would "
                                  "destroy that input: give another output path")
     for i, (w1, o1) in enumerate(outs):
         for w2, o2 in outs[i + 1:]:
             if _same(o1, o2):
-                raise ValueError(f"{w1} and {w2} name the same file ({o1}): give each its own path")
+                raise InputError(f"{w1} and {w2} name the same file ({o1}): give each its own path")
 
 
 @contextlib.contextmanager

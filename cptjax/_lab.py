@@ -14,6 +14,7 @@ A run file is the CSV that ``cptjax fit`` reads, with ``# n_pt:`` and ``# replay
 """
 
 from __future__ import annotations
+from .errors import InputError
 
 import dataclasses
 import io
@@ -53,9 +54,9 @@ class ModelConfig:
         for f in ("d_model", "n_layer", "n_head", "seq_len", "batch"):
             v = getattr(self, f)
             if not (isinstance(v, int) and v >= 1):
-                raise ValueError(f"model.{f} must be an integer >= 1, got {v!r}")
+                raise InputError(f"model.{f} must be an integer >= 1, got {v!r}")
         if self.d_model % self.n_head:
-            raise ValueError(f"model.d_model ({self.d_model}) must be a multiple of model.n_head "
+            raise InputError(f"model.d_model ({self.d_model}) must be a multiple of model.n_head "
                              f"({self.n_head})")
 
     def n_params(self) -> int:
@@ -225,35 +226,35 @@ class Study:
 
 def _require(d, key, kind, where):
     if key not in d:
-        raise ValueError(f"{where}: missing key {key!r}")
+        raise InputError(f"{where}: missing key {key!r}")
     if not isinstance(d[key], kind):
-        raise ValueError(f"{where}: {key!r} must be {getattr(kind, '__name__', kind)}, got {d[key]!r}")
+        raise InputError(f"{where}: {key!r} must be {getattr(kind, '__name__', kind)}, got {d[key]!r}")
     return d[key]
 
 
 def _known(d, keys, where):
     if not isinstance(d, dict):
-        raise ValueError(f"{where}: expected a table, got {d!r}")
+        raise InputError(f"{where}: expected a table, got {d!r}")
     unknown = sorted(set(d) - set(keys))
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; expected {sorted(keys)}")
+        raise InputError(f"{where}: unknown key(s) {unknown}; expected {sorted(keys)}")
 
 
 def _parse_in(text, where):
     try:
         return _schedules.parse(text)
     except ValueError as e:
-        raise ValueError(f"{where}: {e}") from None
+        raise InputError(f"{where}: {e}") from None
 
 
 def _numbers(values, kind, where, lo=None):
     """A TOML list of numbers (ints for ``kind=int``), each >= ``lo``."""
     if not isinstance(values, list):
-        raise ValueError(f"{where}: expected a list, got {values!r}")
+        raise InputError(f"{where}: expected a list, got {values!r}")
     for v in values:
         ok = isinstance(v, int) if kind is int else isinstance(v, (int, float)) and math.isfinite(v)
         if isinstance(v, bool) or not ok or (lo is not None and v < lo):
-            raise ValueError(f"{where}: {v!r} is not {'an integer' if kind is int else 'a number'}"
+            raise InputError(f"{where}: {v!r} is not {'an integer' if kind is int else 'a number'}"
                              + (f" >= {lo}" if lo is not None else ""))
     return values
 
@@ -267,7 +268,7 @@ def _model(d, where, model):
             _numbers([m[f.name]], int if f.type in (int, "int") else float, f"{where}: model.{f.name}")
     base = MODELS.get(model or m.pop("preset", "cpu"))
     if base is None:
-        raise ValueError(f"{where}: model.preset must be one of {sorted(MODELS)}")
+        raise InputError(f"{where}: model.preset must be one of {sorted(MODELS)}")
     m.pop("preset", None)
     return dataclasses.replace(base, **m)
 
@@ -279,18 +280,18 @@ def _grid_runs(g, w, pt, scheds, steps, seed0, where):
     replays = _numbers(g.get("replay", [0.0]), float, f"{w}: replay")
     seeds = _numbers(g.get("seed", [seed0]), int, f"{w}: seed", 0)
     if any(not 0 <= r <= 1 for r in replays):
-        raise ValueError(f"{w}: replay {next(r for r in replays if not 0 <= r <= 1)!r} is not in [0, 1]")
+        raise InputError(f"{w}: replay {next(r for r in replays if not 0 <= r <= 1)!r} is not in [0, 1]")
     for p_name in _require(g, "pt", list, w):
         if p_name not in pt:
-            raise ValueError(f"{w}: unknown PT schedule {p_name!r}; have {sorted(pt)}")
+            raise InputError(f"{w}: unknown PT schedule {p_name!r}; have {sorted(pt)}")
         for fam in _require(g, "schedule", list, w):
             if fam not in scheds:
-                raise ValueError(f"{w}: unknown CPT schedule {fam!r}; have {sorted(scheds)}")
+                raise InputError(f"{w}: unknown CPT schedule {fam!r}; have {sorted(scheds)}")
             for peak, r, seed in itertools.product(peaks, replays, seeds):
                 try:
                     text = scheds[fam].format(steps=steps, peak=peak)
                 except (KeyError, IndexError, ValueError) as e:
-                    raise ValueError(f"{where}: cpt.schedules.{fam}: only {{steps}} and {{peak}} can be "
+                    raise InputError(f"{where}: cpt.schedules.{fam}: only {{steps}} and {{peak}} can be "
                                      f"filled in ({e!r})") from None
                 _parse_in(text, f"{where}: cpt.schedules.{fam}")
                 yield RunSpec(f"{p_name}_{fam}_p{peak:g}_r{float(r):g}_s{seed}", p_name, pt[p_name], text,
@@ -306,10 +307,10 @@ def parse_study(d: dict, where: str = "study", model: str | None = None) -> Stud
     cfg = _model(d, where, model)
     pt = _require(d, "pt", dict, where)
     if not pt:
-        raise ValueError(f"{where}: [pt] needs at least one named PT schedule")
+        raise InputError(f"{where}: [pt] needs at least one named PT schedule")
     for n, s in pt.items():
         if not isinstance(s, str):
-            raise ValueError(f"{where}: pt.{n} must be a schedule in text form")
+            raise InputError(f"{where}: pt.{n} must be a schedule in text form")
         _parse_in(s, f"{where}: pt.{n}")
     cpt = _require(d, "cpt", dict, where)
     _known(cpt, ("steps", "schedules", "grid"), f"{where}: [cpt]")
@@ -317,7 +318,7 @@ def parse_study(d: dict, where: str = "study", model: str | None = None) -> Stud
     scheds = _require(cpt, "schedules", dict, f"{where}: [cpt]")
     for n, text in scheds.items():
         if not isinstance(text, str):
-            raise ValueError(f"{where}: cpt.schedules.{n} must be a schedule in text form, got {text!r}")
+            raise InputError(f"{where}: cpt.schedules.{n} must be a schedule in text form, got {text!r}")
     runs = {}  # by name, first kept: grids may overlap
     for gi, g in enumerate(_require(cpt, "grid", list, f"{where}: [cpt]")):
         for r in _grid_runs(g, f"{where}: cpt.grid[{gi}]", pt, scheds, steps, d.get("seed", 0), where):
@@ -333,11 +334,11 @@ def load_study(path, model: str | None = None) -> Study:
         with open(path, "rb") as fh:
             d = tomllib.load(fh)
     except FileNotFoundError:
-        raise ValueError(f"{path}: no such study file") from None
+        raise InputError(f"{path}: no such study file") from None
     except IsADirectoryError:
-        raise ValueError(f"{path}: is a directory, not a study file") from None
+        raise InputError(f"{path}: is a directory, not a study file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid TOML ({e})") from None
+        raise InputError(f"{path}: not valid TOML ({e})") from None
     return parse_study(d, path, model)
 
 

@@ -7,6 +7,7 @@ itself and is called on the LR array.
 """
 
 from __future__ import annotations
+from .errors import InputError, InputTypeError
 
 import dataclasses
 import functools
@@ -70,7 +71,7 @@ def _law(cls=None, *, meta=()):
             cls, data_fields=[n for n in names if n not in meta], meta_fields=list(meta))
         declared = tuple(p.name for p in cls.params)
         if declared != cls.param_names():
-            raise TypeError(f"{cls.__name__}: `params` {declared} must list the fields {cls.param_names()}")
+            raise InputTypeError(f"{cls.__name__}: `params` {declared} must list the fields {cls.param_names()}")
         return cls
     return wrap if cls is None else wrap(cls)
 
@@ -114,13 +115,13 @@ class _Base:
     def __post_init__(self):
         lam = getattr(self, "lam", 0.5)
         if not (isinstance(lam, (int, float)) and 0 < lam < 1):
-            raise ValueError(f"{type(self).__name__}: `lam` (momentum decay) must be in (0, 1), got {lam!r}")
+            raise InputError(f"{type(self).__name__}: `lam` (momentum decay) must be in (0, 1), got {lam!r}")
         eps = getattr(self, "eps", 0.0)
         if not (isinstance(eps, (int, float)) and 0 <= eps < 1):
-            raise ValueError(f"{type(self).__name__}: `eps` (LR weight of S2) must be in [0, 1), got {eps!r}")
+            raise InputError(f"{type(self).__name__}: `eps` (LR weight of S2) must be in [0, 1), got {eps!r}")
         for name, allowed in self.options().items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{type(self).__name__}: `{name}` must be one of {allowed}, "
+                raise InputError(f"{type(self).__name__}: `{name}` must be one of {allowed}, "
                                  f"got {getattr(self, name)!r}")
 
     # -- fitting: per-point features of a run, and the law evaluated on them ------------------
@@ -626,27 +627,32 @@ def law_from_dict(d):
     Every parameter must be a finite number; unknown law names, missing parameters and bad
     option values raise ``ValueError`` naming the key."""
     if not isinstance(d, dict):
-        raise ValueError(f"a law must be a JSON object (a dict), got {type(d).__name__}")
+        raise InputError(f"a law must be a JSON object (a dict), got {type(d).__name__}")
     if "general" in d and "domain" in d:
-        return LawPair(law_from_dict(d["general"]), law_from_dict(d["domain"]))
+        pair = []
+        for k in ("general", "domain"):
+            if isinstance(d[k], dict) and "general" in d[k]:
+                raise InputError(f"the {k!r} law of a pair is itself a pair: give one law there")
+            pair.append(law_from_dict(d[k]))
+        return LawPair(*pair)
     kind = d.get("law")
     if not isinstance(kind, str) or kind not in LAWS:
-        raise ValueError(f"unknown law {kind!r}; expected one of {sorted(LAWS)} under key 'law'")
+        raise InputError(f"unknown law {kind!r}; expected one of {sorted(LAWS)} under key 'law'")
     cls = LAWS[kind]
     missing = [n for n in cls.param_names() if n not in d]
     if missing:
-        raise ValueError(f"law {kind!r} is missing parameter(s) {missing}")
+        raise InputError(f"law {kind!r} is missing parameter(s) {missing}")
     unknown = sorted(set(d) - {"law"} - set(cls.param_names()) - set(cls.meta))
     if unknown:  # e.g. a misspelt option, which would otherwise fall back to its default silently
-        raise ValueError(f"law {kind!r}: unknown key(s) {unknown}; its parameters are "
+        raise InputError(f"law {kind!r}: unknown key(s) {unknown}; its parameters are "
                          f"{list(cls.param_names())}" + (f" and options {list(cls.meta)}" if cls.meta else ""))
     kw = {}
     for p in cls.params:
         v = d[p.name]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f"law {kind!r}: parameter {p.name!r} must be a finite number, got {v!r}")
+            raise InputError(f"law {kind!r}: parameter {p.name!r} must be a finite number, got {v!r}")
         if p.positive and v < 0:
-            raise ValueError(f"law {kind!r}: parameter {p.name!r} must be >= 0, got {v!r}")
+            raise InputError(f"law {kind!r}: parameter {p.name!r} must be >= 0, got {v!r}")
         kw[p.name] = float(v)
     for n in cls.meta:
         if n in d:
@@ -684,23 +690,23 @@ def predict(law, lr, n_pt=None, *, idx=None, replay=None, size=None, lam=None, e
     uses = {u for l in laws for u in l.uses}
     for name, val in (("replay", replay), ("size", size)):
         if name in uses and val is None:
-            raise ValueError(f"this law ({', '.join(l.kind for l in laws)}) needs `{name}`")
+            raise InputError(f"this law ({', '.join(l.kind for l in laws)}) needs `{name}`")
         if name not in uses and val is not None:
-            raise ValueError(f"`{name}` was given but this law ({', '.join(l.kind for l in laws)}) "
+            raise InputError(f"`{name}` was given but this law ({', '.join(l.kind for l in laws)}) "
                              f"does not take it")
     if replay is not None and not isinstance(replay, jax.core.Tracer):
         r = float(replay)
         if not 0 <= r <= 1:
-            raise ValueError(f"`replay` must be a ratio in [0, 1], got {replay!r}")
+            raise InputError(f"`replay` must be a ratio in [0, 1], got {replay!r}")
     if size is not None and not isinstance(size, jax.core.Tracer) and not float(size) > 0:
-        raise ValueError(f"`size` must be > 0 (millions of parameters), got {size!r}")
+        raise InputError(f"`size` must be > 0 (millions of parameters), got {size!r}")
     check_schedule(lr, n_pt)
     lr = jnp.asarray(lr)
     if idx is not None and not isinstance(idx, jax.core.Tracer):
         import numpy as np
         i = np.asarray(idx)
         if i.size and (i.min() < 0 or i.max() >= lr.shape[-1]):
-            raise ValueError(f"`idx` must be array indices in [0, {lr.shape[-1] - 1}]")
+            raise InputError(f"`idx` must be array indices in [0, {lr.shape[-1] - 1}]")
     # Areas once per momentum decay (each law's own λ unless ``lam`` overrides it).
     lams = {id(l): (lam if lam is not None else l.lam, l.eps) for l in laws if not l.needs_schedule}
     a = {v: areas(lr, n_pt, v[0], eta0, pt_warmup=pt_warmup, eps=v[1]) for v in set(lams.values())}

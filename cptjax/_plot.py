@@ -1,6 +1,7 @@
 """Matplotlib figures (imported lazily by the CLI; the maths never imports this)."""
 
 from __future__ import annotations
+from .errors import InputError
 
 import os
 
@@ -28,7 +29,7 @@ def save(fig, path) -> None:
     try:
         fig.savefig(buf, format=fmt, dpi=120, bbox_inches="tight")
     except ValueError as e:
-        raise ValueError(f"plot {path}: {e}") from None
+        raise InputError(f"plot {path}: {e}") from None
     finally:
         _plt().close(fig)
     atomic_write(path, buf.getvalue())

@@ -6,6 +6,7 @@ sign was "−"), checked against the plotted loss ranges (paper-notes §7.4). Un
 """
 
 from __future__ import annotations
+from .errors import InputError
 
 import functools
 
@@ -171,5 +172,5 @@ def preset(name: str):
     """
     key = _ALIASES.get(str(name).lower(), str(name).lower())
     if key not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+        raise InputError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     return PRESETS[key][0]()

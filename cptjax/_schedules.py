@@ -7,6 +7,7 @@ progress variable u = (i − W)/(T − W) ∈ (0, 1] (so it reaches ``final`` ex
 """
 
 from __future__ import annotations
+from .errors import InputError
 
 import ast
 import math
@@ -17,7 +18,7 @@ import numpy as np
 
 __all__ = [
     "constant", "cosine", "linear", "wsd", "multistep", "inverse_sqrt", "join", "parse",
-    "from_file",
+    "from_file", "rewarm",
 ]
 
 _SHAPES = ("linear", "exp", "cosine", "sqrt")
@@ -30,19 +31,19 @@ MAX_STEPS = 10_000_000
 
 def _check(steps, peak, warmup, final=None, name="schedule"):
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"{name}: `steps` must be an integer >= 1, got {steps!r}")
+        raise InputError(f"{name}: `steps` must be an integer >= 1, got {steps!r}")
     if steps > MAX_STEPS:
-        raise ValueError(f"{name}: `steps`={steps} is above the limit of {MAX_STEPS:,} steps "
+        raise InputError(f"{name}: `steps`={steps} is above the limit of {MAX_STEPS:,} steps "
                          f"(it would need ~{steps * 8 * 6 / 1e9:.0f} GB)")
     if not (isinstance(peak, (int, float, np.floating)) and math.isfinite(peak) and peak > 0):
-        raise ValueError(f"{name}: `peak` must be a finite number > 0, got {peak!r}")
+        raise InputError(f"{name}: `peak` must be a finite number > 0, got {peak!r}")
     if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or not 0 <= warmup < steps:
-        raise ValueError(f"{name}: `warmup` must be an integer in [0, steps), got {warmup!r}")
+        raise InputError(f"{name}: `warmup` must be an integer in [0, steps), got {warmup!r}")
     if final is not None and not (isinstance(final, (int, float, np.floating)) and not isinstance(final, bool)
                                   and math.isfinite(final) and 0 <= final):
-        raise ValueError(f"{name}: `final` must be a finite number >= 0, got {final!r}")
+        raise InputError(f"{name}: `final` must be a finite number >= 0, got {final!r}")
     if final is not None and final > peak:
-        raise ValueError(f"{name}: `final` ({final:g}) must not exceed `peak` ({peak:g})")
+        raise InputError(f"{name}: `final` ({final:g}) must not exceed `peak` ({peak:g})")
 
 
 def _with_warmup(steps: int, peak: float, warmup: int, body) -> np.ndarray:
@@ -91,7 +92,7 @@ def _cooldown(peak: float, final: float, u: np.ndarray, shape: str) -> np.ndarra
         return final + (peak - final) * 0.5 * (1 + np.cos(np.pi * u))
     if shape == "sqrt":  # 1 − √u
         return final + (peak - final) * (1 - np.sqrt(u))
-    raise ValueError(f"wsd: `shape` must be one of {_SHAPES}, got {shape!r}")
+    raise InputError(f"wsd: `shape` must be one of {_SHAPES}, got {shape!r}")
 
 
 def wsd(steps: int, peak: float, warmup: int = 0, decay: float = 0.2, final: float = 0.0,
@@ -108,14 +109,14 @@ def wsd(steps: int, peak: float, warmup: int = 0, decay: float = 0.2, final: flo
     """
     _check(steps, peak, warmup, final, name="wsd")
     if not 0 <= decay <= 1:
-        raise ValueError(f"wsd: `decay` must be a fraction in [0, 1], got {decay!r}")
+        raise InputError(f"wsd: `decay` must be a fraction in [0, 1], got {decay!r}")
     if shape not in _SHAPES:
-        raise ValueError(f"wsd: `shape` must be one of {_SHAPES}, got {shape!r}")
+        raise InputError(f"wsd: `shape` must be one of {_SHAPES}, got {shape!r}")
     if shape == "exp" and final <= 0:
-        raise ValueError("wsd: shape='exp' (geometric) needs `final` > 0")
+        raise InputError("wsd: shape='exp' (geometric) needs `final` > 0")
     n_decay = int(round(decay * steps))
     if n_decay > steps - warmup:
-        raise ValueError(f"wsd: the decay ({n_decay} steps) overlaps the warmup ({warmup} steps)")
+        raise InputError(f"wsd: the decay ({n_decay} steps) overlaps the warmup ({warmup} steps)")
     lr = _with_warmup(steps, peak, warmup, lambda u: np.full_like(u, peak))
     if n_decay:
         v = np.arange(1, n_decay + 1, dtype=np.float64) / n_decay
@@ -131,13 +132,13 @@ def multistep(steps: int, peak: float, warmup: int = 0, milestones=(0.8, 0.9),
     _check(steps, peak, warmup, name="multistep")
     milestones, factors = tuple(np.atleast_1d(milestones)), tuple(np.atleast_1d(factors))
     if len(milestones) != len(factors):
-        raise ValueError("multistep: `milestones` and `factors` must have the same length")
+        raise InputError("multistep: `milestones` and `factors` must have the same length")
     if any(not (isinstance(f, (int, float, np.number)) and math.isfinite(f) and f >= 0) for f in factors):
-        raise ValueError(f"multistep: `factors` must be finite numbers >= 0, got {factors}")
+        raise InputError(f"multistep: `factors` must be finite numbers >= 0, got {factors}")
     if any(not 0 < m <= 1 for m in milestones) or list(milestones) != sorted(milestones):
-        raise ValueError(f"multistep: `milestones` must be increasing fractions in (0, 1], got {milestones}")
+        raise InputError(f"multistep: `milestones` must be increasing fractions in (0, 1], got {milestones}")
     if any(not (f >= 0 and math.isfinite(f)) for f in factors):
-        raise ValueError(f"multistep: `factors` must be finite and >= 0, got {factors}")
+        raise InputError(f"multistep: `factors` must be finite and >= 0, got {factors}")
     lr = _with_warmup(steps, peak, warmup, lambda u: np.full_like(u, peak))
     i = np.arange(1, steps + 1)
     for m, f in zip(milestones, factors):
@@ -152,19 +153,34 @@ def inverse_sqrt(steps: int, peak: float, warmup: int = 0, timescale: int | None
     _check(steps, peak, warmup, final, name="inverse_sqrt")
     tau = max(warmup, 1) if timescale is None else timescale
     if tau <= 0:
-        raise ValueError(f"inverse_sqrt: `timescale` must be > 0, got {timescale!r}")
+        raise InputError(f"inverse_sqrt: `timescale` must be > 0, got {timescale!r}")
     if not 0 <= decay <= 1:
-        raise ValueError(f"inverse_sqrt: `decay` must be a fraction in [0, 1], got {decay!r}")
+        raise InputError(f"inverse_sqrt: `decay` must be a fraction in [0, 1], got {decay!r}")
     n = steps - warmup
     lr = _with_warmup(steps, peak, warmup, lambda u: peak * np.sqrt(tau / (u * n + tau - 1)))
     n_decay = int(round(decay * steps))
     if n_decay:
         if n_decay > n:
-            raise ValueError("inverse_sqrt: the decay overlaps the warmup")
+            raise InputError("inverse_sqrt: the decay overlaps the warmup")
         start = lr[steps - n_decay - 1]
         v = np.arange(1, n_decay + 1, dtype=np.float64) / n_decay
         lr[steps - n_decay:] = start + (final - start) * v
     return lr
+
+
+def rewarm(main, start_lr, warmup: int):
+    """Prefix a CPT schedule ``main`` with a linear re-warmup of ``warmup`` steps from the PT's
+    last LR ``start_lr`` to ``main[0]``: step i (1-based) of it is start + (main[0] − start)·i/warmup.
+    NumPy in, NumPy out; a JAX array (or tracer) in, JAX out (differentiable). The one re-warmup
+    cptjax uses (designed plans, baselines, reference schedules)."""
+    if not warmup:
+        return main
+    if isinstance(main, np.ndarray):
+        xp = np
+    else:
+        import jax.numpy as xp
+    ramp = xp.arange(1, warmup + 1, dtype=main.dtype) / warmup
+    return xp.concatenate([start_lr + (main[0] - start_lr) * ramp, main])
 
 
 def join(pt, cpt) -> tuple[np.ndarray, int]:
@@ -176,7 +192,7 @@ def join(pt, cpt) -> tuple[np.ndarray, int]:
     """
     pt, cpt = np.asarray(pt, np.float64).ravel(), np.asarray(cpt, np.float64).ravel()
     if pt.size == 0:
-        raise ValueError("join: the PT schedule is empty")
+        raise InputError("join: the PT schedule is empty")
     return np.concatenate([pt, cpt]), int(pt.size)
 
 
@@ -184,12 +200,12 @@ def from_file(path) -> np.ndarray:
     """Load a per-step LR array from ``.npy`` or ``.csv``/``.txt`` (one column, or a column
     named ``lr``)."""
     if not str(path).strip():
-        raise ValueError("file(): give a path, e.g. file(lr.npy)")
+        raise InputError("file(): give a path, e.g. file(lr.npy)")
     p = pathlib.Path(path)
     if not p.exists():
-        raise ValueError(f"file({path}): no such file")
+        raise InputError(f"file({path}): no such file")
     if p.is_dir():
-        raise ValueError(f"file({path}): is a folder, not a schedule file")
+        raise InputError(f"file({path}): is a folder, not a schedule file")
     try:
         if p.suffix == ".npy":
             arr = np.load(p)
@@ -199,7 +215,7 @@ def from_file(path) -> np.ndarray:
             with open(p, encoding="utf-8") as fh:
                 d = json.load(fh)
             if not (isinstance(d, dict) and isinstance(d.get("schedule"), list)):
-                raise ValueError(f"file({path}): a JSON schedule needs a 'schedule' list of LRs")
+                raise InputError(f"file({path}): a JSON schedule needs a 'schedule' list of LRs")
             arr = d["schedule"]
         else:
             with open(p) as fh:
@@ -208,27 +224,27 @@ def from_file(path) -> np.ndarray:
                 names = [c.strip() for c in first.split(",")]
                 col = names.index("lr") if "lr" in names else (0 if len(names) == 1 else None)
                 if col is None:
-                    raise ValueError(f"file({path}): CSV has several columns and none named 'lr'")
+                    raise InputError(f"file({path}): CSV has several columns and none named 'lr'")
                 arr = np.loadtxt(p, delimiter=",", skiprows=1, usecols=col, ndmin=1)
             else:
                 arr = np.loadtxt(p, delimiter=",", ndmin=1)
     except ValueError as e:
         if str(e).startswith("file("):
             raise
-        raise ValueError(f"file({path}): could not read a numeric LR array ({e})") from None
+        raise InputError(f"file({path}): could not read a numeric LR array ({e})") from None
     except (OSError, UnicodeDecodeError, EOFError, json_errors()) as e:
-        raise ValueError(f"file({path}): could not read it ({e})") from None
+        raise InputError(f"file({path}): could not read it ({e})") from None
     try:
         arr = np.asarray(arr, np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"file({path}): expected a numeric LR array") from None
+        raise InputError(f"file({path}): expected a numeric LR array") from None
     if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"file({path}): expected a non-empty 1-D LR array, got shape {arr.shape}")
+        raise InputError(f"file({path}): expected a non-empty 1-D LR array, got shape {arr.shape}")
     if arr.size > MAX_STEPS:
-        raise ValueError(f"file({path}): {arr.size} steps is above the limit of {MAX_STEPS:,}")
+        raise InputError(f"file({path}): {arr.size} steps is above the limit of {MAX_STEPS:,}")
     bad = ~np.isfinite(arr) | (arr < 0)
     if bad.any():
-        raise ValueError(f"file({path}): the LR at step {int(np.argmax(bad)) + 1} is negative or "
+        raise InputError(f"file({path}): the LR at step {int(np.argmax(bad)) + 1} is negative or "
                          "not finite")
     return arr
 
@@ -253,30 +269,30 @@ def parse(text: str) -> np.ndarray:
         [0.0001, 0.0001, 0.0001]
     """
     if not isinstance(text, str):
-        raise ValueError(f"schedule: expected text like 'cosine(steps=1000,peak=1e-4)', got {text!r}")
+        raise InputError(f"schedule: expected text like 'cosine(steps=1000,peak=1e-4)', got {text!r}")
     m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*\((.*)\)\s*", text, flags=re.S)
     if not m:
-        raise ValueError(f"schedule {text!r}: expected NAME(key=value,...), e.g. "
+        raise InputError(f"schedule {text!r}: expected NAME(key=value,...), e.g. "
                          "'cosine(steps=1000,peak=1e-4)' or 'file(lr.npy)'")
     kind, body = m.group(1), m.group(2).strip()
     if kind == "file":
         return from_file(body.strip("'\""))
     if kind not in _KINDS:
-        raise ValueError(f"schedule {text!r}: unknown schedule {kind!r}; known: "
+        raise InputError(f"schedule {text!r}: unknown schedule {kind!r}; known: "
                          f"{', '.join(sorted(_KINDS))}, file")
     kwargs = {}
     for part in filter(None, (p.strip() for p in _split_args(body))):
         key, eq, raw = part.partition("=")
         key, raw = key.strip(), raw.strip()
         if key in kwargs:
-            raise ValueError(f"schedule {text!r}: {key!r} is given twice")
+            raise InputError(f"schedule {text!r}: {key!r} is given twice")
         if not eq or not key.isidentifier():
-            raise ValueError(f"schedule {text!r}: bad argument {part!r}; expected key=value")
+            raise InputError(f"schedule {text!r}: bad argument {part!r}; expected key=value")
         try:
             value = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
             if not raw.isidentifier():
-                raise ValueError(f"schedule {text!r}: bad value in {part!r}; expected a number "
+                raise InputError(f"schedule {text!r}: bad value in {part!r}; expected a number "
                                  "or a word such as shape=cosine") from None
             value = raw  # bare words such as shape=cosine
         if key in _INT_ARGS and isinstance(value, float) and value.is_integer():
@@ -285,9 +301,9 @@ def parse(text: str) -> np.ndarray:
     try:
         return _KINDS[kind](**kwargs)
     except TypeError as e:
-        raise ValueError(f"schedule {text!r}: {e}".replace("()", "")) from None
+        raise InputError(f"schedule {text!r}: {e}".replace("()", "")) from None
     except ValueError as e:
-        raise ValueError(f"schedule {text!r}: {e}") from None
+        raise InputError(f"schedule {text!r}: {e}") from None
 
 
 def _split_args(body: str):

@@ -16,11 +16,13 @@ np = None  # numpy, imported by main() once the signal handling is in place
 
 DEFAULT_PT = "wsd(steps=40000,peak=2e-4,warmup=500,decay=0.2,final=2e-5)"
 DEFAULT_CPT = "cosine(steps=10000,peak=1e-4,warmup=500,final=0)"
-BUG_URL = "https://github.com/cptjax/cptjax/issues"
 
 
-class _Fail(Exception):
-    """A user error: printed as one line, exit code 2."""
+from .errors import InputError
+
+
+class _Fail(InputError):
+    """A user error found by the command line itself: printed as one line, exit code 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -892,9 +894,9 @@ def _watch_signals():
     _SIGNALS_ON = True
 
 
-# Exceptions that are the user's doing (bad arguments, files, data): one line, exit 2.
-_USER_ERRORS = (_Fail, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
-                PermissionError, FileExistsError, UnicodeDecodeError)
+# Exceptions that are the user's doing: the library's InputError (bad arguments, files, data), an
+# OSError on a file the user named, bytes that are not text. Any other exception is a bug: exit 1.
+_USER_ERRORS = (InputError, OSError, UnicodeError)
 
 
 def main(argv=None) -> int:
@@ -935,7 +937,7 @@ def main(argv=None) -> int:
         if debug:
             raise
         print(f"cptjax: internal error: {type(e).__name__}: {e}\n"
-              f"This is a bug in cptjax; please report it with the command you ran at {BUG_URL} "
+              "This is a bug in cptjax; please report it to the cptjax maintainers with the command you ran "
               "(set CPTJAX_DEBUG=1 to see the traceback)", file=sys.stderr)
         return 1
 
