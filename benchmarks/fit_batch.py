@@ -108,9 +108,9 @@ def child(path, cache):
     """Run in a fresh process: time make_problem + compile + fit of the saved runs."""
     t0 = time.perf_counter()
     os.environ["CPTJAX_CACHE_DIR"] = cache
-    from cptjax import cli
 
-    cli._setup_jax()  # what `cptjax fit` does: float64, the persistent compilation cache
+    jax.config.update("jax_enable_x64", True)
+    cptjax.enable_compilation_cache()  # what `cptjax fit` does: float64, the persistent compilation cache
     import pickle
 
     with open(path, "rb") as fh:

@@ -42,9 +42,9 @@ def child(size, cache):
     """A fresh process: import, data, compile and fit of one size."""
     t0 = time.perf_counter()
     os.environ["CPTJAX_CACHE_DIR"] = cache
-    from cptjax import cli
 
-    cli._setup_jax()
+    jax.config.update("jax_enable_x64", True)
+    cptjax.enable_compilation_cache()
     res = fit(size)
     print(json.dumps({"seconds": time.perf_counter() - t0, "objective": res.objective}))
 

@@ -61,6 +61,18 @@ _EXPORTS = {
     "optimal_vs_weight": ("._analysis", 'optimal_vs_weight'),
     "turning_length": ("._analysis", 'turning_length'),
     "lab": ("._lab", None),
+    "files": (".files", None),
+    "metrics": ("._stats", 'metrics'),
+    "load_law": ("._lawfile", 'load_law'),
+    "LawSource": ("._lawfile", 'LawSource'),
+    "design_report": ("._report", 'design_report'),
+    "DesignReport": ("._report", 'DesignReport'),
+    "DESIGN_FILES": ("._report", 'DESIGN_FILES'),
+    "prediction_report": ("._prediction", 'prediction_report'),
+    "PredictionReport": ("._prediction", 'PredictionReport'),
+    "run_errors": ("._prediction", 'run_errors'),
+    "plot_fit": ("._plot", 'plot_fit'),
+    "enable_compilation_cache": ("._cache", 'enable_compilation_cache'),
 }
 
 __all__ = sorted(_EXPORTS)
@@ -80,7 +92,7 @@ def __dir__():
     return sorted(set(globals()) | set(_EXPORTS))
 
 
-if TYPE_CHECKING:  # the same names, for static analysis
+if TYPE_CHECKING:  # the same names, for static analysis (tests/test_api.py keeps them in step)
     from . import _schedules as schedules
     from ._areas import Areas as Areas
     from ._areas import areas as areas
@@ -104,8 +116,12 @@ if TYPE_CHECKING:  # the same names, for static analysis
     from ._presets import PRESETS as PRESETS
     from ._presets import preset as preset
     from ._presets import replay_beta as replay_beta
-    from ._data import DataError as DataError
-    from ._data import DataWarning as DataWarning
+    from .errors import DataError as DataError
+    from .errors import DataWarning as DataWarning
+    from .errors import InputError as InputError
+    from .errors import InputTypeError as InputTypeError
+    from .errors import FitError as FitError
+    from . import errors as errors
     from ._data import Run as Run
     from ._data import load_run as load_run
     from ._stats import FitResult as FitResult
@@ -124,3 +140,16 @@ if TYPE_CHECKING:  # the same names, for static analysis
     from ._analysis import loss_potential as loss_potential
     from ._analysis import optimal_vs_weight as optimal_vs_weight
     from ._analysis import turning_length as turning_length
+    from . import _lab as lab
+    from . import files as files
+    from ._stats import metrics as metrics
+    from ._lawfile import load_law as load_law
+    from ._lawfile import LawSource as LawSource
+    from ._report import design_report as design_report
+    from ._report import DesignReport as DesignReport
+    from ._report import DESIGN_FILES as DESIGN_FILES
+    from ._prediction import prediction_report as prediction_report
+    from ._prediction import PredictionReport as PredictionReport
+    from ._prediction import run_errors as run_errors
+    from ._plot import plot_fit as plot_fit
+    from ._cache import enable_compilation_cache as enable_compilation_cache

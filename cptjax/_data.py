@@ -3,7 +3,7 @@ column and row."""
 
 from __future__ import annotations
 from .errors import DataError, DataWarning, InputError
-from ._io import read_text
+from .files import read_text
 
 import csv
 import dataclasses

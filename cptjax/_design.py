@@ -25,7 +25,7 @@ import optax
 
 from . import _schedules
 from ._areas import areas, continue_areas, pt_state
-from ._io import atomic_write, dumps
+from .files import atomic_write, dumps
 from ._laws import LawPair, LossPair
 
 __all__ = ["Plan", "design", "baselines", "evaluate", "pareto", "optax_schedule", "law_draws", "compare"]

@@ -30,7 +30,7 @@ import numpy as np
 import optax
 
 from . import _schedules
-from ._io import atomic_write, dumps
+from .files import atomic_write, dumps
 
 __all__ = ["ModelConfig", "MODELS", "Study", "RunSpec", "load_study", "run_study", "train_run",
            "init_params", "loss_fn", "DEFAULT_STUDY", "QUICK_STUDY"]

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+
+import numpy as np
 from typing import Any, NamedTuple
 
-from ._io import read_text
+from .files import read_text
 from ._laws import LawPair, law_from_dict
 from ._presets import preset, preset_data_range, preset_lr_max
 from ._stats import FitResult
@@ -46,7 +48,8 @@ def _one(spec) -> LawSource:
     if isinstance(d, dict) and isinstance(d.get("law"), dict):  # a fit file
         fit = FitResult.from_dict(d, source=spec)
         p = fit.provenance
-        return LawSource(fit.law, fit.cov, p.get("data_range"),
+        cov = fit.cov if np.all(np.isfinite(fit.cov)) else None
+        return LawSource(fit.law, cov, p.get("data_range"),
                          p["lr_range"][1] if p.get("lr_range") else None, p.get("area_range"), spec)
     try:
         law = law_from_dict(d)

@@ -18,11 +18,11 @@ def _plt():
 
 
 def save(fig, path) -> None:
-    """Write ``fig`` atomically (temp file + rename, see ``_io``): a failed or interrupted save
+    """Write ``fig`` atomically (temp file + rename, see ``cptjax.files``): a failed or interrupted save
     leaves no partial file; errors name ``path``, not the temporary file."""
     import io
 
-    from ._io import atomic_write
+    from .files import atomic_write
 
     buf = io.BytesIO()
     fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
@@ -130,3 +130,17 @@ def design(plan, front, path, free=None, bands=None):
     for a in ax:
         a.grid(alpha=0.3)
     save(fig, path)
+
+
+def plot_fit(res, runs, path, title: str = "") -> None:
+    """Data against a fit (:class:`FitResult`) for each run, with a residual panel."""
+    from ._laws import predict
+
+    series = []
+    for r in runs:
+        ix, y = r.points(res.column)
+        p = np.asarray(predict(res.law, r.lr, r.n_pt, idx=ix,
+                               replay=r.replay if "replay" in res.law.uses else None,
+                               size=r.size if "size" in res.law.uses else None))
+        series.append((r.name, ix + 1, y, p))
+    fit(series, path, title=title)

@@ -17,7 +17,7 @@ from . import _laws
 from .errors import InputError
 from ._fit import STATUS, _at_bound, _build, _cpt_residuals_and_jacobian, _predict_points, _residuals, _spec, _to_natural
 from ._areas import areas_numpy
-from ._io import atomic_write, dumps, read_text
+from .files import atomic_write, dumps, read_text
 from ._solver import huber
 
 __all__ = ["FitResult", "metrics", "provenance"]
@@ -302,23 +302,30 @@ def _from_dict(cls, d, source):
     if isinstance(law, _laws.LawPair):
         raise InputError(f"{source}: a fit file holds one law, not a general/domain pair")
     names = law.param_names()
-    m = d.get("metrics") if isinstance(d.get("metrics"), dict) else {}
-    cov = d.get("cov")
-    try:
-        cov = np.asarray(cov, np.float64)
-    except (TypeError, ValueError):
-        raise InputError(f"{source}: 'cov' must be a {len(names)}x{len(names)} matrix of numbers") from None
-    if cov.shape != (len(names), len(names)) or not np.all(np.isfinite(cov)) \
-            or np.any(np.abs(cov) > 1e150) or not np.allclose(cov, cov.T, rtol=1e-6, atol=1e-300) \
-            or np.any(np.diag(cov) < 0):
-        raise InputError(f"{source}: 'cov' must be a symmetric {len(names)}x{len(names)} matrix of "
-                         "finite numbers (|x| < 1e150) with a non-negative diagonal")
+    n = len(names)
+    m = d.get("metrics", {})
+    if not isinstance(m, dict):
+        raise InputError(f"{source}: 'metrics' must be an object")
+    if d.get("cov") is None:  # a law with no covariance: no uncertainty
+        cov = np.full((n, n), np.nan)
+    else:
+        try:
+            cov = np.asarray(d["cov"], np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"{source}: 'cov' must be a {n}x{n} matrix of numbers") from None
+        if cov.shape != (n, n) or not np.all(np.isfinite(cov)) or np.any(np.abs(cov) > 1e150) \
+                or not np.allclose(cov, cov.T, rtol=1e-6, atol=1e-300) or np.any(np.diag(cov) < 0):
+            raise InputError(f"{source}: 'cov' must be a symmetric {n}x{n} matrix of finite numbers "
+                             "(|x| < 1e150) with a non-negative diagonal")
     stderr = d.get("stderr")
-    if not (isinstance(stderr, dict) and set(stderr) == set(names)):
+    if stderr is None:
+        stderr = {k: float(np.sqrt(cov[i, i])) for i, k in enumerate(names)}
+    elif not (isinstance(stderr, dict) and set(stderr) == set(names)):
         raise InputError(f"{source}: 'stderr' must give a standard error for each of {list(names)}")
-    for k in names:
-        _num(stderr, k, f"{source}: stderr")
-    status = d.get("status")
+    else:
+        for k in names:
+            _num(stderr, k, f"{source}: stderr", lo=0)
+    status = d.get("status", "converged")
     if status not in STATUS.values():
         raise InputError(f"{source}: 'status' must be one of {sorted(STATUS.values())}, got {status!r}")
     warns = d.get("warnings", [])
@@ -327,11 +334,14 @@ def _from_dict(cls, d, source):
     column = d.get("column", "loss")
     if not isinstance(column, str):
         raise InputError(f"{source}: 'column' must be a string")
+    num = lambda dd, k, where, **kw: _num(dd, k, where, optional=True, **kw)
+    nan = lambda v: float("nan") if v is None else v
     extra = {k: v for k, v in d.items() if k not in _KNOWN}
-    return cls(law, law.kind, column, _num(d, "objective", source, lo=0), status,
-               _num(d, "iterations", source, lo=0, integer=True), _num(d, "n_points", source, lo=0, integer=True),
-               _num(m, "r2", f"{source}: metrics", optional=True), _num(m, "rmse", f"{source}: metrics", lo=0),
-               _num(m, "mean_rel_error", f"{source}: metrics", lo=0),
-               _num(m, "max_rel_error", f"{source}: metrics", lo=0),
+    return cls(law, law.kind, column, nan(num(d, "objective", source, lo=0)), status,
+               num(d, "iterations", source, lo=0, integer=True) or 0,
+               num(d, "n_points", source, lo=0, integer=True) or 0,
+               num(m, "r2", f"{source}: metrics"), nan(num(m, "rmse", f"{source}: metrics", lo=0)),
+               nan(num(m, "mean_rel_error", f"{source}: metrics", lo=0)),
+               nan(num(m, "max_rel_error", f"{source}: metrics", lo=0)),
                {k: float(stderr[k]) for k in names}, cov, list(warns),
-               _num(d, "delta", source, lo=0) if "delta" in d else 1e-3, extra, check_provenance(d, source))
+               num(d, "delta", source, lo=0) or 1e-3, extra, check_provenance(d, source))

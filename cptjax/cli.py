@@ -9,10 +9,9 @@ import sys
 import threading
 import time
 
-from ._io import (atomic_dir, atomic_write, check_output_dir, check_output_file, check_outputs, dumps,
+from .files import (atomic_dir, atomic_write, check_output_dir, check_output_file, check_outputs, dumps,
                   schedule_files)
 
-np = None  # numpy, imported by main() once the signal handling is in place
 
 DEFAULT_PT = "wsd(steps=40000,peak=2e-4,warmup=500,decay=0.2,final=2e-5)"
 DEFAULT_CPT = "cosine(steps=10000,peak=1e-4,warmup=500,final=0)"
@@ -33,25 +32,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _setup_jax(x64: bool = True):
-    """float64, and JAX's persistent compilation cache in the user's cache folder, so a second
-    command of the same shapes starts without compiling (``CPTJAX_NO_CACHE=1`` turns it off,
-    ``CPTJAX_CACHE_DIR`` moves it)."""
+    """float64, and JAX's persistent compilation cache (``cptjax.enable_compilation_cache``), so a
+    second command of the same shapes starts without compiling."""
     import jax
+
+    import cptjax
 
     if x64:
         jax.config.update("jax_enable_x64", True)
-    if os.environ.get("CPTJAX_NO_CACHE", "") not in ("", "0"):
-        return
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = os.environ.get("CPTJAX_CACHE_DIR") or os.path.join(base, "cptjax", "jax")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError:
-        return  # no writable cache folder: compile every time
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
+    cptjax.enable_compilation_cache()
 
 
 def _number(name, value, lo=None, hi=None, *, lo_open=False, integer=False):
@@ -105,79 +94,33 @@ def progress(msg: str, quiet: bool = False):
         print(f"[cptjax] {msg}", file=sys.stderr, flush=True)
 
 
-def load_law(spec: str, with_cov: bool = False):
-    """A law from a preset name or a JSON file (a fitted law, or a law's ``to_dict``); or a pair
-    from two fit files ``GENERAL.json,DOMAIN.json``. ``with_cov``: also return the parameter
-    covariance(s) the fit files carry (``None`` where there is none)."""
-    import json
+class _Rate:
+    """A progress callback ``(done, total, value)`` that prints the rate and the ETA."""
 
-    import cptjax
+    def __init__(self, what, quiet):
+        self.what, self.quiet, self.t0, self.first = what, quiet, time.perf_counter(), None
 
-    if "," in spec:
-        parts = [p.strip() for p in spec.split(",")]
-        if len(parts) != 2 or not all(parts):
-            raise _Fail(f"--law {spec}: give one law, or two fit files GENERAL.json,DOMAIN.json")
-        (g, cg), (d, cd) = (load_law(p, True) for p in parts)
-        if isinstance(g, cptjax.LawPair) or isinstance(d, cptjax.LawPair):
-            raise _Fail(f"--law {spec}: each of the two files must hold one law")
-        pair = cptjax.LawPair(g, d)
-        return (pair, (cg, cd)) if with_cov else pair
-    if spec.endswith(".json") or os.path.exists(spec):
-        if not os.path.exists(spec):
-            raise _Fail(f"{spec}: no such law file")
-        if os.path.isdir(spec):
-            raise _Fail(f"{spec}: is a folder, not a law file")
-        try:
-            with open(spec, encoding="utf-8") as fh:
-                d = json.load(fh)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise _Fail(f"{spec}: not valid JSON ({e})") from None
-        except OSError as e:
-            raise _Fail(f"{spec}: cannot read ({e.strerror})") from None
-        cov = None
-        if isinstance(d, dict) and isinstance(d.get("law"), dict):
-            cov = d.get("cov")
-            d = d["law"]
-        try:
-            law = cptjax.law_from_dict(d)
-        except (ValueError, TypeError) as e:
-            raise _Fail(f"{spec}: {e}") from None
-        if cov is not None:
-            try:
-                cov = np.asarray(cov, np.float64)
-                n = len(law.param_names())
-                if cov.shape != (n, n) or not np.all(np.isfinite(cov)):
-                    cov = None
-            except (TypeError, ValueError):
-                cov = None
-        if with_cov:
-            return law, (cov if not isinstance(law, cptjax.LawPair) else (None, None))
-        return law
-    law = cptjax.preset(spec)
-    return (law, (None, None) if isinstance(law, cptjax.LawPair) else None) if with_cov else law
+    def __call__(self, done, total, value=None):
+        now = time.perf_counter()
+        if self.first is None:  # the first report includes compilation: rate from there on
+            self.first = (now, done)
+            rate_s, eta = "", ""
+        else:
+            t1, d1 = self.first
+            rate = (done - d1) / max(now - t1, 1e-9)
+            rate_s = f", {rate:.1f}/s"
+            eta = f", ETA {max(total - done, 0) / rate:.0f} s" if rate > 0 else ""
+        val = "" if value is None else f": objective {value:.6f}"
+        progress(f"{self.what} {done}/{total}{val}{rate_s}{eta}", self.quiet)
 
 
-def _table(rows, cols, fmt):
-    widths = [max(len(c), *(len(fmt[i](r[i])) for r in rows)) for i, c in enumerate(cols)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
-    lines += ["  ".join(fmt[i](r[i]).rjust(w) for i, w in enumerate(widths)) for r in rows]
-    return "\n".join(lines)
-
-
-def _parse_steps(text, T, n_pt):
+def _parse_at(text):
     if text is None:
-        start = n_pt if n_pt < T else 0
-        picks = ([n_pt] if start else []) + [start + max(1, round(f * (T - start)))
-                                              for f in (0.05, 0.25, 0.5, 0.75, 1.0)]
-        return sorted({min(max(s, 1), T) for s in picks})
+        return None
     try:
-        steps = sorted({int(s) for s in text.split(",") if s.strip()})
+        return sorted({int(s) for s in text.split(",") if s.strip()})
     except ValueError:
         raise _Fail(f"--at: expected comma-separated integer steps, got {text!r}") from None
-    bad = [s for s in steps if not 1 <= s <= T]
-    if bad or not steps:
-        raise _Fail(f"--at: steps must lie in 1..{T} (joined PT+CPT steps), got {bad or text!r}")
-    return steps
 
 
 def _predict_run(args, law) -> int:
@@ -188,30 +131,16 @@ def _predict_run(args, law) -> int:
         raise _Fail("--run with a law pair needs --loss-column and a single law")
     run = _load_runs(args)[0]
     column = args.loss_column or next(iter(run.losses))
-    ix, y = run.points(column)
-    laws = law if isinstance(law, cptjax.LawPair) else (law,)
-    res = {"law": args.law, "run": args.run, "column": column}
-    names = ("general", "domain") if len(laws) == 2 else ("loss",)
-    preds = {}
-    for name, l in zip(names, laws):
-        preds[name] = np.asarray(cptjax.predict(
-            l, run.lr, run.n_pt, idx=ix, replay=run.replay if "replay" in l.uses else None,
-            size=run.size if "size" in l.uses else None, lam=args.lam))
-        res[name] = _errors(preds[name], y)
-    if args.out:  # one file with every law's prediction beside the observed loss
-        rows = zip(ix + 1, y, *(preds[n] for n in names))
-        body = "\n".join(",".join([str(s), repr(float(o))] + [repr(float(q)) for q in qs])
-                         for s, o, *qs in rows)
-        atomic_write(args.out, "step,observed," + ",".join(f"predicted_{n}" for n in names)
-                     + "\n" + body + "\n")
+    res = {"law": args.law, "run": args.run, "column": column,
+           **cptjax.run_errors(law, run, column, lam=args.lam, out=args.out)}
     if args.json:
         print(dumps(res, indent=2))
-    else:
-        for k, v in res.items():
-            if isinstance(v, dict):
-                print(f"{k}: mean rel err {100 * v['mean_rel_error']:.3f}%, max "
-                      f"{100 * v['max_rel_error']:.3f}%, R2 {v['r2']:.5f}, RMSE {v['rmse']:.4g} "
-                      f"({v['n_points']} points of {column!r} in {args.run})")
+        return 0
+    for k, v in res.items():
+        if isinstance(v, dict):
+            r2 = "n/a" if v["r2"] is None else f"{v['r2']:.5f}"
+            print(f"{k}: mean rel err {100 * v['mean_rel_error']:.3f}%, max {100 * v['max_rel_error']:.3f}%, "
+                  f"R2 {r2}, RMSE {v['rmse']:.4g} ({v['n_points']} points of {column!r} in {args.run})")
     return 0
 
 
@@ -224,65 +153,27 @@ def cmd_predict(args) -> int:
     _number("--size", args.size, 0, lo_open=True)
     _number("--lam", args.lam, 0, 1 - 1e-12, lo_open=True)
     _number("--n-pt", args.n_pt, 0, integer=True)
+    at = _parse_at(args.at)
     _setup_jax()
     import cptjax
 
     t0 = time.perf_counter()
-    law = load_law(args.law)
+    law = cptjax.load_law(args.law)
     if args.run:
         return _predict_run(args, law)
-    pt = cptjax.schedules.parse(args.pt)
-    cpt = cptjax.schedules.parse(args.cpt) if args.cpt else np.zeros(0)
-    lr, n_pt = cptjax.schedules.join(pt, cpt)
-    T = lr.size
-    progress(f"law {args.law}; PT {n_pt} steps + CPT {T - n_pt} steps; computing areas and losses",
-             args.json)
-    at = _parse_steps(args.at, T, n_pt)
-    steps = np.arange(1, T + 1)
-    laws = list(law) if isinstance(law, cptjax.LawPair) else [law]
-    if any(l.needs_schedule for l in laws) and not args.out and T > 4000:
-        # Schedule laws cost O(steps x decrements) per curve: the table's steps and 2 000 for the plot.
-        steps = np.unique(np.concatenate([np.linspace(1, T, 2000).round().astype(int), at, [T]]))
-        progress(f"{laws[0].kind} takes the schedule itself (cost per step ~ its LR decrements): "
-                 f"evaluating {steps.size} of {T} steps (--out evaluates every step)", args.json)
-    pred = cptjax.predict(law, lr, n_pt, idx=steps - 1, replay=args.replay, size=args.size, lam=args.lam)
-    names = ("general", "domain") if isinstance(pred, cptjax.LossPair) else ("loss",)
-    curves = {n: np.asarray(v) for n, v in zip(names, pred if isinstance(pred, tuple) else (pred,))}
-    for n, c in curves.items():
-        bad = ~np.isfinite(c)
-        if bad.any():
-            raise _Fail(f"{args.law}: the law predicts a non-finite {n} loss from step "
-                        f"{int(steps[np.argmax(bad)])}: check its parameters and the schedule")
-    pos = np.searchsorted(steps, at)
-    rows = [(s, s - n_pt, lr[s - 1], *(curves[n][i] for n in names)) for s, i in zip(at, pos)]
-    result = {
-        "law": args.law, "pt": args.pt, "cpt": args.cpt, "n_pt": n_pt, "steps": T,
-        "replay": args.replay, "size": args.size, "lam": args.lam,
-        "table": [{"step": int(r[0]), "cpt_step": int(r[1]),
-                   **dict(zip(("lr", *names), map(float, r[2:])))} for r in rows],
-        "final": {n: float(curves[n][-1]) for n in names},
-    }
+    progress(f"law {args.law}: computing areas and losses", args.json)
+    rep = cptjax.prediction_report(law, args.pt, args.cpt, at=at, replay=args.replay, size=args.size,
+                                   lam=args.lam, every_step=bool(args.out), name=args.law)
     if args.out:
-        if args.out.endswith(".json"):
-            atomic_write(args.out, dumps({**result, "curves": {
-                "step": steps.tolist(), "lr": lr.tolist(),
-                **{n: curves[n].tolist() for n in names}}}))
-        else:
-            body = "\n".join(",".join([str(s), str(s - n_pt), repr(float(lr[s - 1]))]
-                                      + [f"{curves[n][i]:.10g}" for n in names]) for i, s in enumerate(steps))
-            atomic_write(args.out, "step,cpt_step,lr," + ",".join(names) + "\n" + body + "\n")
+        rep.save(args.out)
         progress(f"wrote curves to {args.out}", args.json)
     if args.plot:
-        from . import _plot
-
-        _plot.prediction(steps, lr, curves, n_pt, args.plot,
-                         title=f"cptjax predict: {args.law}")
+        rep.plot(args.plot, title=f"cptjax predict: {args.law}")
         progress(f"wrote plot to {args.plot}", args.json)
     if args.json:
-        print(dumps(result, indent=2))
+        print(dumps(rep.to_dict(), indent=2))
     else:
-        fmt = [str, str, lambda v: f"{v:.3g}"] + [lambda v: f"{v:.5f}"] * len(names)
-        print(_table(rows, ["step", "cpt_step", "lr", *names], fmt))
+        print(rep.summary())
         progress(f"done in {time.perf_counter() - t0:.2f} s", False)
     return 0
 
@@ -304,14 +195,6 @@ def _load_runs(args):
     return runs
 
 
-def _errors(pred, obs):
-    rel = np.abs(pred - obs) / obs
-    ss = np.sum((obs - obs.mean()) ** 2)
-    return {"mean_rel_error": float(rel.mean()), "max_rel_error": float(rel.max()),
-            "r2": float(1 - np.sum((pred - obs) ** 2) / ss) if ss > 0 else float("nan"),
-            "rmse": float(np.sqrt(np.mean((pred - obs) ** 2))), "n_points": int(obs.size)}
-
-
 def cmd_fit(args) -> int:
     _no_clobber({"--out": args.out, "--plot": args.plot}, args.runs, schedules=(args.schedule,))
     _out_file(args.out, "--out")
@@ -330,94 +213,26 @@ def cmd_fit(args) -> int:
 
     runs = _load_runs(args)
     column = args.loss_column or next(iter(runs[0].losses))
-    progress(f"fitting {args.law} law to {column!r} of {len(runs)} run(s) "
-             f"({sum(int(np.isfinite(r.losses[column]).sum()) for r in runs if column in r.losses)} points)",
-             args.json)
+    progress(f"fitting {args.law} law to {column!r} of {len(runs)} run(s)", args.json)
     t0 = time.perf_counter()
     with warnings.catch_warnings():  # the fit's warnings are printed once, below
         warnings.simplefilter("ignore", RuntimeWarning)
         res = cptjax.fit(runs, args.law, column, target=args.target, delta=args.delta,
                          max_iter=args.max_iter, lam=lam, eps=args.eps,
                          coarse=False if args.full_search else None)
-    if res.status == "non-finite" or not all(math.isfinite(v) for v in res.params.values()):
-        raise _Fail(f"the fit of {args.law!r} to {column!r} did not reach finite parameters (status "
-                    f"{res.status}): check the runs' LR and loss columns (is the LR logged in "
-                    "raw units, and not all zero?)")
     progress(f"{res.status} after {res.iterations} iterations in {time.perf_counter() - t0:.1f} s",
              args.json)
-    out = res.to_dict()
-    out["runs"] = [r.name for r in runs]
-    out["data_range"] = max(int(r.lr.size) for r in runs)
-    out["lr_range"] = [float(min(r.lr[r.lr > 0].min() if (r.lr > 0).any() else 0.0 for r in runs)),
-                       float(max(r.lr.max() for r in runs))]
-    if not res.law.needs_schedule:
-        out["area_range"] = _area_range(res.law, runs, column)
-    out["data_report"] = {r.name: r.report for r in runs}
     if args.out:
-        atomic_write(args.out, dumps(out, indent=2))
+        res.save(args.out)
         progress(f"wrote {args.out}", args.json)
     if args.plot:
-        from . import _plot
-
-        series = []
-        for r in runs:
-            ix, y = r.points(column)
-            p = np.asarray(cptjax.predict(res.law, r.lr, r.n_pt, idx=ix, replay=r.replay
-                                          if "replay" in res.law.uses else None,
-                                          size=r.size if "size" in res.law.uses else None))
-            series.append((r.name, ix + 1, y, p))
-        _plot.fit(series, args.plot, title=f"cptjax fit: {args.law} law, {column}")
+        cptjax.plot_fit(res, runs, args.plot, title=f"cptjax fit: {args.law} law, {column}")
         progress(f"wrote {args.plot}", args.json)
     if args.json:
-        print(dumps(out, indent=2))
-        return 0
-    rows = [(k, v, res.stderr[k]) for k, v in res.params.items()]
-    print(_table(rows, ["param", "value", "stderr"],
-                 [str, lambda v: f"{v:.6g}", lambda v: f"{v:.3g}"]))
-    print(f"status {res.status}; iterations {res.iterations}; points {res.n_points}; "
-          f"huber {res.objective:.4g}; R2 {res.r2:.5f}; RMSE {res.rmse:.4g}; "
-          f"mean rel err {100 * res.mean_rel_error:.3f}%; max {100 * res.max_rel_error:.3f}%"
-          + (f"; lam {res.law.lam:g}" if hasattr(res.law, "lam") else ""))
-    for w in res.warnings:
-        print(f"warning: {w}")
+        print(dumps(res.to_dict(), indent=2))
+    else:
+        print(res.summary())
     return 0
-
-
-def _area_range(law, runs, column):
-    """The span of the CPT areas (S1_cpt, S2_cpt) over the fitted runs' logged CPT points, with the
-    law's λ and ε: the coordinates in which the law sees a schedule, so a plan beyond them is an
-    extrapolation whatever its LR range."""
-    from ._areas import areas_numpy
-
-    s1, s2 = [], []
-    for r in runs:
-        ix, _ = r.points(column)
-        ix = ix[ix >= r.n_pt]
-        if ix.size:
-            a = areas_numpy(r.lr, r.n_pt, law.lam, eps=law.eps, idx=ix)
-            s1.append(a.s1_cpt)
-            s2.append(a.s2_cpt)
-    if not s1:
-        return None
-    s1, s2 = np.concatenate(s1), np.concatenate(s2)
-    return {"s1_cpt": [float(s1.min()), float(s1.max())], "s2_cpt": [float(s2.min()), float(s2.max())]}
-
-
-def _outside_areas(law, pt, plan, ranges):
-    """Warnings for a plan whose final CPT areas lie beyond those of the runs a law was fitted on."""
-    from ._areas import areas_numpy
-
-    out = []
-    for (name, l), rng in zip(zip(("general", "domain"), law), ranges):
-        if not rng:
-            continue
-        a = areas_numpy(np.concatenate([pt, plan]), pt.size, l.lam, eps=l.eps, idx=[pt.size + plan.size - 1])
-        for key, label in (("s1_cpt", "forward area S1_cpt"), ("s2_cpt", "annealing area S2_cpt")):
-            v, (lo, hi) = float(getattr(a, key)[0]), rng[key]
-            if v > hi + 0.05 * abs(hi) or v < lo - 0.05 * abs(lo):
-                out.append(f"the plan's {label} ({v:.4g}) lies outside the fitted runs' range "
-                           f"[{lo:.4g}, {hi:.4g}] ({name} law): its shape is an extrapolation")
-    return out
 
 
 def _lam(text):
@@ -430,42 +245,6 @@ def _lam(text):
     if not 0 < v < 1:
         raise _Fail(f"--lam: the momentum decay must be in (0, 1), got {v}")
     return v
-
-
-def _area_ranges(spec):
-    """[general, domain] CPT-area spans saved by `cptjax fit` (two fit files), else Nones."""
-    import json
-
-    parts = [p.strip() for p in spec.split(",")]
-    if len(parts) != 2:
-        return [None, None]
-    out = []
-    for p in parts:
-        try:
-            with open(p, encoding="utf-8") as fh:
-                d = json.load(fh)
-        except (OSError, ValueError):
-            d = None
-        out.append(d.get("area_range") if isinstance(d, dict) else None)
-    return out
-
-
-def _law_range(spec):
-    """(steps, largest LR) of the data a law was fitted on: from a fit JSON, or the preset's."""
-    import json
-
-    from ._presets import preset_data_range, preset_lr_max
-
-    if "," in spec:  # two fit files: the stricter range of the two
-        ranges = [_law_range(p.strip()) for p in spec.split(",")]
-        pick = lambda vals: min((v for v in vals if v), default=None)
-        return pick([r[0] for r in ranges]), pick([r[1] for r in ranges])
-    if os.path.isfile(spec):
-        with open(spec, encoding="utf-8") as fh:
-            d = json.load(fh)
-        lr = d.get("lr_range") if isinstance(d, dict) else None
-        return (d.get("data_range") if isinstance(d, dict) else None), (lr[1] if lr else None)
-    return preset_data_range(spec), preset_lr_max(spec)
 
 
 def _check_design_args(args):
@@ -492,13 +271,11 @@ def _check_design_args(args):
         check_output_dir(args.out, "--out")
     except ValueError as e:
         raise _Fail(str(e)) from None
-    _no_clobber({f"--out {args.out}/{f}": os.path.join(args.out, f) for f in _DESIGN_FILES},
+    from cptjax import DESIGN_FILES
+
+    _no_clobber({f"--out {args.out}/{f}": os.path.join(args.out, f) for f in DESIGN_FILES},
                 _law_files(args.law), schedules=(args.pt,))
     return replay
-
-
-_DESIGN_FILES = ("plan.csv", "plan.npy", "plan.json", "free_plan.csv", "free_plan.npy", "free_plan.json",
-                 "plan_pytorch.py", "report.json", "design.png")
 
 
 def cmd_design(args) -> int:
@@ -506,180 +283,31 @@ def cmd_design(args) -> int:
     _setup_jax()
     import cptjax
 
-    law_name = args.law or ("replay" if replay is not None else "setting-a")
-    law, covs = load_law(law_name, with_cov=True)
-    if not isinstance(law, cptjax.LawPair):
-        raise _Fail(f"{law_name}: design needs a general+domain law pair (a CPT preset or a JSON "
-                    "with 'general' and 'domain')")
-    if replay not in (None, "free") and not any("replay" in l.uses for l in law):
-        raise _Fail(f"--replay: the law {law_name} has no replay ratio (it predicts the same losses "
-                    "for every ratio); use --law replay or a fit of the replay law")
-    pt = cptjax.schedules.parse(args.pt)
-    data_range, lr_max = _law_range(law_name)
-    if lr_max and args.max_lr > 10 * lr_max:
-        raise _Fail(f"--max-lr {args.max_lr:g} is {args.max_lr / lr_max:.3g}x the largest LR the law "
-                    f"was fitted on ({lr_max:g}): its predictions there are not trustworthy")
-    if lr_max and args.max_lr > lr_max * (1 + 1e-9):
-        progress(f"warning: --max-lr {args.max_lr:g} is above the largest LR the law was fitted on "
-                 f"({lr_max:g}): the plan may rely on extrapolation", False)
-    t0 = time.perf_counter()
-
-    def show(done, total, value):
-        progress(f"step {done}/{total}: plan objective {value:.6f}", args.json)
-
-    progress(f"designing a {args.cpt_steps}-step CPT schedule with {law_name} "
+    law = args.law or ("replay" if replay is not None else "setting-a")
+    progress(f"designing a {args.cpt_steps}-step CPT schedule with {law} "
              f"(lambda1={args.weight_general}, max_lr={args.max_lr}, replay={args.replay})", args.json)
-    kw = dict(max_lr=args.max_lr, replay=replay, warmup=args.warmup, knots=args.knots,
-              iterations=args.iterations, data_range=data_range)
-    weights = [0.1, 0.3, 0.5, 0.7, 0.9]
-    progress(f"optimising the plan ({args.shape.upper()} family: no dead tail) and a Pareto front over lambda1 = "
-             + ", ".join(map(str, weights)) + " together (vmapped)", args.json)
-    has_cov = all(c is not None for c in covs)
-    draws = cptjax.law_draws(law, covs, n=256, seed=0) if has_cov else None
-    if args.robust and not has_cov:
-        raise _Fail("--robust needs parameter covariances: pass two fit files --law GENERAL.json,DOMAIN.json")
-    try:
-        if args.robust:
-            progress(f"robust plan: minimising the mean objective over {args.robust} parameter draws",
-                     args.json)
-            kw["draws"] = cptjax.law_draws(law, covs, n=args.robust, seed=1)
-        plans = cptjax.pareto(law, pt, args.cpt_steps, weights + [args.weight_general], progress=show,
-                              shape=args.shape, **kw)
-        kw.pop("draws", None)
-        progress("optimising the free-form plan (what the law alone prefers), for comparison", args.json)
-        free = cptjax.design(law, pt, args.cpt_steps, weight_general=args.weight_general, shape="free",
-                             progress=show, **kw)
-    except ValueError as e:
-        raise _Fail(str(e)) from None
-    plan, front = plans[-1], plans[:-1]
-    if not math.isfinite(plan.objective):
-        raise _Fail("the design ended with a non-finite objective (status non-finite): check the "
-                    "law's parameters and the PT schedule")
-    front_d = [{"weight_general": w, "general": p.general, "domain": p.domain, "objective": p.objective,
-                "replay": p.replay} for w, p in zip(weights, front)]
-    best = min(plan.baselines.values(), key=lambda b: b["objective"])
-    cos = cptjax.schedules.cosine(args.cpt_steps, args.max_lr, warmup=args.warmup, final=0.0)
-    cos[: args.warmup] = float(pt[-1]) + (cos[args.warmup] - float(pt[-1])) * np.arange(1, args.warmup + 1) / max(args.warmup, 1)
-    r0 = None if replay is None else (plan.replay if replay == "free" else replay)
-    scheds = {"plan": plan.schedule, "best baseline": np.asarray(best["schedule"]), "cosine": cos,
-              "free-form plan": free.schedule}
-    reps = {"plan": plan.replay, "best baseline": best["replay"], "cosine": r0, "free-form plan": free.replay}
-    progress("uncertainty: " + ("256 parameter draws from the fits' covariance and " if has_cov else "")
-             + "law variants (momentum decay lambda)", args.json)
-    unc = cptjax.compare(law, pt, scheds, weight_general=args.weight_general, replays=reps, draws=draws,
-                         reference=("plan", "best baseline"))
-    unc["best_baseline"] = best["name"]
-    shape_warnings = _outside_areas(law, pt, plan.schedule, _area_ranges(law_name))
-    for w in shape_warnings:
+    t0 = time.perf_counter()
+    rep = cptjax.design_report(law, args.pt, args.cpt_steps, max_lr=args.max_lr,
+                               weight_general=args.weight_general, replay=replay, warmup=args.warmup,
+                               shape=args.shape, knots=args.knots, iterations=args.iterations,
+                               robust=args.robust, progress=lambda m: progress(m, args.json),
+                               step_progress=_Rate("design step", args.json))
+    for w in rep.warnings:
         progress(f"warning: {w}", False)
-    bands = None
-    if draws is not None:  # the plan's predicted curves under the parameter draws: a 90% band
-        import jax
-
-        from ._design import pt_states
-
-        from ._design import _cpt_losses
-
-        states, T = pt_states(law, pt), plan.schedule.size
-        # Schedule laws cost O(steps x decrements) per curve: their band at ~200 steps, interpolated.
-        at = (np.unique(np.linspace(0, T - 1, min(T, 200)).round().astype(int))
-              if any(l.needs_schedule for l in law) else np.arange(T))
-        cond = {"replay": plan.replay} if "replay" in law.general.uses else {}
-        cur = jax.vmap(lambda lp: [_cpt_losses(l, s, jax.numpy.asarray(plan.schedule), cond, at)
-                                   for l, s in zip(lp, states)])(draws)
-        bands = tuple(np.interp(np.arange(T), at, np.nanquantile(np.asarray(c), q, axis=0))
-                      for c in cur for q in (0.05, 0.95))
-    files = [os.path.join(args.out, f) for f in _DESIGN_FILES]
-    result = {"law": law_name, "pt": args.pt, "cpt_steps": args.cpt_steps, "max_lr": args.max_lr,
-              "plan": {k: v for k, v in plan.to_dict().items() if k != "schedule"},
-              "free_plan": {k: v for k, v in free.to_dict().items() if k not in ("schedule", "baselines")},
-              "uncertainty": unc, "pytorch_lr_per_step": plan.schedule.tolist(), "pareto": front_d,
-              "warnings": shape_warnings, "files": files}
-    from . import _plot
-
-    with atomic_dir(args.out) as tmp:
-        plan.save(os.path.join(tmp, "plan"))
-        free.save(os.path.join(tmp, "free_plan"))
-        atomic_write(os.path.join(tmp, "plan_pytorch.py"), _PYTORCH_EXPORT)
-        atomic_write(os.path.join(tmp, "report.json"), dumps(result, indent=2))
-        _plot.design(plan, front_d, os.path.join(tmp, "design.png"), free=free, bands=bands)
+    files = rep.save(args.out)
     progress(f"wrote {args.out}/ in {time.perf_counter() - t0:.1f} s", args.json)
     if args.json:
-        print(dumps({k: v for k, v in result.items() if k != "pytorch_lr_per_step"}, indent=2))
-        return 0
-    rep = lambda r: "-" if r is None else f"{r:.3f}"
-    rows = [("plan (" + plan.source + ")", plan.objective, plan.general, plan.domain, rep(plan.replay)),
-            ("free-form plan", free.objective, free.general, free.domain, rep(free.replay))]
-    rows += [(b["name"], b["objective"], b["general"], b["domain"], rep(b["replay"]))
-             for b in plan.baselines.values()]
-    print(_table(rows, ["schedule", "objective", "general", "domain", "replay"],
-                 [str] + [lambda v: f"{v:.5f}"] * 3 + [str]))
-    d, fd = plan.diagnostics, free.diagnostics
-    print(f"plan: predicted gain over the best baseline {d['gain_vs_best_baseline']:+.5f} "
-          f"({100 * d['gain_vs_best_baseline_rel']:+.3f}%); {100 * d['share_below_1pct_of_peak']:.1f}% of "
-          f"steps below 1% of its peak, credited {d['objective_credited_to_steps_below_1pct']:.5f}")
-    dead = fd["share_below_1pct_of_peak"] > 0.01 and fd["objective_credited_to_steps_below_1pct"] > 0
-    print(f"free-form plan: {100 * fd['share_below_1pct_of_peak']:.1f}% of steps below 1% of its peak, "
-          f"credited {fd['objective_credited_to_steps_below_1pct']:.5f} of objective"
-          + (": the law over-credits such steps (experiments/README.md, the closed loop); train the "
-             "plan, not this" if dead else " (no dead tail; still a shape the fitted runs may not cover)"))
-    if "gain" in unc:
-        g = unc["gain"]
-        print(f"uncertainty ({g['n_draws']} parameter draws): gain over {best['name']} "
-              f"{g['mean']:+.5f}, 95% interval [{g['lo95']:+.5f}, {g['hi95']:+.5f}]; "
-              f"P(plan beats it) = {g['p_plan_wins']:.2f}")
+        print(dumps({**{k: v for k, v in rep.to_dict().items() if k != "pytorch_lr_per_step"},
+                     "files": files}, indent=2))
     else:
-        wins = unc.get("plan_wins_in_variants")
-        print(f"uncertainty: {law_name} carries no parameter covariance (fit your runs and pass "
-              "--law GENERAL.json,DOMAIN.json for a gain interval)"
-              + (f"; over the law variants below, P(plan beats {best['name']}) = {wins} = "
-                 f"{unc['p_plan_wins_variants']:.2f}" if wins else ""))
-    if unc["regret"]:
-        print(f"law variants (lambda 0.999..0.98; S2 weighted by LR^0.1, ^0.2): the plan beats {best['name']} "
-              f"in {unc['plan_wins_in_variants']}; worst-case regret: " + ", ".join(
-                  f"{k} {v:.5f}" for k, v in unc["worst_regret"].items()))
-    else:
-        print("law variants: none for this law (the variants change the momentum decay and S2 weight of area laws)")
-    if plan.note:
-        print("note:", plan.note)
+        print(rep.summary())
     return 0
 
 
-_PYTORCH_EXPORT = '''"""The designed CPT schedule for PyTorch: a LambdaLR over plan.npy (written by cptjax design).
-
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1.0)   # base LR 1: the lambda gives the LR
-    scheduler = make_scheduler(optimizer)                        # call scheduler.step() after each step
-
-Hugging Face Trainer: Trainer(..., optimizers=(optimizer, make_scheduler(optimizer))).
-Step i of CPT (1-based, as trainers log it) uses plan[i - 1]; after the plan the last LR is held.
-"""
-import os
-
-import numpy as np
-import torch
-
-PLAN = np.load(os.path.join(os.path.dirname(os.path.abspath(__file__)), "plan.npy"))
-
-
-def lr_at(step: int) -> float:
-    return float(PLAN[min(step, PLAN.size - 1)])
-
-
-def make_scheduler(optimizer):
-    base = optimizer.param_groups[0]["lr"]
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_at(step) / base)
-'''
-
-
-
-def cmd_lab(args) -> int:
+def _lab_study(args, _lab):
+    """The study to train: a file, the quick one or the built-in one."""
     import tomllib
 
-    from . import _lab
-
-    if args.print_default:
-        print(_lab.DEFAULT_STUDY, end="")
-        return 0
     if args.study and args.quick:
         raise _Fail("give a STUDY file or --quick, not both")
     if args.study:
@@ -688,6 +316,16 @@ def cmd_lab(args) -> int:
         text = _lab.QUICK_STUDY if args.quick else _lab.DEFAULT_STUDY
         study = _lab.parse_study(tomllib.loads(text), "quick study" if args.quick else "default study",
                                  args.model)
+    return study
+
+
+def cmd_lab(args) -> int:
+    from cptjax import lab as _lab
+
+    if args.print_default:
+        print(_lab.DEFAULT_STUDY, end="")
+        return 0
+    study = _lab_study(args, _lab)
     try:
         check_output_dir(args.out, "--out")
     except ValueError as e:
@@ -697,11 +335,8 @@ def cmd_lab(args) -> int:
                 [args.study], args.general, args.domain, args.ood)
     _setup_jax(x64=False)  # the lab trains in float32; the cache still helps
     only = set(args.only) if args.only else None
-    if only:
-        names = {r.name for r in study.runs} | {r.name for r in study.pt_runs()}
-        bad = sorted(only - names)
-        if bad:
-            raise _Fail(f"--only: unknown run(s) {bad}; the study has {sorted(names)}")
+    if only and only - {r.name for r in study.runs + list(study.pt_runs())}:
+        raise _Fail(f"--only: unknown run(s) {sorted(only - {r.name for r in study.runs + list(study.pt_runs())})}")
     corpora = _lab.load_corpora(args.general, args.domain, args.ood)
     for c in corpora.values():
         progress(c.describe(), args.json)
@@ -768,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Objective: sum of Huber(delta) on log residuals; multi-start "
                     "Levenberg-Marquardt; standard errors from the Laplace/sandwich covariance.")
     fi.add_argument("runs", nargs="+", metavar="RUN", help="run files: .csv, .csv.gz or .json")
-    from ._laws import LAWS
+    from cptjax import LAWS
 
     fi.add_argument("--law", default="cpt", choices=sorted(LAWS),
                     help="law to fit (default cpt): " + ", ".join(sorted(LAWS)))
@@ -858,7 +493,7 @@ def _watch_signals():
     """SIGINT/SIGTERM at any moment — inside XLA compilation, the optimisation loop or plotting —
     end the command cleanly. Python's C-level handler writes the signal number to a wakeup pipe
     whichever thread receives it; a helper thread reads the pipe, removes the partial outputs in
-    progress (``_io``) and exits with 130 / 143 at once, without unwinding a KeyboardInterrupt
+    progress (``cptjax.files``) and exits with 130 / 143 at once, without unwinding a KeyboardInterrupt
     through JAX's native code (which crashed with a segmentation fault) and without waiting for a
     long compilation to return to the interpreter."""
     global _SIGNALS_ON
@@ -880,7 +515,7 @@ def _watch_signals():
             sig = data[0]
             if sig in (signal.SIGINT, signal.SIGTERM):
                 break
-        from ._io import cleanup_partial
+        from .files import cleanup_partial
 
         cleanup_partial()
         name = "interrupted" if sig == signal.SIGINT else "terminated"
@@ -903,12 +538,8 @@ def main(argv=None) -> int:
     """The ``cptjax`` command. Exit codes: 0 done, 2 a user error (one ``cptjax: error:`` line),
     1 an internal error (a bug: please report it), 130 / 143 interrupted / terminated.
     ``CPTJAX_DEBUG=1`` shows tracebacks."""
-    global np
     if argv is None:  # the console script: handle signals in a helper thread
         _watch_signals()
-    import numpy
-
-    np = numpy
     debug = os.environ.get("CPTJAX_DEBUG", "") not in ("", "0")
     try:
         args = build_parser().parse_args(argv)
@@ -916,7 +547,7 @@ def main(argv=None) -> int:
     except SystemExit as e:  # --help, or argparse's own exit
         return e.code if isinstance(e.code, int) else 0
     except KeyboardInterrupt:
-        from ._io import cleanup_partial
+        from .files import cleanup_partial
 
         cleanup_partial()
         print("cptjax: interrupted", file=sys.stderr)

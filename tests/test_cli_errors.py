@@ -143,7 +143,7 @@ def test_bom_and_semicolon_csv_load(files):
 
 
 def test_outputs_honour_the_umask(tmp_path):
-    from cptjax._io import atomic_write
+    from cptjax.files import atomic_write
 
     old = os.umask(0o027)
     try:

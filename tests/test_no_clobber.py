@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from cptjax._io import check_outputs
+from cptjax.files import check_outputs
 
 ENV = {**os.environ, "CPTJAX_NO_CACHE": "1"}
 

@@ -143,7 +143,7 @@ def read_bytes(path, what: str = "input", limit: int | None = None) -> bytes:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise InputError(f"{path}: no such {what}") from None
+        raise InputError(f"{path}: no such file ({what})") from None
     except OSError as e:
         raise InputError(f"{path}: cannot read the {what} ({e.strerror})") from None
     if stat.S_ISDIR(st.st_mode):
