@@ -73,6 +73,11 @@ _EXPORTS = {
     "run_errors": ("._prediction", 'run_errors'),
     "plot_fit": ("._plot", 'plot_fit'),
     "enable_compilation_cache": ("._cache", 'enable_compilation_cache'),
+    "Tuner": ("._tune", 'Tuner'),
+    "Recipe": ("._tune", 'Recipe'),
+    "Space": ("._tune", 'Space'),
+    "Trial": ("._tune", 'Trial'),
+    "Recommendation": ("._tune", 'Recommendation'),
 }
 
 __all__ = sorted(_EXPORTS)
@@ -153,3 +158,8 @@ if TYPE_CHECKING:  # the same names, for static analysis (tests/test_api.py keep
     from ._prediction import run_errors as run_errors
     from ._plot import plot_fit as plot_fit
     from ._cache import enable_compilation_cache as enable_compilation_cache
+    from ._tune import Tuner as Tuner
+    from ._tune import Recipe as Recipe
+    from ._tune import Space as Space
+    from ._tune import Trial as Trial
+    from ._tune import Recommendation as Recommendation

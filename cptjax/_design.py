@@ -422,8 +422,12 @@ def law_draws(law, covs, n: int = 256, seed: int = 0):
                 raise InputError(f"covariance for the {l.kind} law must be a finite {x0.size}x{x0.size} matrix")
             pos = np.array([p.positive for p in type(l).params]) & (x0 > 0)
             scale = np.where(pos, 1 / np.where(pos, x0, 1.0), 1.0)  # d log x / dx for positive ones
-            c = cov * np.outer(scale, scale)
-            w, V = np.linalg.eigh((c + c.T) / 2)
+            with np.errstate(all="ignore"):  # a parameter near 0 with a wide error overflows
+                c = np.nan_to_num(cov * np.outer(scale, scale), nan=0.0, posinf=0.0, neginf=0.0)
+            try:
+                w, V = np.linalg.eigh((c + c.T) / 2)
+            except np.linalg.LinAlgError:  # no eigen-decomposition: independent draws
+                w, V = np.clip(np.diag(c), 0, None), np.eye(x0.size)
             z = rng.standard_normal((n, x0.size)) @ (V * np.sqrt(np.clip(w, 0, None))).T
             x = np.where(pos, x0 * np.exp(np.clip(z, -50, 50)), x0 + z)
         out.append(l.replace(**{k: jnp.asarray(x[:, i]) for i, k in enumerate(names)}))

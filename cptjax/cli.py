@@ -335,8 +335,9 @@ def cmd_lab(args) -> int:
                 [args.study], args.general, args.domain, args.ood)
     _setup_jax(x64=False)  # the lab trains in float32; the cache still helps
     only = set(args.only) if args.only else None
-    if only and only - {r.name for r in study.runs + list(study.pt_runs())}:
-        raise _Fail(f"--only: unknown run(s) {sorted(only - {r.name for r in study.runs + list(study.pt_runs())})}")
+    names = {r.name for r in list(study.runs) + list(study.pt_runs())}
+    if only and only - names:
+        raise _Fail(f"--only: unknown run(s) {sorted(only - names)}; the study has {sorted(names)}")
     corpora = _lab.load_corpora(args.general, args.domain, args.ood)
     for c in corpora.values():
         progress(c.describe(), args.json)

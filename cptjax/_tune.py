@@ -1,0 +1,395 @@
+"""A schedule-aware hyper-parameter optimiser for CPT recipes, in Optuna's ask-and-tell shape.
+
+Every trial is a whole curve of both losses. After each trial the tuner refits the replay law
+(Eq. 8, one law per validation set) on every curve seen so far, draws parameter sets from the
+fits' covariance, and predicts the final objective λ1·L_general + (1 − λ1)·L_domain of every
+candidate recipe under each draw. The next trial is chosen by Thompson sampling over those draws
+(the candidate that is best under one random draw: where the law is uncertain and where its
+optimum is, weighed by the draws themselves); ``best()`` returns the candidate with the lowest
+mean prediction, a 90% interval and the probability (over the draws) that it is the best.
+
+Multi-fidelity comes free: the law predicts a full run from its beginning, so the first trials —
+chosen to span the space (its corners and centre), not at random — are run for ``init_fraction``
+of the CPT steps only. The stop rule: no candidate's expected improvement over the recommended
+one exceeds ``noise`` (the seed-to-seed spread of the objective).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import warnings
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _schedules
+from ._batch import fit
+from ._data import Run, load_run
+from ._design import evaluate, law_draws, pt_states
+from ._laws import LawPair
+from .errors import FitError, InputError, InputTypeError
+
+__all__ = ["Recipe", "Space", "Trial", "Tuner", "Recommendation"]
+
+FAMILIES = ("cosine", "wsd")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """One CPT recipe: a schedule family with its peak LR and shape, and a replay ratio.
+
+    ``family``: ``"cosine"`` (from ``peak`` to ``final``·peak) or ``"wsd"`` (hold ``peak``,
+    then a linear cooldown over the last ``decay`` of the steps to ``final``·peak). A linear
+    re-warmup of ``warmup`` steps rises from the PT's last LR to the peak."""
+
+    family: str
+    peak: float
+    replay: float = 0.0
+    decay: float = 0.2
+    final: float = 0.0
+    warmup: int = 0
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise InputError(f"Recipe: family must be one of {FAMILIES}, got {self.family!r}")
+        for name, v, lo, hi in (("peak", self.peak, 0, math.inf), ("replay", self.replay, 0, 1),
+                                ("decay", self.decay, 0, 1), ("final", self.final, 0, 1)):
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not lo <= v <= hi \
+                    or not math.isfinite(v):
+                raise InputError(f"Recipe: {name} must be a number in [{lo}, {hi}], got {v!r}")
+        if self.peak <= 0:
+            raise InputError(f"Recipe: peak must be > 0, got {self.peak!r}")
+
+    def schedule(self, steps: int, start_lr: float = 0.0) -> np.ndarray:
+        """The per-step CPT LR for a run of ``steps`` steps, re-warmed from ``start_lr``."""
+        w = min(self.warmup, steps - 1)
+        body = steps - w
+        if self.family == "cosine":
+            main = _schedules.cosine(body, self.peak, final=self.final * self.peak)
+        else:
+            main = _schedules.wsd(body, self.peak, decay=self.decay, final=self.final * self.peak)
+        return _schedules.rewarm(main, float(start_lr), w)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def name(self) -> str:
+        shape = f"decay={self.decay:g}" if self.family == "wsd" else ""
+        return (f"{self.family}(peak={self.peak:.3g}{',' + shape if shape else ''}"
+                f"{f',final={self.final:g}' if self.final else ''},replay={self.replay:g})")
+
+
+@dataclasses.dataclass(frozen=True)
+class Space:
+    """The search space: peak LR in [lo, hi] (log scale), replay ratio in [lo, hi], the schedule
+    families with their shape ranges (WSD cooldown fraction, cosine final fraction), a fixed
+    re-warmup, and the CPT length ``steps`` of the run being planned."""
+
+    steps: int
+    peak: tuple = (1e-5, 1e-3)
+    replay: tuple = (0.0, 0.5)
+    families: tuple = FAMILIES
+    decay: tuple = (0.1, 0.4)
+    final: tuple = (0.0, 0.1)
+    warmup: int = 0
+
+    def __post_init__(self):
+        if not (isinstance(self.steps, (int, np.integer)) and self.steps >= 2):
+            raise InputError(f"Space: steps must be an integer >= 2, got {self.steps!r}")
+        for name, (lo, hi), lo_ok in (("peak", self.peak, 0), ("replay", self.replay, 0),
+                                      ("decay", self.decay, 0), ("final", self.final, 0)):
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo_ok <= lo <= hi):
+                raise InputError(f"Space: {name} must be a range (lo, hi) with {lo_ok} <= lo <= hi, "
+                                 f"got {(lo, hi)!r}")
+        if self.peak[0] <= 0 or self.replay[1] > 1 or self.decay[1] > 1 or self.final[1] > 1:
+            raise InputError("Space: peak must be > 0; replay, decay and final within [0, 1]")
+        if not self.families or set(self.families) - set(FAMILIES):
+            raise InputError(f"Space: families must be a non-empty subset of {FAMILIES}")
+
+    def sample(self, rng, n: int) -> list:
+        """``n`` recipes drawn uniformly (peak log-uniformly)."""
+        out = []
+        for _ in range(n):
+            fam = self.families[rng.integers(len(self.families))]
+            out.append(Recipe(fam, float(np.exp(rng.uniform(*np.log(self.peak)))),
+                              float(rng.uniform(*self.replay)), float(rng.uniform(*self.decay)),
+                              float(rng.uniform(*self.final)), self.warmup))
+        return out
+
+    def corners(self) -> list:
+        """A space-filling first design that identifies the law: the four (peak, replay) corners
+        and the centre, families alternating."""
+        lo, hi = self.peak
+        mid = math.sqrt(lo * hi)
+        pts = [(lo, self.replay[0]), (hi, self.replay[1]), (mid, float(np.mean(self.replay))),
+               (hi, self.replay[0]), (lo, self.replay[1])]
+        fams = itertools.cycle(self.families)
+        d, f = float(np.mean(self.decay)), float(np.mean(self.final))
+        return [Recipe(next(fams), p, r, d, f, self.warmup) for p, r in pts]
+
+
+class Trial(NamedTuple):
+    """A proposed run: ``recipe`` trained for ``steps`` CPT steps (≤ the space's), ``number``."""
+
+    number: int
+    recipe: Recipe
+    steps: int
+
+
+class Recommendation(NamedTuple):
+    """The recommended recipe: its predicted objective (mean over parameter draws), a 90%
+    interval, the probability that it is the best candidate, and the predicted general and
+    domain losses at the end of the full run."""
+
+    recipe: Recipe
+    objective: float
+    interval: tuple
+    p_best: float
+    general: float
+    domain: float
+    n_trials: int
+
+
+@dataclasses.dataclass
+class _Told:
+    trial: Trial
+    run: Run
+
+
+class Tuner:
+    """Ask-and-tell tuning of a CPT recipe with the replay law.
+
+    Args:
+        space: a :class:`Space` (continuous mode: ``n_candidates`` recipes drawn from it plus its
+            corners are the candidates), or ``None`` with ``candidates``.
+        pt: the PT schedule (per-step LR array or text form) the CPT runs continue from.
+        weight_general: λ1 of the objective λ1·L_general + (1 − λ1)·L_domain at the end of CPT.
+        candidates: a finite list of :class:`Recipe` to choose among (candidates mode); needs
+            ``steps``.
+        steps: the CPT length (candidates mode; else the space's).
+        init_fraction: the length of the first (space-filling) trials as a share of ``steps``.
+        noise: the seed noise of the objective; the stop rule's threshold.
+        columns: the general and domain loss columns of the trials' logs.
+        seed: seeds the candidate draws, Thompson sampling and the parameter draws.
+
+    Example::
+
+        tuner = cptjax.Tuner(cptjax.Space(steps=2000, peak=(1e-4, 3e-3), replay=(0, 0.5)), pt=pt_lr)
+        while not tuner.should_stop() and tuner.n_trials < 12:
+            trial = tuner.ask()
+            log = train(trial.recipe.schedule(trial.steps, pt_lr[-1]), trial.recipe.replay)
+            tuner.tell(trial, log)             # a Run, or any log file load_run reads
+        print(tuner.best())
+    """
+
+    def __init__(self, space: Space | None = None, *, pt, weight_general: float = 0.5,
+                 candidates: Sequence[Recipe] | None = None, steps: int | None = None,
+                 init_fraction: float = 0.5, noise: float = 0.005, n_candidates: int = 256,
+                 n_draws: int = 128, columns=("general_loss", "domain_loss"), seed: int = 0):
+        if space is None and not candidates:
+            raise InputError("Tuner: give a search `space`, or `candidates` (a list of Recipe)")
+        if candidates is not None and not all(isinstance(c, Recipe) for c in candidates):
+            raise InputTypeError("Tuner: `candidates` must be a list of cptjax.Recipe")
+        if not 0 <= weight_general <= 1:
+            raise InputError(f"Tuner: weight_general must be in [0, 1], got {weight_general!r}")
+        if not 0 < init_fraction <= 1:
+            raise InputError(f"Tuner: init_fraction must be in (0, 1], got {init_fraction!r}")
+        self.space, self.lam1, self.noise = space, float(weight_general), float(noise)
+        self.steps = int(steps if steps is not None else (space.steps if space else 0))
+        if self.steps < 2:
+            raise InputError("Tuner: the CPT length `steps` must be >= 2")
+        self.pt = _schedules.parse(pt) if isinstance(pt, str) else np.asarray(pt, np.float64)
+        if self.pt.ndim != 1 or self.pt.size < 2 or not np.all(np.isfinite(self.pt)):
+            raise InputError("Tuner: `pt` must be a finite per-step LR schedule")
+        self.rng = np.random.default_rng(seed)
+        self.seed, self.n_draws, self.columns = seed, int(n_draws), tuple(columns)
+        if candidates is not None:
+            self.candidates = list(candidates)
+            self._init = _spread(self.candidates)
+        else:
+            self._init = space.corners()
+            self.candidates = self._init + space.sample(self.rng, n_candidates)
+        self.init_steps = max(2, int(round(init_fraction * self.steps)))
+        self.told: list[_Told] = []
+        self.asked = 0
+        self.law, self._pred = None, None  # the fitted pair; predictions (draws x candidates)
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.told)
+
+    # -- ask / tell ---------------------------------------------------------------------------
+    def ask(self) -> Trial:
+        """The next trial: one of the space-filling first design (short), then Thompson sampling
+        over the parameter draws (full length)."""
+        n = self.asked
+        self.asked += 1
+        if n < len(self._init):
+            return Trial(n, self._init[n], self.init_steps)
+        pred = self._predictions()
+        if pred is None:  # the law could not be fitted yet: keep filling the space
+            return Trial(n, self.candidates[self.rng.integers(len(self.candidates))], self.steps)
+        draw = pred[self.rng.integers(pred.shape[0])]
+        tried = {t.trial.recipe for t in self.told if t.trial.steps >= self.steps}
+        order = np.argsort(draw)
+        pick = next((int(i) for i in order if self.candidates[i] not in tried), int(order[0]))
+        return Trial(n, self.candidates[pick], self.steps)
+
+    def tell(self, trial: Trial, run, *, cpt_steps_only: bool | None = None) -> None:
+        """Record a trial's log: a :class:`Run` or a log file (any format ``load_run`` reads) with
+        the general and domain loss columns. The schedule is the one the trial asked for (the
+        PT's joined to the recipe's). The log's steps count from the start of CPT, or from the
+        start of PT when they go beyond the trial's length (a log that continues the PT run's
+        step counter, e.g. the lab's); ``cpt_steps_only`` says which when that guess is wrong."""
+        if not isinstance(trial, Trial):
+            raise InputTypeError(f"tell: `trial` must be a Trial from ask(), got {type(trial).__name__}")
+        cpt = trial.recipe.schedule(trial.steps, self.pt[-1])
+        lr, n_pt = _schedules.join(self.pt, cpt)
+        if not isinstance(run, Run):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                run = load_run(run, loss_columns=list(self.columns), schedule=lr, n_pt=n_pt)
+        missing = [c for c in self.columns if c not in run.losses]
+        if missing:
+            raise InputError(f"tell: the log {run.name} has no column(s) {missing}; it has "
+                             f"{sorted(run.losses)}")
+        steps = np.asarray(run.steps)
+        if cpt_steps_only is None:
+            cpt_steps_only = steps.max(initial=0) <= trial.steps
+        if cpt_steps_only:
+            steps = steps + n_pt
+        keep = (steps >= 1) & (steps <= lr.size)
+        losses = {c: np.asarray(run.losses[c], np.float64)[keep] for c in self.columns}
+        if keep.sum() < 3:
+            raise InputError(f"tell: the log {run.name} has fewer than 3 points within the trial's "
+                             f"{lr.size} joined steps")
+        self.told.append(_Told(trial, Run(f"trial{trial.number}", lr, n_pt, steps[keep], losses,
+                                          replay=trial.recipe.replay)))
+        self.law, self._pred = None, None
+
+    # -- the law ------------------------------------------------------------------------------
+    def _fit(self):
+        runs = [t.run for t in self.told]
+        laws, covs = [], []
+        for target, col in zip(("general", "domain"), self.columns):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    res = fit(runs, "replay", col, target=target, basins=2, throw=True)
+                except FitError:
+                    return None
+            laws.append(res.law)
+            covs.append(_tame(res.law, res.cov))
+        return LawPair(*laws), tuple(covs)
+
+    def _predictions(self):
+        """Predicted final objective, shape (draws, candidates); ``None`` before a fit."""
+        if self._pred is not None:
+            return self._pred
+        if len(self.told) < 2:
+            return None
+        fitted = self._fit()
+        if fitted is None:
+            return None
+        self.law, covs = fitted
+        draws = law_draws(self.law, covs, n=self.n_draws, seed=self.seed + len(self.told))
+        scheds = jnp.asarray(np.stack([c.schedule(self.steps, self.pt[-1]) for c in self.candidates]))
+        reps = jnp.asarray([c.replay for c in self.candidates])
+        states = pt_states(self.law, self.pt)
+        lam1 = self.lam1
+
+        def one(law, s, r):
+            o, g, d, _ = evaluate(law, states, s, r, 1, lam1, curves=False)
+            return jnp.stack([o, g, d])
+
+        f = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0, 0)), in_axes=(0, None, None)))
+        out = np.asarray(f(draws, scheds, reps))  # (draws, candidates, 3)
+        mean = np.asarray(jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))(self.law, scheds, reps))
+        # A draw far in a tail (a parameter the trials barely identify) can predict nonsense for
+        # some recipes: each candidate's predictions are clipped to its 2.5-97.5% range over the
+        # draws, so that no single draw decides P(best) or the expected gain.
+        obj = np.where(np.isfinite(out[..., 0]), out[..., 0], np.nan)
+        lo, hi = np.nanquantile(obj, 0.025, axis=0), np.nanquantile(obj, 0.975, axis=0)
+        obj = np.clip(np.where(np.isnan(obj), hi, obj), lo, hi)
+        self._pred, self._mean = obj, mean
+        return self._pred
+
+    # -- results ------------------------------------------------------------------------------
+    def best(self) -> Recommendation:
+        """The recommended recipe: lowest predicted objective of the fitted law, with the 90%
+        interval over the parameter draws and P(best) = share of draws under which it is best."""
+        pred = self._predictions()
+        if pred is None:
+            if not self.told:
+                raise InputError("best(): no trial has been told yet")
+            # No law yet: the best observed final objective among the full-length trials
+            obs = [(self._observed(t), t) for t in self.told]
+            o, t = min(obs, key=lambda x: x[0])
+            return Recommendation(t.trial.recipe, o, (o, o), float("nan"), float("nan"), float("nan"),
+                                  len(self.told))
+        i = int(np.argmin(self._mean[:, 0]))
+        col = pred[:, i]
+        p_best = float(np.mean(np.argmin(pred, axis=1) == i))
+        ok = col[np.isfinite(col)]
+        lo, hi = (np.quantile(ok, [0.05, 0.95]) if ok.size else (np.nan, np.nan))
+        return Recommendation(self.candidates[i], float(self._mean[i, 0]), (float(lo), float(hi)),
+                              p_best, float(self._mean[i, 1]), float(self._mean[i, 2]), len(self.told))
+
+    def expected_gain(self) -> float:
+        """The largest expected improvement of any candidate over the recommended one, over the
+        parameter draws (E[max(0, objective(best) − objective(c))])."""
+        pred = self._predictions()
+        if pred is None:
+            return math.inf
+        i = int(np.argmin(self._mean[:, 0]))
+        gain = np.maximum(pred[:, i:i + 1] - pred, 0.0)
+        gain = np.where(np.isfinite(gain), gain, 0.0)
+        return float(gain.mean(axis=0).max())
+
+    def should_stop(self) -> bool:
+        """No candidate is expected to gain more than the seed noise over the recommendation."""
+        return self.asked >= len(self._init) and self.expected_gain() <= self.noise
+
+    def _observed(self, t: _Told) -> float:
+        g, d = (t.run.losses[c] for c in self.columns)
+        return float(self.lam1 * g[np.isfinite(g)][-1] + (1 - self.lam1) * d[np.isfinite(d)][-1])
+
+    def history(self) -> list:
+        """Every told trial: number, recipe, steps, the observed objective at its last point."""
+        return [{"number": t.trial.number, "recipe": t.trial.recipe.to_dict(), "steps": t.trial.steps,
+                 "observed_objective": self._observed(t)} for t in self.told]
+
+
+def _tame(law, cov, cap: float = 0.5):
+    """The fit's covariance with each parameter's relative (log-space) standard deviation capped
+    at ``cap``: a parameter the trials do not identify yet (a Hessian near singular) would
+    otherwise draw laws far outside anything plausible; its uncertainty stays large, not infinite."""
+    x0 = np.array([float(getattr(law, k)) for k in law.param_names()])
+    pos = np.array([p.positive for p in type(law).params]) & (x0 > 0)
+    with np.errstate(all="ignore"):
+        scale = np.where(pos, 1 / np.where(pos, x0, 1.0), 1 / np.maximum(np.abs(x0), 1e-12))
+        c = np.nan_to_num(np.asarray(cov, np.float64) * np.outer(scale, scale), nan=0.0, posinf=0.0, neginf=0.0)
+        sd = np.sqrt(np.clip(np.diag(c), 0, None))
+        f = np.minimum(1.0, cap / np.where(sd > 0, sd, 1.0))
+        out = np.nan_to_num(c * np.outer(f, f) / np.outer(scale, scale), nan=0.0, posinf=0.0, neginf=0.0)
+    return (out + out.T) / 2
+
+
+def _spread(cands: list) -> list:
+    """A space-filling first design among finite candidates: the extremes of peak LR × replay
+    and the one nearest the centre (in log-peak, replay), distinct, at most 5."""
+    p = np.log([c.peak for c in cands])
+    r = np.array([c.replay for c in cands])
+    z = np.stack([(p - p.min()) / max(np.ptp(p), 1e-12), (r - r.min()) / max(np.ptp(r), 1e-12)], 1)
+    targets = [(0, 0), (1, 1), (0.5, 0.5), (1, 0), (0, 1)]
+    out = []
+    for t in targets:
+        order = np.argsort(np.sum((z - np.asarray(t)) ** 2, axis=1))
+        pick = next((cands[i] for i in order if cands[i] not in out), None)
+        if pick is not None:
+            out.append(pick)
+    return out
