@@ -78,6 +78,8 @@ _EXPORTS = {
     "Space": ("._tune", 'Space'),
     "Trial": ("._tune", 'Trial'),
     "Recommendation": ("._tune", 'Recommendation'),
+    "load_tune_study": ("._tune_study", 'load_tune_study'),
+    "run_tune_study": ("._tune_study", 'run_tune_study'),
 }
 
 __all__ = sorted(_EXPORTS)
@@ -163,3 +165,5 @@ if TYPE_CHECKING:  # the same names, for static analysis (tests/test_api.py keep
     from ._tune import Space as Space
     from ._tune import Trial as Trial
     from ._tune import Recommendation as Recommendation
+    from ._tune_study import load_tune_study as load_tune_study
+    from ._tune_study import run_tune_study as run_tune_study

@@ -1,5 +1,6 @@
 """Levenberg–Marquardt with Huber/IRLS weights for any residual function (the maths of the
-fitter; the batch driver and the statistics live in ``_fit``).
+fitter; the residuals and starts live in ``_fit``, the batch driver and ``fit()`` in ``_batch``,
+the statistics and ``FitResult`` in ``_stats``).
 
 The solver sees only ``rj(θ) -> (r, Jᵀ)``: residuals (n,) and the transposed Jacobian (p, n). Its
 state is a NamedTuple; its outcome a ``RESULTS`` code (optimistix style); it never raises inside

@@ -78,9 +78,9 @@ class Recipe:
         return dataclasses.asdict(self)
 
     def name(self) -> str:
-        shape = f"decay={self.decay:g}" if self.family == "wsd" else ""
+        shape = f"decay={self.decay:.3g}" if self.family == "wsd" else ""
         return (f"{self.family}(peak={self.peak:.3g}{',' + shape if shape else ''}"
-                f"{f',final={self.final:g}' if self.final else ''},replay={self.replay:g})")
+                f"{f',final={self.final:.3g}' if self.final else ''},replay={self.replay:.3g})")
 
 
 @dataclasses.dataclass(frozen=True)

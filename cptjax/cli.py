@@ -1,4 +1,5 @@
-"""The ``cptjax`` command: argument parsing and printing only (the maths lives in the modules)."""
+"""The ``cptjax`` command: each command parses its arguments, makes one library call and prints
+(the work lives in the library: ``design_report``, ``prediction_report``, ``fit``, ``run_tune_study``)."""
 
 from __future__ import annotations
 
@@ -353,6 +354,37 @@ def cmd_lab(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    if args.print_example:
+        from cptjax._tune_study import TUNE_EXAMPLE
+
+        print(TUNE_EXAMPLE, end="")
+        return 0
+    if not args.study:
+        raise _Fail("give a STUDY.toml (see --print-example)")
+    try:
+        check_output_dir(args.out, "--out")
+    except ValueError as e:
+        raise _Fail(str(e)) from None
+    _no_clobber({f"--out {args.out}/{f}": os.path.join(args.out, f) for f in ("journal.json", "report.json")},
+                [args.study])
+    _setup_jax()
+    import cptjax
+
+    study = cptjax.load_tune_study(args.study)
+    rep = cptjax.run_tune_study(study, args.out, progress=lambda m: progress(m, args.json))
+    if args.json:
+        print(dumps(rep, indent=2))
+    else:
+        r = rep["recommendation"]
+        lo, hi = r["interval90"]
+        print(f"recommended: {r['name']}: predicted objective {r['objective']:.5f} (90% [{lo:.5f}, "
+              f"{hi:.5f}]), P(best) {r['p_best']:.2f}; general {r['general']:.4f}, domain "
+              f"{r['domain']:.4f}; {len(rep['trials'])} trials, {rep['cpt_steps_spent']} CPT steps "
+              f"spent; report in {args.out}/report.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="cptjax",
@@ -484,6 +516,18 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--print-default", action="store_true", help="print the built-in study and exit")
     la.add_argument("--json", action="store_true", help="print the manifest as JSON")
     la.set_defaults(func=cmd_lab)
+
+    tu = sub.add_parser(
+        "tune", help="tune a CPT recipe (peak LR, replay, schedule) with your trainer and the law",
+        description="Run a tuning study: each trial trains a recipe with the study's 'train' command "
+                    "template, the law is refitted on every curve, the next trial is chosen by "
+                    "Thompson sampling over the law's parameter uncertainty. A journal in --out "
+                    "lets a killed study resume.")
+    tu.add_argument("study", nargs="?", default=None, help="study TOML (see --print-example)")
+    tu.add_argument("--out", default="cptjax-tune", help="study folder (cptjax-tune)")
+    tu.add_argument("--print-example", action="store_true", help="print an example study and exit")
+    tu.add_argument("--json", action="store_true", help="print the report as JSON")
+    tu.set_defaults(func=cmd_tune)
     return p
 
 

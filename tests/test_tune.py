@@ -95,3 +95,48 @@ def test_continuous_space_and_recipe_checks():
     with pytest.raises(cptjax.InputError, match="no column"):
         t = tuner.ask()
         tuner.tell(t, cptjax.Run("x", np.zeros(1), 0, np.arange(1, 10), {"loss": np.ones(9)}))
+
+
+STUDY = '''pt = "wsd(steps=2000,peak=2e-4,warmup=100,decay=0.2,final=2e-5)"
+steps = 600
+trials = {trials}
+noise = 0.0
+seed = 3
+train = "{py} {trainer} --lr-file {{schedule}} --log {{log}} --replay {{replay}} --seed {{seed}} --pt 'wsd(steps=2000,peak=2e-4,warmup=100,decay=0.2,final=2e-5)' --fail-replay 0.75"
+[space]
+peak = [3e-5, 8e-4]
+replay = [0.0, 0.75]
+warmup = 30
+'''
+
+
+def _study(tmp_path, trials):
+    import os
+    import sys
+
+    f = tmp_path / f"study{trials}.toml"
+    f.write_text(STUDY.format(trials=trials, py=sys.executable,
+                              trainer=os.path.join(os.path.dirname(__file__), "fake_trainer.py")))
+    return cptjax.load_tune_study(f)
+
+
+def test_tune_study_records_failures_and_resumes_identically(tmp_path):
+    """A command that fails is recorded with its stderr and the study goes on; a study stopped
+    after 4 trials and resumed to 6 equals one run to 6 in one go (same trials, same order)."""
+    import json
+
+    full = cptjax.run_tune_study(_study(tmp_path, 6), str(tmp_path / "a"))
+    failed = [t for t in full["trials"] if t["error"]]
+    assert failed and all("out of memory" in t["error"] for t in failed)
+    assert all(t["recipe"]["replay"] == 0.75 for t in failed)
+    part = _study(tmp_path, 4)
+    cptjax.run_tune_study(part, str(tmp_path / "b"))
+    assert len(json.loads((tmp_path / "b" / "journal.json").read_text())) == 5
+    resumed = cptjax.run_tune_study(_study(tmp_path, 6), str(tmp_path / "b"))
+    strip = lambda ts: [(t["recipe"], t["steps"], bool(t["error"])) for t in ts]
+    assert strip(resumed["trials"]) == strip(full["trials"])
+    assert resumed["recommendation"]["recipe"] == full["recommendation"]["recipe"]
+    with pytest.raises(cptjax.InputError, match="other settings"):
+        other = _study(tmp_path, 6)
+        other["seed"] = 4
+        cptjax.run_tune_study(other, str(tmp_path / "a"))

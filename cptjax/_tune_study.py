@@ -1,0 +1,154 @@
+"""``cptjax tune STUDY.toml --out DIR``: the tuner's loop around the user's own trainer.
+
+Each trial's CPT schedule is written per step (``cpt_step,lr``, the format of ``cptjax design``'s
+``plan.csv``) and the study's ``train`` command template is run with ``{schedule}``, ``{replay}``,
+``{steps}``, ``{seed}``, ``{log}``, ``{peak}``, ``{trial}`` filled in; the log it writes is read
+back in any format cptjax reads. A failing command or a broken log is recorded as a failed trial
+with the tail of its stderr, and the study goes on. ``DIR/journal.json`` records every trial, so a
+killed study resumes where it stopped (the tuner replays the journal: the same trials in the same
+order, given the seed); ``DIR/report.json`` holds the recommendation and every trial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+import tomllib
+
+from ._tune import Recipe, Space, Tuner
+from .errors import InputError
+from .files import atomic_write, dumps, read_text
+
+__all__ = ["load_tune_study", "run_tune_study", "TUNE_EXAMPLE"]
+
+TUNE_EXAMPLE = '''# cptjax tune study: the PT run being continued, the CPT budget, the objective, the space, the trainer.
+pt = "wsd(steps=4000,peak=2e-4,warmup=100,decay=0.2,final=2e-5)"  # PT schedule (text form or file(...))
+steps = 1500            # CPT steps of the run being planned
+weight_general = 0.5    # lambda1 of lambda1*L_general + (1 - lambda1)*L_domain
+trials = 12             # at most this many trials
+noise = 0.005           # seed noise of the objective: stop when no trial is expected to gain more
+seed = 0
+columns = ["general_loss", "domain_loss"]
+# Run from DIR/trials/NNN/; the command writes {log} (any format cptjax reads).
+train = "python train.py --lr-file {schedule} --replay {replay} --steps {steps} --seed {seed} --log {log}"
+
+[space]
+peak = [2e-5, 1e-3]     # log scale
+replay = [0.0, 0.5]
+families = ["cosine", "wsd"]
+decay = [0.1, 0.4]      # WSD cooldown fraction
+final = [0.0, 0.1]      # final LR as a fraction of the peak
+warmup = 50
+'''
+
+_KEYS = {"pt", "steps", "weight_general", "trials", "noise", "seed", "columns", "train", "space",
+         "candidates", "init_fraction", "timeout"}
+
+
+def load_tune_study(path) -> dict:
+    """Read and check a tune study (TOML), naming the file and key of anything wrong."""
+    text = read_text(path, "tune study", limit=1 << 20)
+    try:
+        d = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
+        raise InputError(f"{path}: not valid TOML ({str(e)[:200]})") from None
+    bad = sorted(set(d) - _KEYS)
+    if bad:
+        raise InputError(f"{path}: unknown key(s) {bad}; known: {sorted(_KEYS)}")
+    for k in ("pt", "steps", "train"):
+        if k not in d:
+            raise InputError(f"{path}: missing key {k!r}")
+    if not isinstance(d["train"], str) or "{log}" not in d["train"] or "{schedule}" not in d["train"]:
+        raise InputError(f"{path}: 'train' must be a command template with {{schedule}} and {{log}}")
+    for k, lo in (("trials", 1), ("steps", 2)):
+        if isinstance(d.get(k, lo), bool) or not isinstance(d.get(k, lo), int) or d.get(k, lo) < lo:
+            raise InputError(f"{path}: {k!r} must be an integer >= {lo}, got {d.get(k)!r}")
+    try:
+        space = d.get("space", {})
+        if not isinstance(space, dict):
+            raise InputError("'space' must be a table")
+        d["_space"] = Space(steps=d["steps"], **{k: tuple(v) if isinstance(v, list) else v
+                                                for k, v in space.items()})
+        d["_candidates"] = [Recipe(**c) for c in d.get("candidates", [])] or None
+    except (TypeError, InputError) as e:
+        raise InputError(f"{path}: {e}") from None
+    return d
+
+
+def _run_trial(study, folder, trial, pt_last, seed):
+    os.makedirs(folder, exist_ok=True)
+    sched = os.path.join(folder, "schedule.csv")
+    lr = trial.recipe.schedule(trial.steps, pt_last)
+    atomic_write(sched, "cpt_step,lr\n" + "".join(f"{i + 1},{v!r}\n" for i, v in enumerate(lr.tolist())))
+    log = os.path.join(folder, "log.csv")
+    r = trial.recipe
+    cmd = study["train"].format(schedule=shlex.quote(sched), log=shlex.quote(log), replay=r.replay,
+                                steps=trial.steps, seed=seed, peak=r.peak, trial=trial.number)
+    try:
+        p = subprocess.run(cmd, shell=True, cwd=folder, capture_output=True, text=True,
+                           timeout=study.get("timeout"))
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {study.get('timeout')} s"
+    if p.returncode != 0:
+        return None, f"exit code {p.returncode}: {p.stderr[-500:]}"
+    return log, None
+
+
+def run_tune_study(study: dict, out: str, progress=None) -> dict:
+    """Run (or resume) a tune study in folder ``out``; returns the report."""
+    os.makedirs(out, exist_ok=True)
+    jpath = os.path.join(out, "journal.json")
+    journal = json.loads(read_text(jpath, "journal")) if os.path.exists(jpath) else []
+    # What the trials depend on (not ``trials``: asking a study for more trials resumes it).
+    settings = {k: study[k] for k in sorted(study) if not k.startswith("_") and k != "trials"}
+    if journal and journal[0].get("settings") != settings:
+        raise InputError(f"{out}: holds a tune study made with other settings; use another --out")
+    tuner = Tuner(study["_space"] if not study["_candidates"] else None, pt=study["pt"],
+                  candidates=study["_candidates"], steps=study["steps"],
+                  weight_general=study.get("weight_general", 0.5), noise=study.get("noise", 0.005),
+                  init_fraction=study.get("init_fraction", 0.5), seed=study.get("seed", 0),
+                  columns=tuple(study.get("columns", ("general_loss", "domain_loss"))))
+    entries = journal[1:] if journal else []
+    t0, spent = time.perf_counter(), 0
+    for k in range(study.get("trials", 12)):
+        trial = tuner.ask()
+        if k < len(entries):  # resume: the journal says what this trial gave
+            e = entries[k]
+            if e["recipe"] != trial.recipe.to_dict() or e["steps"] != trial.steps:
+                raise InputError(f"{jpath}: trial {k} differs from the study's (was the journal edited?)")
+        else:
+            folder = os.path.join(out, "trials", f"{k:03d}")
+            log, err = _run_trial(study, folder, trial, float(tuner.pt[-1]), study.get("seed", 0) + k)
+            e = {"number": k, "recipe": trial.recipe.to_dict(), "steps": trial.steps, "log": log,
+                 "error": err}
+            entries.append(e)
+        if e["error"] is None:
+            try:
+                tuner.tell(trial, e["log"])
+            except InputError as exc:
+                e["error"], e["log"] = f"broken log: {exc}", None
+        spent += trial.steps
+        atomic_write(jpath, dumps([{"settings": settings}] + entries, indent=1))
+        if progress:
+            rate = (k + 1) / max(time.perf_counter() - t0, 1e-9)
+            b = tuner.best() if tuner.n_trials else None
+            progress(f"trial {k + 1}/{study.get('trials', 12)}: {trial.recipe.name()} for {trial.steps} "
+                     f"steps{' FAILED: ' + e['error'][:120] if e['error'] else ''}; best so far "
+                     f"{b.recipe.name() + f' (predicted {b.objective:.4f})' if b else '-'}; predicted "
+                     f"gain left {tuner.expected_gain():.4g}; ETA "
+                     f"{(study.get('trials', 12) - k - 1) / rate:.0f} s")
+        if tuner.n_trials and tuner.should_stop():
+            break
+    if not tuner.n_trials:
+        raise InputError(f"every trial failed; the first: {entries[0]['error']}")
+    b = tuner.best()
+    report = {"recommendation": {"recipe": b.recipe.to_dict(), "name": b.recipe.name(),
+                                 "objective": b.objective, "interval90": list(b.interval),
+                                 "p_best": b.p_best, "general": b.general, "domain": b.domain},
+              "cpt_steps_spent": spent, "trials": entries, "stopped_early": tuner.should_stop(),
+              "expected_gain_left": tuner.expected_gain(), "settings": settings}
+    atomic_write(os.path.join(out, "report.json"), dumps(report, indent=2))
+    return report
