@@ -122,21 +122,21 @@ def _study(tmp_path, trials):
 
 def test_tune_study_records_failures_and_resumes_identically(tmp_path):
     """A command that fails is recorded with its stderr and the study goes on; a study stopped
-    after 4 trials and resumed to 6 equals one run to 6 in one go (same trials, same order)."""
+    after 3 trials and resumed to 5 equals one run to 5 in one go (same trials, same order)."""
     import json
 
-    full = cptjax.run_tune_study(_study(tmp_path, 6), str(tmp_path / "a"))
+    full = cptjax.run_tune_study(_study(tmp_path, 5), str(tmp_path / "a"))
     failed = [t for t in full["trials"] if t["error"]]
     assert failed and all("out of memory" in t["error"] for t in failed)
     assert all(t["recipe"]["replay"] == 0.75 for t in failed)
-    part = _study(tmp_path, 4)
+    part = _study(tmp_path, 3)
     cptjax.run_tune_study(part, str(tmp_path / "b"))
-    assert len(json.loads((tmp_path / "b" / "journal.json").read_text())) == 5
-    resumed = cptjax.run_tune_study(_study(tmp_path, 6), str(tmp_path / "b"))
+    assert len(json.loads((tmp_path / "b" / "journal.json").read_text())) == 4
+    resumed = cptjax.run_tune_study(_study(tmp_path, 5), str(tmp_path / "b"))
     strip = lambda ts: [(t["recipe"], t["steps"], bool(t["error"])) for t in ts]
     assert strip(resumed["trials"]) == strip(full["trials"])
     assert resumed["recommendation"]["recipe"] == full["recommendation"]["recipe"]
     with pytest.raises(cptjax.InputError, match="other settings"):
-        other = _study(tmp_path, 6)
+        other = _study(tmp_path, 5)
         other["seed"] = 4
         cptjax.run_tune_study(other, str(tmp_path / "a"))
