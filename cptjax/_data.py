@@ -361,11 +361,13 @@ def _columns(path, header, step_column, lr_column, loss_columns, schedule):
     sc = step_column or next((c for c in _STEP_NAMES if c in header), None)
     if sc is None or sc not in header:
         raise DataError(f"{path}: missing step column (looked for {step_column or ', '.join(_STEP_NAMES)}); "
-                        f"columns are {header[:8]}{'...' if len(header) > 8 else ''}")
+                        f"columns are {header[:8]}{'...' if len(header) > 8 else ''}; name it with "
+                        "--step-column (step_column=)")
     lc = lr_column or _lr_name(header)
     if schedule is None and (lc is None or lc not in header):
         raise DataError(f"{path}: missing LR column (looked for {lr_column or _LR_LOOKED_FOR}) "
-                        "and no schedule given")
+                        "and no schedule given: name it with --lr-column (lr_column=) or give the "
+                        "schedule with --schedule")
     if loss_columns is None:
         loss_columns = [c for c in header if c.endswith("CrossEntropyLoss") and c.startswith("eval/")]
         loss_columns = loss_columns or [c for c in header if "loss" in c.lower() and c not in (sc, lc)]

@@ -189,6 +189,7 @@ def _load_runs(args):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", cptjax.DataWarning)
             runs.append(cptjax.load_run(path, schedule=args.schedule, n_pt=args.n_pt,
+                                        step_column=args.step_column, lr_column=args.lr_column,
                                         loss_columns=[args.loss_column] if args.loss_column else None,
                                         size=args.size, replay=args.replay))
         for w in caught:
@@ -427,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--schedule", default=None, help="with --run: the run's schedule in text form")
     pr.add_argument("--n-pt", type=int, default=None, help="with --run: its number of PT steps")
     pr.add_argument("--loss-column", default=None, help="with --run: the loss column to compare")
+    pr.add_argument("--step-column", default=None, help="with --run: the log's step column (e.g. iter)")
+    pr.add_argument("--lr-column", default=None, help="with --run: the log's LR column (e.g. lr)")
     pr.set_defaults(func=cmd_predict)
 
     fi = sub.add_parser(
@@ -441,6 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--law", default="cpt", choices=sorted(LAWS),
                     help="law to fit (default cpt): " + ", ".join(sorted(LAWS)))
     fi.add_argument("--loss-column", default=None, help="loss column to fit (default: the first)")
+    fi.add_argument("--step-column", default=None,
+                    help="the logs' step column when cptjax does not find it (e.g. iter, current_steps)")
+    fi.add_argument("--lr-column", default=None,
+                    help="the logs' LR column when cptjax does not find it (e.g. lr, learning-rate)")
     fi.add_argument("--target", default="general", choices=["general", "domain"],
                     help="validation set kind (the replay law's form depends on it)")
     fi.add_argument("--schedule", default=None,

@@ -130,3 +130,20 @@ def test_cli_uses_public_names_and_no_array_maths():
     long = [f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
             and f.name.startswith("cmd_") and f.end_lineno - f.lineno > 40]
     assert not long, long
+
+
+def test_cli_names_the_step_and_lr_columns(tmp_path, capsys):
+    """A nanoGPT-style log (`iter`, an LR column cptjax does not know): refused with the flags
+    named, then read with --step-column / --lr-column: all 200 points, fitted to < 0.5% mean error."""
+    from cptjax import cli
+
+    rows = ["iter,learning,train_loss"] + [f"{s},2e-4,{3 + 0.5 * (s * 2e-4) ** -0.5!r}"
+                                           for s in range(10, 2001, 10)]
+    f = tmp_path / "n.csv"
+    f.write_text("\n".join(rows) + "\n")
+    assert cli.main(["fit", str(f), "--law", "pt"]) == 2
+    assert "--step-column" in capsys.readouterr().err
+    assert cli.main(["fit", str(f), "--law", "pt", "--step-column", "iter", "--lr-column", "learning",
+                     "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_points"] == 200 and out["metrics"]["mean_rel_error"] < 0.005
