@@ -43,7 +43,7 @@ def _plain(x):
 
 
 def save(out, name, result, fig=None):
-    from cptjax._io import atomic_write
+    from cptjax.files import atomic_write
 
     atomic_write(os.path.join(out, name + ".json"), json.dumps(_plain(result), indent=1))
     if fig is not None:

@@ -83,7 +83,7 @@ def plan_stage(runs, out, eps=0.0, form="cpt-shared"):
     for n, (_, r) in schedules.items():
         toml += ["[[cpt.grid]]", 'pt = ["constant"]', f'schedule = ["{n}"]', f"peak = [{MAX_LR}]",
                  f"replay = [{r!r}]", f"seed = {list(SEEDS)}"]
-    from cptjax._io import atomic_write
+    from cptjax.files import atomic_write
 
     atomic_write(PLANS / "closed_loop.toml", "\n".join(toml) + "\n")
     atomic_write(PLANS / "laws.json", json.dumps(laws, indent=1))
