@@ -68,7 +68,7 @@ class Run:
 
 
 def _open_text(path):
-    """The text of a run file: a regular file, bounded (``_io.read_text``); a UTF-8 byte-order
+    """The text of a run file: a regular file, bounded (``cptjax.files.read_text``); a UTF-8 byte-order
     mark (spreadsheet exports) and UTF-16 (some Windows exports) are read."""
     try:
         return read_text(path, "run file")
