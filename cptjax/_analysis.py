@@ -2,7 +2,6 @@
 optimal loss potential / peak LR / replay ratio against the balance weight λ1."""
 
 from __future__ import annotations
-from .errors import InputError
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +10,7 @@ import numpy as np
 from . import _schedules as S
 from ._areas import areas
 from ._laws import LawPair, predict, replay_factors
+from .errors import InputError
 
 __all__ = ["loss_potential", "critical_point", "turning_length", "optimal_vs_weight"]
 

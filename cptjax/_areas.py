@@ -4,7 +4,6 @@ The one place the momentum recurrence lives.
 """
 
 from __future__ import annotations
-from .errors import InputError
 
 import functools
 import math
@@ -14,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from .errors import InputError
 
 __all__ = ["Areas", "areas", "areas_numpy", "momentum"]
 

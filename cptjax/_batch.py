@@ -5,7 +5,6 @@ profile, the basins) on top. The maths — residuals, starts, the solver, statis
 """
 
 from __future__ import annotations
-from .errors import FitError, InputError
 
 import dataclasses
 import math
@@ -19,6 +18,7 @@ import numpy as np
 from . import _fit, _laws, _stats
 from ._fit import MAX_ITERATIONS, NONFINITE, make_problem
 from ._stats import FitResult, provenance
+from .errors import FitError, InputError
 
 __all__ = ["fit", "fit_batch"]
 
@@ -490,7 +490,7 @@ def _profile_lam(runs, law, column, target, form, eps, delta, max_iter):
 def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = None,
         form: str | None = None, delta: float = 1e-3, max_iter: int = 200,
         lam: float | str | None = None, eps: float = 0.0, basins: int = 4,
-        coarse: bool | None = None, throw: bool = True) -> FitResult:
+        coarse: bool | None = None, throw: bool = True, pad_to: int | None = None) -> FitResult:
     """Fit one law to one loss column of one or more runs (parameters shared across runs).
 
     Args:
@@ -522,6 +522,9 @@ def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = No
         throw: raise :class:`cptjax.FitError` when the fit does not end with every reported
             number finite (parameters, objective, metrics, covariance); ``False`` returns it
             with its status instead (as :func:`fit_batch` does).
+        pad_to: pad the problem to this many points (masked; see :func:`make_problem`), so that
+            repeated fits of a growing data set (a tuner's, a live forecast's) reuse one
+            compilation per size bucket instead of compiling at every new size.
 
     The result carries its provenance (``res.provenance``: runs, data range, LR and CPT-area
     spans), saved with ``res.save(path)`` and read back by ``FitResult.load`` / ``load_law``.
@@ -540,7 +543,7 @@ def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = No
         if basins > 1:
             res = _basins(prob, res, basins, delta, max_iter)
     else:  # the basins reuse this problem: the same static options, so the same compilations
-        prob = make_problem(runs, law, column, target=target, form=form, lam=lam, eps=eps)
+        prob = make_problem(runs, law, column, target=target, form=form, lam=lam, eps=eps, pad_to=pad_to)
         # A heavy problem searches on a thinned copy first (coarse=None: above COARSE_ABOVE pairs).
         thin = None if coarse is False else _coarse(prob, column, 0 if coarse else None)
         res = None if thin is None else _coarse_to_fine(prob, thin, basins, delta, max_iter)

@@ -9,7 +9,6 @@ User text files can replace either set (``--general`` / ``--domain`` / ``--ood``
 """
 
 from __future__ import annotations
-from .errors import InputError
 
 import ast
 import dataclasses
@@ -19,6 +18,8 @@ import sysconfig
 import tokenize
 
 import numpy as np
+
+from .errors import InputError
 
 __all__ = ["Corpus", "stdlib_files", "general_corpus", "domain_corpus", "files_corpus"]
 

@@ -2,7 +2,6 @@
 column and row."""
 
 from __future__ import annotations
-from .errors import DataError, DataWarning, InputError
 from .files import read_text
 
 import csv
@@ -17,6 +16,7 @@ import warnings
 import numpy as np
 
 from . import _schedules
+from .errors import DataError, DataWarning, InputError
 
 __all__ = ["Run", "load_run", "DataError", "DataWarning"]
 

@@ -11,7 +11,6 @@ The replay ratio, when free, is r = σ(ρ).
 """
 
 from __future__ import annotations
-from .errors import InputError
 
 import dataclasses
 import io
@@ -27,6 +26,7 @@ from . import _schedules
 from ._areas import areas, continue_areas, pt_state
 from .files import atomic_write, dumps
 from ._laws import LawPair, LossPair
+from .errors import InputError
 
 __all__ = ["Plan", "design", "baselines", "evaluate", "pareto", "optax_schedule", "law_draws", "compare"]
 
@@ -134,8 +134,7 @@ class Plan:
         buf = io.BytesIO()
         np.save(buf, self.schedule)
         atomic_write(prefix + ".npy", buf.getvalue())
-        atomic_write(prefix + ".csv", "cpt_step,lr\n" + "".join(
-            f"{i + 1},{v!r}\n" for i, v in enumerate(self.schedule.tolist())))
+        atomic_write(prefix + ".csv", _schedules.to_csv(self.schedule))
         atomic_write(prefix + ".json", dumps(self.to_dict()))
         return [prefix + ".csv", prefix + ".npy", prefix + ".json"]
 

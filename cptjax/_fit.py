@@ -7,7 +7,6 @@ validation set, parameters shared across runs.  Positivity by reparameterisation
 """
 
 from __future__ import annotations
-from .errors import InputError, InputTypeError
 
 import dataclasses
 import functools
@@ -22,6 +21,7 @@ from . import _laws
 from ._data import DataError, Run, load_run
 from ._solver import MU0, RESULTS, huber, levenberg_marquardt
 from ._solver import spd_solve as _spd_solve
+from .errors import InputError, InputTypeError
 
 __all__ = ["FitProblem", "make_problem", "objective",
            "CONVERGED", "MAX_ITERATIONS", "NONFINITE", "STATUS"]

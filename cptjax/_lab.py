@@ -14,7 +14,6 @@ A run file is the CSV that ``cptjax fit`` reads, with ``# n_pt:`` and ``# replay
 """
 
 from __future__ import annotations
-from .errors import InputError
 
 import dataclasses
 import io
@@ -31,6 +30,7 @@ import optax
 
 from . import _schedules
 from .files import atomic_write, dumps
+from .errors import InputError
 
 __all__ = ["ModelConfig", "MODELS", "Study", "RunSpec", "load_study", "run_study", "train_run",
            "init_params", "loss_fn", "DEFAULT_STUDY", "QUICK_STUDY"]

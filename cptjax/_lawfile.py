@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-
-import numpy as np
 from typing import Any, NamedTuple
 
-from .files import read_text
+import numpy as np
+
 from ._laws import LawPair, law_from_dict
 from ._presets import preset, preset_data_range, preset_lr_max
 from ._stats import FitResult
 from .errors import InputError
+from .files import read_text
 
 __all__ = ["load_law", "LawSource"]
 

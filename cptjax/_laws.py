@@ -7,7 +7,6 @@ itself and is called on the LR array.
 """
 
 from __future__ import annotations
-from .errors import InputError, InputTypeError
 
 import dataclasses
 import functools
@@ -21,6 +20,7 @@ from jax import lax
 import numpy as np
 
 from ._areas import Areas, areas, areas_numpy, check_schedule
+from .errors import InputError, InputTypeError
 
 __all__ = ["Param", "PTLaw", "CPTLaw", "SharedCPTLaw", "ReplayCPTLaw", "SizeCPTLaw", "OpenCPTLaw",
            "MultiPowerLaw", "MPLCPTLaw", "LawPair", "LossPair", "predict", "law_from_dict", "replay_factors", "LAWS"]

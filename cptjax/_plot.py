@@ -1,11 +1,12 @@
 """Matplotlib figures (imported lazily by the CLI; the maths never imports this)."""
 
 from __future__ import annotations
-from .errors import InputError
 
 import os
 
 import numpy as np
+
+from .errors import InputError
 
 
 def _plt():

@@ -79,9 +79,8 @@ def prediction_report(law, pt, cpt=None, *, at=None, replay=None, size=None, lam
     ``every_step=False`` and more than 4 000 steps they are evaluated at ~2 000 steps and ``at``.
     A non-finite prediction raises ``InputError`` naming the step."""
     texts = (pt if isinstance(pt, str) else texts[0], cpt if isinstance(cpt, str) else texts[1])
-    pt = _schedules.parse(pt) if isinstance(pt, str) else np.asarray(pt, np.float64)
-    cpt = (_schedules.parse(cpt) if cpt else np.zeros(0)) if isinstance(cpt, str) or cpt is None \
-        else np.asarray(cpt, np.float64)
+    schedule = lambda x: _schedules.parse(x) if isinstance(x, str) else np.asarray(x, np.float64)
+    pt, cpt = schedule(pt), schedule(cpt) if cpt is not None and len(cpt) else np.zeros(0)
     lr, n_pt = _schedules.join(pt, cpt)
     T = lr.size
     at = default_steps(T, n_pt) if at is None else sorted({int(s) for s in at})

@@ -6,13 +6,13 @@ sign was "−"), checked against the plotted loss ranges (paper-notes §7.4). Un
 """
 
 from __future__ import annotations
-from .errors import InputError
 
 import functools
 
 import numpy as np
 
 from ._laws import CPTLaw, LawPair, MultiPowerLaw, ReplayCPTLaw, SizeCPTLaw
+from .errors import InputError
 
 __all__ = ["preset", "PRESETS", "replay_beta"]
 

@@ -7,7 +7,6 @@ progress variable u = (i − W)/(T − W) ∈ (0, 1] (so it reaches ``final`` ex
 """
 
 from __future__ import annotations
-from .errors import InputError
 
 import ast
 import math
@@ -16,9 +15,11 @@ import re
 
 import numpy as np
 
+from .errors import InputError
+
 __all__ = [
     "constant", "cosine", "linear", "wsd", "multistep", "inverse_sqrt", "join", "parse",
-    "from_file", "rewarm",
+    "from_file", "rewarm", "to_csv",
 ]
 
 _SHAPES = ("linear", "exp", "cosine", "sqrt")
@@ -181,6 +182,13 @@ def rewarm(main, start_lr, warmup: int):
         import jax.numpy as xp
     ramp = xp.arange(1, warmup + 1, dtype=main.dtype) / warmup
     return xp.concatenate([start_lr + (main[0] - start_lr) * ramp, main])
+
+
+def to_csv(lr) -> str:
+    """A CPT schedule per step as CSV text, ``cpt_step,lr`` (1-based steps, every digit): the
+    format of ``cptjax design``'s ``plan.csv`` and of ``cptjax tune``'s trial schedules, read
+    back by ``file(...)``."""
+    return "cpt_step,lr\n" + "".join(f"{i + 1},{v!r}\n" for i, v in enumerate(np.asarray(lr).tolist()))
 
 
 def join(pt, cpt) -> tuple[np.ndarray, int]:

@@ -56,13 +56,12 @@ class Recipe:
     def __post_init__(self):
         if self.family not in FAMILIES:
             raise InputError(f"Recipe: family must be one of {FAMILIES}, got {self.family!r}")
-        for name, v, lo, hi in (("peak", self.peak, 0, math.inf), ("replay", self.replay, 0, 1),
-                                ("decay", self.decay, 0, 1), ("final", self.final, 0, 1)):
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not lo <= v <= hi \
-                    or not math.isfinite(v):
-                raise InputError(f"Recipe: {name} must be a number in [{lo}, {hi}], got {v!r}")
-        if self.peak <= 0:
-            raise InputError(f"Recipe: peak must be > 0, got {self.peak!r}")
+        for name, v, hi in (("peak", self.peak, math.inf), ("replay", self.replay, 1),
+                            ("decay", self.decay, 1), ("final", self.final, 1)):
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0 <= v <= hi \
+                    or not math.isfinite(v) or (name == "peak" and v == 0):
+                raise InputError(f"Recipe: {name} must be a finite number in {'(0' if name == 'peak' else '[0'}, "
+                                 f"{hi}], got {v!r}")
 
     def schedule(self, steps: int, start_lr: float = 0.0) -> np.ndarray:
         """The per-step CPT LR for a run of ``steps`` steps, re-warmed from ``start_lr``."""
@@ -214,6 +213,9 @@ class Tuner:
             self._init = space.corners()
             self.candidates = self._init + space.sample(self.rng, n_candidates)
         self.init_steps = max(2, int(round(init_fraction * self.steps)))
+        # Every candidate's full-length schedule and replay ratio, once (the acquisition's inputs).
+        self._scheds = jnp.asarray(np.stack([c.schedule(self.steps, self.pt[-1]) for c in self.candidates]))
+        self._reps = jnp.asarray([c.replay for c in self.candidates])
         self.told: list[_Told] = []
         self.asked = 0
         self.law, self._pred = None, None  # the fitted pair; predictions (draws x candidates)
@@ -279,7 +281,8 @@ class Tuner:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
-                    res = fit(runs, "replay", col, target=target, basins=2, throw=True)
+                    res = fit(runs, "replay", col, target=target, basins=2, throw=True,
+                              pad_to=_bucket(sum(int(np.isfinite(r.losses[col]).sum()) for r in runs)))
                 except FitError:
                     return None
             laws.append(res.law)
@@ -297,22 +300,13 @@ class Tuner:
             return None
         self.law, covs = fitted
         draws = law_draws(self.law, covs, n=self.n_draws, seed=self.seed + len(self.told))
-        scheds = jnp.asarray(np.stack([c.schedule(self.steps, self.pt[-1]) for c in self.candidates]))
-        reps = jnp.asarray([c.replay for c in self.candidates])
         states = pt_states(self.law, self.pt)
-        lam1 = self.lam1
-
-        def one(law, s, r):
-            o, g, d, _ = evaluate(law, states, s, r, 1, lam1, curves=False)
-            return jnp.stack([o, g, d])
-
-        f = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0, 0)), in_axes=(0, None, None)))
-        out = np.asarray(f(draws, scheds, reps))  # (draws, candidates, 3)
-        mean = np.asarray(jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))(self.law, scheds, reps))
+        out = np.asarray(_over_draws(draws, states, self._scheds, self._reps, self.lam1))  # (draws, cands)
+        mean = np.asarray(_over_candidates(self.law, states, self._scheds, self._reps, self.lam1))
         # A draw far in a tail (a parameter the trials barely identify) can predict nonsense for
         # some recipes: each candidate's predictions are clipped to its 2.5-97.5% range over the
         # draws, so that no single draw decides P(best) or the expected gain.
-        obj = np.where(np.isfinite(out[..., 0]), out[..., 0], np.nan)
+        obj = np.where(np.isfinite(out), out, np.nan)
         lo, hi = np.nanquantile(obj, 0.025, axis=0), np.nanquantile(obj, 0.975, axis=0)
         obj = np.clip(np.where(np.isnan(obj), hi, obj), lo, hi)
         self._pred, self._mean = obj, mean
@@ -362,6 +356,28 @@ class Tuner:
         """Every told trial: number, recipe, steps, the observed objective at its last point."""
         return [{"number": t.trial.number, "recipe": t.trial.recipe.to_dict(), "steps": t.trial.steps,
                  "observed_objective": self._observed(t)} for t in self.told]
+
+
+def _bucket(n: int) -> int:
+    """Points padded to the next of 64, 96, 128, 192, 256, 384, 512, …: a tuner's refits compile
+    once per bucket, not once per trial."""
+    b = 64
+    while b < n:
+        b = b * 3 // 2 if b & (b - 1) == 0 else (b // 3) * 4
+    return b
+
+
+def _final(law, states, sched, replay, lam1):
+    """(objective, general, domain) at the last CPT step of ``sched`` after the PT ``states``."""
+    o, g, d, _ = evaluate(law, states, sched, replay, 1, lam1, curves=False)
+    return jnp.stack([o, g, d])
+
+
+# Compiled once per (candidates, draws) shape, not once per trial: the mean law over every
+# candidate, and the objective alone over draws x candidates.
+_over_candidates = jax.jit(jax.vmap(_final, in_axes=(None, None, 0, 0, None)))
+_over_draws = jax.jit(jax.vmap(jax.vmap(lambda *a: _final(*a)[0], in_axes=(None, None, 0, 0, None)),
+                               in_axes=(0, None, None, None, None)))
 
 
 def _tame(law, cov, cap: float = 0.5):

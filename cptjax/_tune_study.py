@@ -18,6 +18,7 @@ import subprocess
 import time
 import tomllib
 
+from ._schedules import to_csv
 from ._tune import Recipe, Space, Tuner
 from .errors import InputError
 from .files import atomic_write, dumps, read_text
@@ -82,7 +83,7 @@ def _run_trial(study, folder, trial, pt_last, seed):
     os.makedirs(folder, exist_ok=True)
     sched = os.path.join(folder, "schedule.csv")
     lr = trial.recipe.schedule(trial.steps, pt_last)
-    atomic_write(sched, "cpt_step,lr\n" + "".join(f"{i + 1},{v!r}\n" for i, v in enumerate(lr.tolist())))
+    atomic_write(sched, to_csv(lr))
     log = os.path.join(folder, "log.csv")
     r = trial.recipe
     cmd = study["train"].format(schedule=shlex.quote(sched), log=shlex.quote(log), replay=r.replay,

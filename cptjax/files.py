@@ -134,6 +134,7 @@ def read_bytes(path, what: str = "input", limit: int | None = None) -> bytes:
     at most ``limit`` bytes (``MAX_INPUT_BYTES``), a ``.gz`` file unpacked to at most ``limit``
     bytes. Raises ``InputError`` naming the file."""
     import gzip
+    import io
     import stat
 
     from .errors import InputError
@@ -160,7 +161,7 @@ def read_bytes(path, what: str = "input", limit: int | None = None) -> bytes:
         raise InputError(f"{path}: cannot read the {what} ({e.strerror})") from None
     if path.endswith(".gz") or raw[:2] == b"\x1f\x8b":
         try:
-            d = gzip.GzipFile(fileobj=__import__("io").BytesIO(raw))
+            d = gzip.GzipFile(fileobj=io.BytesIO(raw))
             out = d.read(limit + 1)
         except (OSError, EOFError, ValueError) as e:
             raise InputError(f"{path}: not a valid gzip file ({e})") from None

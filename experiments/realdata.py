@@ -19,9 +19,8 @@ MPL_PUBLISHED = {"25": (0.00110, 0.00409), "100": (0.00142, 0.00583), "400": (0.
 def errors(law, run, column):
     ix, y = run.points(column)
     p = np.asarray(cptjax.predict(law, run.lr, run.n_pt, idx=ix))
-    rel = np.abs(p - y) / y
-    r2 = 1 - np.sum((p - y) ** 2) / np.sum((y - y.mean()) ** 2)
-    return rel.mean(), rel.max(), r2, (ix + 1, y, p)
+    m = cptjax.metrics(p, y)
+    return m["mean_rel_error"], m["max_rel_error"], m["r2"], (ix + 1, y, p)
 
 
 def multipowerlaw(quick):

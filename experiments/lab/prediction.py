@@ -49,12 +49,12 @@ def errors(law, run, column):
     ix, y = run.points(column)
     pred = np.asarray(cptjax.predict(law, run.lr, run.n_pt, idx=ix,
                                      replay=run.replay if "replay" in law.uses else None))
-    rel = np.abs(pred - y) / y
     ok = np.isfinite(run.losses[column])
     out = {}
     for name, m in phases(run).items():
         m = m[ok]
-        out[name] = {"mean": float(rel[m].mean()), "max": float(rel[m].max())} if m.any() else None
+        e = cptjax.metrics(pred[m], y[m]) if m.any() else None
+        out[name] = {"mean": e["mean_rel_error"], "max": e["max_rel_error"]} if e else None
     return out, (ix + 1, y, pred)
 
 
