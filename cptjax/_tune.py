@@ -132,11 +132,18 @@ class Space:
 
 
 class Trial(NamedTuple):
-    """A proposed run: ``recipe`` trained for ``steps`` CPT steps (≤ the space's), ``number``."""
+    """A proposed run: the first ``steps`` CPT steps of ``recipe``'s full ``full_steps``-step
+    schedule (a short trial is the beginning of the full run, truncated: the law predicts the rest).
+    """
 
     number: int
     recipe: Recipe
     steps: int
+    full_steps: int
+
+    def schedule(self, start_lr: float = 0.0) -> np.ndarray:
+        """The per-step CPT LR to train for this trial, re-warmed from the PT's last LR."""
+        return self.recipe.schedule(self.full_steps, start_lr)[:self.steps]
 
 
 class Recommendation(NamedTuple):
@@ -173,6 +180,9 @@ class Tuner:
         init_fraction: the length of the first (space-filling) trials as a share of ``steps``.
         noise: the seed noise of the objective; the stop rule's threshold.
         columns: the general and domain loss columns of the trials' logs.
+        pt_log: the PT run's own log with both losses (a :class:`Run` or a log file), if you have
+            it: fitted once with every trial, it pins the PT part of the law (L0, A, α, C) that
+            CPT-only logs identify poorly.
         seed: seeds the candidate draws, Thompson sampling and the parameter draws.
 
     Example::
@@ -180,7 +190,7 @@ class Tuner:
         tuner = cptjax.Tuner(cptjax.Space(steps=2000, peak=(1e-4, 3e-3), replay=(0, 0.5)), pt=pt_lr)
         while not tuner.should_stop() and tuner.n_trials < 12:
             trial = tuner.ask()
-            log = train(trial.recipe.schedule(trial.steps, pt_lr[-1]), trial.recipe.replay)
+            log = train(trial.schedule(pt_lr[-1]), trial.recipe.replay)
             tuner.tell(trial, log)             # a Run, or any log file load_run reads
         print(tuner.best())
     """
@@ -188,7 +198,8 @@ class Tuner:
     def __init__(self, space: Space | None = None, *, pt, weight_general: float = 0.5,
                  candidates: Sequence[Recipe] | None = None, steps: int | None = None,
                  init_fraction: float = 0.5, noise: float = 0.005, n_candidates: int = 256,
-                 n_draws: int = 128, columns=("general_loss", "domain_loss"), seed: int = 0):
+                 n_draws: int = 128, columns=("general_loss", "domain_loss"), pt_log=None,
+                 seed: int = 0):
         if space is None and not candidates:
             raise InputError("Tuner: give a search `space`, or `candidates` (a list of Recipe)")
         if candidates is not None and not all(isinstance(c, Recipe) for c in candidates):
@@ -218,6 +229,7 @@ class Tuner:
         self._reps = jnp.asarray([c.replay for c in self.candidates])
         self.told: list[_Told] = []
         self.asked = 0
+        self.pt_run = None if pt_log is None else self._pt_run(pt_log)
         self.law, self._pred = None, None  # the fitted pair; predictions (draws x candidates)
 
     @property
@@ -231,15 +243,15 @@ class Tuner:
         n = self.asked
         self.asked += 1
         if n < len(self._init):
-            return Trial(n, self._init[n], self.init_steps)
+            return Trial(n, self._init[n], self.init_steps, self.steps)
         pred = self._predictions()
         if pred is None:  # the law could not be fitted yet: keep filling the space
-            return Trial(n, self.candidates[self.rng.integers(len(self.candidates))], self.steps)
+            return Trial(n, self.candidates[self.rng.integers(len(self.candidates))], self.steps, self.steps)
         draw = pred[self.rng.integers(pred.shape[0])]
         tried = {t.trial.recipe for t in self.told if t.trial.steps >= self.steps}
         order = np.argsort(draw)
         pick = next((int(i) for i in order if self.candidates[i] not in tried), int(order[0]))
-        return Trial(n, self.candidates[pick], self.steps)
+        return Trial(n, self.candidates[pick], self.steps, self.steps)
 
     def tell(self, trial: Trial, run, *, cpt_steps_only: bool | None = None) -> None:
         """Record a trial's log: a :class:`Run` or a log file (any format ``load_run`` reads) with
@@ -249,7 +261,7 @@ class Tuner:
         step counter, e.g. the lab's); ``cpt_steps_only`` says which when that guess is wrong."""
         if not isinstance(trial, Trial):
             raise InputTypeError(f"tell: `trial` must be a Trial from ask(), got {type(trial).__name__}")
-        cpt = trial.recipe.schedule(trial.steps, self.pt[-1])
+        cpt = trial.schedule(self.pt[-1])
         lr, n_pt = _schedules.join(self.pt, cpt)
         if not isinstance(run, Run):
             with warnings.catch_warnings():
@@ -273,9 +285,24 @@ class Tuner:
                                           replay=trial.recipe.replay)))
         self.law, self._pred = None, None
 
+    def _pt_run(self, log) -> Run:
+        if not isinstance(log, Run):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                log = load_run(log, loss_columns=list(self.columns), schedule=self.pt)
+        missing = [c for c in self.columns if c not in log.losses]
+        if missing:
+            raise InputError(f"Tuner: pt_log {log.name} has no column(s) {missing}; it has {sorted(log.losses)}")
+        steps = np.asarray(log.steps)
+        keep = (steps >= 1) & (steps <= self.pt.size)
+        if keep.sum() < 3:
+            raise InputError(f"Tuner: pt_log {log.name} has fewer than 3 points within the PT's {self.pt.size} steps")
+        return Run("pt", self.pt, self.pt.size, steps[keep],
+                   {c: np.asarray(log.losses[c], np.float64)[keep] for c in self.columns}, replay=0.0)
+
     # -- the law ------------------------------------------------------------------------------
     def _fit(self):
-        runs = [t.run for t in self.told]
+        runs = ([self.pt_run] if self.pt_run is not None else []) + [t.run for t in self.told]
         laws, covs = [], []
         for target, col in zip(("general", "domain"), self.columns):
             with warnings.catch_warnings():

@@ -82,7 +82,7 @@ def load_tune_study(path) -> dict:
 def _run_trial(study, folder, trial, pt_last, seed):
     os.makedirs(folder, exist_ok=True)
     sched = os.path.join(folder, "schedule.csv")
-    lr = trial.recipe.schedule(trial.steps, pt_last)
+    lr = trial.schedule(pt_last)
     atomic_write(sched, to_csv(lr))
     log = os.path.join(folder, "log.csv")
     r = trial.recipe

@@ -18,7 +18,8 @@ CANDS = [cptjax.Recipe(f, p, r, warmup=30) for f in ("cosine", "wsd") for p in (
 
 
 def curves(rec, k, rng, noise=0.003):
-    lr, n_pt = S.join(PT, rec.schedule(k, PT[-1]))
+    """The law's curves of ``rec``'s full schedule, truncated at ``k`` CPT steps (as a trial runs)."""
+    lr, n_pt = S.join(PT, rec.schedule(STEPS, PT[-1])[:k])
     idx = np.arange(n_pt + 19, lr.size, 20)
     g, d = (np.asarray(v) * np.exp(noise * rng.standard_normal(idx.size))
             for v in cptjax.predict(LAW, lr, n_pt, idx=idx, replay=rec.replay))
