@@ -79,6 +79,8 @@ _EXPORTS = {
     "Trial": ("._tune", 'Trial'),
     "Recommendation": ("._tune", 'Recommendation'),
     "load_tune_study": ("._tune_study", 'load_tune_study'),
+    "forecast": ("._forecast", 'forecast'),
+    "Forecast": ("._forecast", 'Forecast'),
     "run_tune_study": ("._tune_study", 'run_tune_study'),
 }
 
@@ -166,4 +168,6 @@ if TYPE_CHECKING:  # the same names, for static analysis (tests/test_api.py keep
     from ._tune import Trial as Trial
     from ._tune import Recommendation as Recommendation
     from ._tune_study import load_tune_study as load_tune_study
+    from ._forecast import forecast as forecast
+    from ._forecast import Forecast as Forecast
     from ._tune_study import run_tune_study as run_tune_study

@@ -386,6 +386,30 @@ def cmd_tune(args) -> int:
     return 0
 
 
+def cmd_forecast(args) -> int:
+    refs = args.reference or []
+    _no_clobber({"--out": args.out, "--plot": args.plot}, [], [args.log] + refs, schedules=(args.schedule,))
+    _out_file(args.out, "--out")
+    _out_file(args.plot, "--plot")
+    _number("--budget", args.budget, 1, integer=True)
+    _number("--cooldown-steps", args.cooldown_steps, 1, integer=True)
+    _number("--final", args.final, 0, 1 - 1e-12)
+    _setup_jax()
+    import cptjax
+
+    progress(f"fitting the annealing law to {args.log}" + (f" with {len(refs)} reference(s)" if refs else ""),
+             args.json)
+    fc = cptjax.forecast(args.log, column=args.column, budget=args.budget, schedule=args.schedule,
+                         cooldown=args.cooldown, cooldown_steps=args.cooldown_steps, final=args.final,
+                         reference=(refs[0] if len(refs) == 1 else refs) or None)
+    if args.out:
+        fc.save(args.out)
+    if args.plot:
+        fc.plot(args.plot)
+    print(dumps(fc.to_dict(), indent=2) if args.json else fc.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="cptjax",
@@ -535,6 +559,30 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--print-example", action="store_true", help="print an example study and exit")
     tu.add_argument("--json", action="store_true", help="print the report as JSON")
     tu.set_defaults(func=cmd_tune)
+
+    fo = sub.add_parser(
+        "forecast", help="forecast a run's final loss: cool down now, at step k, or continue",
+        description="Fit the annealing law (Eq. 1) to a training log so far and forecast the final "
+                    "loss, with a 90%% band, of: the run's own schedule (--schedule), stopping now, "
+                    "cooling down now, and starting the cooldown at each step k of a budget "
+                    "(--budget), with the best k. A log with no annealing does not identify the "
+                    "cooldown's gain: give --reference (a finished run of the same model, or a fit "
+                    "file), else a prior is used and the output says so.")
+    fo.add_argument("log", help="the training log so far (any format cptjax reads)")
+    fo.add_argument("--column", default=None, help="the loss column (default: the only one, or 'loss')")
+    fo.add_argument("--schedule", default=None, help="the run's full schedule (text form or file(...))")
+    fo.add_argument("--budget", type=int, default=None, help="planned total steps (default: the schedule's)")
+    fo.add_argument("--cooldown", default="linear", choices=("linear", "1-sqrt", "cosine", "exp"),
+                    help="cooldown shape (linear)")
+    fo.add_argument("--cooldown-steps", type=int, default=None,
+                    help="length of 'cool down now' (default 20%% of the budget)")
+    fo.add_argument("--final", type=float, default=0.0, help="LR at the cooldown's end, as a fraction (0)")
+    fo.add_argument("--reference", nargs="+", default=None, metavar="RUN|FIT",
+                    help="finished runs of the same model (fitted jointly) or a fit JSON (its C)")
+    fo.add_argument("--out", default=None, help="write the forecast as JSON")
+    fo.add_argument("--plot", default=None, help="write a figure (.png/.pdf/.svg)")
+    fo.add_argument("--json", action="store_true", help="print the forecast as JSON")
+    fo.set_defaults(func=cmd_forecast)
     return p
 
 

@@ -1,0 +1,321 @@
+"""Forecast a run while it trains: "if I start the cooldown now (or at step k), the final loss will
+be X".
+
+The annealing law (Eq. 1, L = L0 + A·S1^−α − C·S2) is fitted on the log so far; each alternative
+future schedule (the run's own, cool down now, stop now, start the cooldown at step k of a fixed
+budget) is the log's LR so far joined to that future, and its final loss is the law's prediction
+there, with a 90% band from parameter draws.
+
+While the LR has been constant, the log holds no annealing and C (the gain of a cooldown) is not
+identified by it. It then comes, in this order, from a reference: other runs of the same model
+(``reference=[run, ...]``: fitted jointly, all parameters shared — e.g. one finished cosine run),
+or an earlier fit (``reference=law`` or a fit file: its C and λ); else from the prior — the
+dimensionless annealing gain κ = C·S1^(1+α)/(A·α) at the end of the budget, which sets how much a
+unit of annealing area is worth against a unit of forward area there. κ's prior (median and log
+spread) comes from fits of Eq. 1 on real runs with cooldowns (``PRIOR_KAPPA``); the band then
+carries its spread, and the forecast says so (``source == "prior"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+
+import numpy as np
+
+from . import _schedules
+from ._areas import areas_numpy
+from ._data import Run, load_run
+from .errors import FitError, InputError, InputTypeError
+from .files import atomic_write, dumps
+
+__all__ = ["forecast", "Forecast", "COOLDOWN_SHAPES", "PRIOR_KAPPA"]
+
+COOLDOWN_SHAPES = {"linear": "linear", "1-sqrt": "sqrt", "sqrt": "sqrt", "cosine": "cosine", "exp": "exp"}
+# κ at the end of the budget: median and standard deviation of log κ over Eq. 1 fits of real runs
+# with cooldowns (experiments/forecast.py --prior: MultiPowerLaw 25M/100M/400M, constant + cosine +
+# WSD runs, budget 24 000 steps: κ_T = 28.5, 29.6, 33.3). Three curves of one study: the spread is
+# widened to 0.5 (a factor ~1.6 at 1 sd) so that the band is honest about a new model.
+PRIOR_KAPPA = (30.0, 0.5)
+_IDENTIFIED = 0.3  # C counts as identified by the log when its relative standard error is below this
+
+
+@dataclasses.dataclass
+class Forecast:
+    """A forecast: every alternative's final loss with a 90% band, and the cooldown-start table.
+
+    ``alternatives``: list of dicts ``name, end (step), loss, lo, hi``; ``table``: list of dicts
+    ``start, loss, lo, hi`` (cooldown from step ``start`` to the end of the budget);
+    ``best_start``: the start with the lowest forecast; ``source``: where C came from (``log``,
+    ``reference``, ``prior``)."""
+
+    step: int
+    observed: float
+    budget: int
+    cooldown: str
+    final: float
+    law: object
+    source: str
+    alternatives: list
+    table: list
+    best_start: int | None
+    fit: object = None
+    notes: list = dataclasses.field(default_factory=list)
+    schedules: dict = dataclasses.field(default_factory=dict, repr=False)
+    curve: tuple = dataclasses.field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        return {"step": self.step, "observed_loss": self.observed, "budget": self.budget,
+                "cooldown": self.cooldown, "final_fraction": self.final, "source": self.source,
+                "law": self.law.to_dict(), "alternatives": self.alternatives, "table": self.table,
+                "best_start": self.best_start, "notes": self.notes,
+                "fit": None if self.fit is None else {"status": self.fit.status, "rmse": self.fit.rmse,
+                                                      "mean_rel_error": self.fit.mean_rel_error}}
+
+    def save(self, path) -> None:
+        atomic_write(path, dumps(self.to_dict(), indent=2))
+
+    def summary(self) -> str:
+        lines = [f"step {self.step}: loss {self.observed:.4f} (C from the {self.source}"
+                 + (", band includes the prior's spread" if self.source == "prior" else "") + ")"]
+        for a in self.alternatives:
+            lines.append(f"  {a['name']:<34} -> step {a['end']:>8}: {a['loss']:.4f}  "
+                         f"[{a['lo']:.4f}, {a['hi']:.4f}]")
+        if self.table:
+            lines.append(f"  cooldown ({self.cooldown}, to {self.final:g}x the LR) from step k to {self.budget}:")
+            for r in self.table:
+                mark = "  <- best" if r["start"] == self.best_start else ""
+                lines.append(f"    k = {r['start']:>8}: {r['loss']:.4f}  [{r['lo']:.4f}, {r['hi']:.4f}]{mark}")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def plot(self, path) -> None:
+        """The curve so far, the fitted law, each alternative's forecast with its band."""
+        from ._plot import _plt, save as save_fig
+
+        fig, ax = _plt().subplots(figsize=(7, 4.5))
+        steps, loss = self.curve
+        ax.plot(steps, loss, ".", ms=2, color="0.5", label="log")
+        for (name, (x, y)), a in zip(self.schedules.items(), self.alternatives):
+            line, = ax.plot(x, y, lw=1, label=name)
+            ax.errorbar([a["end"]], [a["loss"]], yerr=[[a["loss"] - a["lo"]], [a["hi"] - a["loss"]]],
+                        fmt="o", ms=3, color=line.get_color(), capsize=3)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_title(f"forecast at step {self.step} (C from the {self.source})")
+        ax.legend(fontsize=7)
+        save_fig(fig, path)
+
+
+def _cooldown(start_lr, n, shape, final):
+    if n <= 0:
+        return np.zeros(0)
+    v = np.arange(1, n + 1, dtype=np.float64) / n
+    return _schedules._cooldown(start_lr, final * start_lr, v, shape)
+
+
+def forecast(log, *, column: str | None = None, budget: int | None = None, schedule=None,
+             cooldown: str = "linear", cooldown_steps: int | None = None, final: float = 0.0,
+             reference=None, n_starts: int = 12, n_draws: int = 256, seed: int = 0) -> Forecast:
+    """Forecast a (pre-)training run's final loss under alternative futures.
+
+    Args:
+        log: the run so far: a :class:`Run` or a log file (any format :func:`load_run` reads).
+        column: the loss column (default: the log's only loss column, else ``loss``).
+        budget: the planned total steps (default: the length of ``schedule``, else none: no
+            cooldown-start table).
+        schedule: the run's own full schedule (per-step array or text form), when known.
+        cooldown: the cooldown's shape: ``linear``, ``1-sqrt``, ``cosine``, ``exp``.
+        cooldown_steps: the length of "cool down now" (default: 20% of the budget, else of the
+            steps so far).
+        final: the LR at the end of a cooldown, as a fraction of the LR it starts from.
+        reference: other runs of the same model (list of :class:`Run` or log files; fitted
+            jointly), or a fitted law (``pt`` law, or a fit file path): where C comes from when the
+            log has no annealing. ``None``: the prior.
+        n_starts: rows of the cooldown-start table.
+    """
+    if cooldown not in COOLDOWN_SHAPES:
+        raise InputError(f"forecast: cooldown must be one of {sorted(COOLDOWN_SHAPES)}, got {cooldown!r}")
+    shape = COOLDOWN_SHAPES[cooldown]
+    if not (isinstance(final, (int, float)) and 0 <= final < 1 and math.isfinite(final)):
+        raise InputError(f"forecast: final must be a fraction in [0, 1), got {final!r}")
+    if shape == "exp" and final <= 0:
+        raise InputError("forecast: an 'exp' cooldown needs final > 0")
+    full = None if schedule is None else (_schedules.parse(schedule) if isinstance(schedule, str)
+                                          else np.asarray(schedule, np.float64).ravel())
+    run = _as_run(log, full)
+    column = column or (next(iter(run.losses)) if len(run.losses) == 1 else "loss")
+    if column not in run.losses:
+        raise InputError(f"forecast: {run.name} has no loss column {column!r}; it has {sorted(run.losses)}")
+    y = np.asarray(run.losses[column], np.float64)
+    ok = np.isfinite(y)
+    if ok.sum() < 5:
+        raise InputError(f"forecast: {run.name} has {int(ok.sum())} logged losses; at least 5 are needed")
+    t = int(np.asarray(run.steps)[ok].max())
+    lr_so_far = np.asarray(run.lr[:t], np.float64)
+    eta_t = float(lr_so_far[-1])
+    if eta_t <= 0:
+        raise InputError(f"forecast: the LR at step {t} is {eta_t}: the run has already cooled down to 0")
+    if full is not None:
+        if full.size < t:
+            raise InputError(f"forecast: the schedule has {full.size} steps, the log reaches step {t}")
+        budget = full.size if budget is None else budget
+    if budget is not None and (not isinstance(budget, (int, np.integer)) or budget <= t):
+        raise InputError(f"forecast: budget must be an integer step after the log's last step {t}, got {budget!r}")
+    L = int(cooldown_steps) if cooldown_steps is not None else max(1, round(0.2 * (budget or t)))
+    if L < 1:
+        raise InputError(f"forecast: cooldown_steps must be >= 1, got {cooldown_steps!r}")
+    keep = (np.asarray(run.steps) <= t) & ok
+    log_run = Run(run.name, lr_so_far, t, np.asarray(run.steps)[keep], {column: y[keep]})
+
+    res, law, source, notes, ref_law = _fit(log_run, column, reference)
+    T_end = budget or (t + L)
+    S1_T = float(lr_so_far.sum() + eta_t * max(0, T_end - t))
+    rng = np.random.default_rng(seed)
+    draws = _draws(law, res.cov, n_draws, rng)
+    if source == "log" and not (_annealed(lr_so_far) and _identified(law, res.cov)):
+        source = "reference" if ref_law is not None else "prior"
+    if source == "reference" and ref_law is not None:
+        draws["C"] = np.full(n_draws, float(ref_law.C))
+        law = dataclasses.replace(law, C=float(ref_law.C))
+    elif source == "prior":
+        kappa = PRIOR_KAPPA[0] * np.exp(PRIOR_KAPPA[1] * rng.standard_normal(n_draws))
+        draws["C"] = kappa * draws["A"] * draws["alpha"] / S1_T ** (draws["alpha"] + 1)
+        law = dataclasses.replace(law, C=float(PRIOR_KAPPA[0] * law.A * law.alpha / S1_T ** (law.alpha + 1)))
+        notes.append("the log has no annealing and no reference was given: C comes from the prior "
+                     f"(kappa = {PRIOR_KAPPA[0]:g}, log-sd {PRIOR_KAPPA[1]:g}); give a finished run of "
+                     "this model as reference= for a sharper forecast")
+    sd = float(res.rmse) if math.isfinite(res.rmse) else 0.0
+
+    futures = {}
+    if full is not None and full.size > t:
+        futures["continue the schedule"] = full
+    futures["stop now"] = lr_so_far
+    futures[f"cool down now ({cooldown}, {L} steps)"] = np.concatenate([lr_so_far, _cooldown(eta_t, L, shape, final)])
+    table, best = [], None
+    if budget is not None:
+        starts = np.unique(np.linspace(t, budget - 1, n_starts).round().astype(int))
+        for k in starts:
+            lr = np.concatenate([lr_so_far, np.full(k - t, eta_t), _cooldown(eta_t, budget - k, shape, final)])
+            m, lo, hi = _at_end(law, draws, lr, sd)
+            table.append({"start": int(k), "loss": m, "lo": lo, "hi": hi})
+        best = min(table, key=lambda r: r["loss"])["start"]
+        lr = np.concatenate([lr_so_far, np.full(best - t, eta_t), _cooldown(eta_t, budget - best, shape, final)])
+        futures[f"best cooldown start (step {best})"] = lr
+    alternatives, curves = [], {}
+    for name, lr in futures.items():
+        m, lo, hi = _at_end(law, draws, lr, sd)
+        alternatives.append({"name": name, "end": int(lr.size), "loss": m, "lo": lo, "hi": hi})
+        x = np.unique(np.linspace(t, lr.size, 200).round().astype(int))
+        curves[name] = (x, _mean_curve(law, lr, x))
+    obs = float(y[keep][-1])
+    return Forecast(t, obs, int(budget) if budget else None, cooldown, float(final), law, source, alternatives,
+                    table, best, res, notes, curves, (np.asarray(run.steps)[keep], y[keep]))
+
+
+def _as_run(log, full) -> Run:
+    if isinstance(log, Run):
+        return log
+    if isinstance(log, (str, bytes)) or hasattr(log, "__fspath__"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return load_run(log)
+    raise InputTypeError(f"forecast: `log` must be a Run or a log file path, got {type(log).__name__}")
+
+
+def _fit(log_run, column, reference):
+    from ._batch import fit
+    from ._laws import PTLaw
+    from ._lawfile import load_law
+
+    runs, ref_law, notes, source = [log_run], None, [], "log"
+    if reference is not None:
+        if isinstance(reference, PTLaw):
+            ref_law = reference
+        elif isinstance(reference, (str, bytes)) or hasattr(reference, "__fspath__"):
+            try:
+                ref_law = load_law(reference)
+            except InputError:
+                ref_law = None
+            if ref_law is None:
+                reference = [reference]
+        if ref_law is not None and not isinstance(ref_law, PTLaw):
+            raise InputError(f"forecast: a reference law must be the annealing law (pt), got {type(ref_law).__name__}")
+        if ref_law is None:
+            refs = reference if isinstance(reference, (list, tuple)) else [reference]
+            for r in refs:
+                rr = _as_run(r, None)
+                if column not in rr.losses:
+                    raise InputError(f"forecast: the reference {rr.name} has no loss column {column!r}; "
+                                     f"it has {sorted(rr.losses)}")
+                runs.append(Run(rr.name, rr.lr, rr.lr.size, rr.steps, {column: rr.losses[column]}))
+            source = "reference"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            res = fit(runs, "pt", column, throw=True)
+        except FitError as e:
+            raise InputError(f"forecast: the annealing law could not be fitted to {log_run.name}: {e}") from None
+    if ref_law is not None:
+        if _annealed(log_run.lr) and _identified(res.law, res.cov):
+            source = "log"
+        notes.append(f"reference law: C = {ref_law.C:.4g}")
+    return res, res.law, source, notes, ref_law
+
+
+def _annealed(lr) -> bool:
+    """Whether the LR so far has come down from its peak by at least 30% (after the peak): only
+    then can the log itself identify the annealing coefficient C."""
+    i = int(np.argmax(lr))
+    return lr.size > i + 1 and float(lr[i + 1:].min()) <= 0.7 * float(lr[i])
+
+
+def _identified(law, cov) -> bool:
+    names = law.param_names()
+    i = names.index("C")
+    var = float(np.asarray(cov)[i, i]) if cov is not None else math.inf
+    return law.C > 0 and math.isfinite(var) and var >= 0 and math.sqrt(var) < _IDENTIFIED * law.C
+
+
+def _draws(law, cov, n, rng) -> dict:
+    names = law.param_names()
+    x0 = np.array([float(getattr(law, k)) for k in names])
+    c = np.nan_to_num(np.asarray(cov, np.float64), nan=0.0, posinf=0.0, neginf=0.0) if cov is not None \
+        else np.zeros((x0.size, x0.size))
+    # positive parameters in log space (as the fitter parameterises them), capped at 50% sd
+    pos = np.array([p.positive for p in type(law).params]) & (x0 > 0)
+    scale = np.where(pos, 1 / np.where(pos, x0, 1.0), 1.0)
+    cl = c * np.outer(scale, scale)
+    sd = np.sqrt(np.clip(np.diag(cl), 0, None))
+    f = np.where(pos, np.minimum(1.0, 0.5 / np.where(sd > 0, sd, 1.0)), 1.0)
+    cl = cl * np.outer(f, f)
+    w, V = np.linalg.eigh((cl + cl.T) / 2)
+    z = rng.standard_normal((n, x0.size)) * np.sqrt(np.clip(w, 0, None)) @ V.T
+    x = np.where(pos, x0 * np.exp(z), x0 + z)
+    return {k: x[:, i] for i, k in enumerate(names)}
+
+
+def _areas_at(law, lr, idx):
+    return areas_numpy(lr, lr.size, law.lam, idx=np.asarray(idx), eps=getattr(law, "eps", 0.0))
+
+
+def _value(p, a):
+    return p["L0"] + p["A"] * np.power(a.s1_pt + a.s1_cpt, -p["alpha"]) - p["C"] * (a.s2_pt + a.s2_cpt)
+
+
+def _at_end(law, draws, lr, sd):
+    a = _areas_at(law, lr, [lr.size - 1])
+    a = type(a)(*(np.asarray(v).reshape(-1)[0] for v in a))
+    mean = float(_value({k: float(getattr(law, k)) for k in draws}, a))
+    vals = _value(draws, a)
+    vals = vals[np.isfinite(vals)]
+    # the band: parameter draws, plus the log's residual scatter (the measured loss has it too)
+    noise = np.random.default_rng(0).standard_normal(vals.size) * sd
+    lo, hi = np.quantile(vals + noise, [0.05, 0.95]) if vals.size else (math.nan, math.nan)
+    return mean, float(lo), float(hi)
+
+
+def _mean_curve(law, lr, x):
+    a = _areas_at(law, lr, np.asarray(x) - 1)
+    return _value({k: float(getattr(law, k)) for k in law.param_names()}, a)

@@ -1,0 +1,323 @@
+"""The tuning benchmark: ``cptjax tune`` against random search, Optuna (TPE, TPE + Hyperband) and
+the published CPT recipes, on a table of real lab runs (as NAS-Bench / HPO-B do).
+
+Stage ``grid`` writes ``tune/grid.toml``: a 0.1M-parameter byte-level GPT (d_model 64, 2 layers,
+context 64, batch 16) pre-trained 2 000 steps on CPython's prose with WSD (peak 3e-3, cooled to
+3e-4 at the branch), then 500 CPT steps on its Python source for every recipe of the grid —
+6 peak LRs (1.5e-4 … 4.8e-3, ×2 apart: 0.05–1.6× the PT peak) × 5 replay ratios
+(0, 0.1, 0.25, 0.5, 0.75) × 2 families (cosine to 0; WSD with a 20% linear cooldown to 0) ×
+2 data-order seeds — and the published recipes trained as published (relative to the PT peak),
+2 seeds each. Train it with ``cptjax lab experiments/lab/tune/grid.toml --out DIR`` (about 30
+minutes on the 2-core CPU), then ``python -m experiments.lab.tune pack DIR`` stores the runs
+(gzipped) in ``tune/runs/``.
+
+Stage ``bench`` (default) reads the stored runs and runs every strategy against the table (a
+trial of length k costs k CPT steps and returns the stored run truncated at k, one seed drawn at
+random; a strategy's recommendation is scored by its measured objective, mean over seeds, minus
+the best in the grid): random search, Optuna TPE, Optuna TPE with Hyperband pruning, the
+published recipes (one run each), and ``cptjax.Tuner`` in candidates mode, for λ1 ∈ {0.2, 0.5, 0.8}.
+Writes ``results/tune.json`` and ``results/tune.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+import cptjax
+from cptjax.files import atomic_write
+
+HERE = pathlib.Path(__file__).resolve().parent
+DIR = HERE / "tune"
+RUNS = DIR / "runs"
+PT_PEAK = 3e-3
+PT = f"wsd(steps=2000,peak={PT_PEAK:g},warmup=100,decay=0.2,final={PT_PEAK / 10:g})"
+STEPS = 500
+PEAKS = (1.5e-4, 3e-4, 6e-4, 1.2e-3, 2.4e-3, 4.8e-3)
+REPLAYS = (0.0, 0.1, 0.25, 0.5, 0.75)
+FAMILIES = ("cosine", "wsd")
+SEEDS = (0, 1)
+WEIGHTS = (0.2, 0.5, 0.8)
+MODEL = {"preset": "cpu", "d_model": 64, "seq_len": 64}
+
+
+def grid() -> list:
+    """The table's recipes (what cptjax.Tuner's candidates are): family x peak x replay."""
+    return [cptjax.Recipe(f, p, r, decay=0.2, final=0.0) for f in FAMILIES for p in PEAKS for r in REPLAYS]
+
+
+def published() -> dict:
+    """The published CPT recipes, relative to the lab's PT peak (warm-ups from the PT's last LR).
+
+    Ibrahim et al. 2024 (arXiv 2403.08763): linear re-warm over 1% of the steps to the PT peak,
+    cosine to 0.1x of it, 5% replay (25% for a strong shift). Parmar et al. 2024 (arXiv
+    2407.07263): no re-warm, start at the PT minimum (0.1x the PT peak), cosine to 1/100 of that.
+    Wang et al. 2025 (the CPT paper's takeaway): re-warm to 10% of the PT peak (cosine to 0)."""
+    w = STEPS // 100
+    return {"ibrahim-5%": cptjax.Recipe("cosine", PT_PEAK, 0.05, final=0.1, warmup=w),
+            "ibrahim-25%": cptjax.Recipe("cosine", PT_PEAK, 0.25, final=0.1, warmup=w),
+            "parmar": cptjax.Recipe("cosine", PT_PEAK / 10, 0.0, final=0.01),
+            "wang-rewarm-10%": cptjax.Recipe("cosine", PT_PEAK / 10, 0.0, final=0.0, warmup=w)}
+
+
+def pt_schedule() -> np.ndarray:
+    return cptjax.schedules.parse(PT)
+
+
+def grid_stage():
+    sched_dir = DIR / "schedules"
+    os.makedirs(sched_dir, exist_ok=True)
+    last = float(pt_schedule()[-1])
+    model = [f"{k} = {json.dumps(v)}" for k, v in MODEL.items()]
+    toml = ['name = "tune-grid"', "seed = 0", "eval_interval = 25", "eval_batches = 8", "[model]", *model,
+            "[pt]", f'wsd = "{PT}"', "[cpt]", f"steps = {STEPS}", "[cpt.schedules]",
+            f'cosine = "cosine(steps={{steps}},peak={{peak}},final=0)"',
+            f'wsd = "wsd(steps={{steps}},peak={{peak}},decay=0.2,final=0)"']
+    rel = lambda p: os.path.relpath(p, HERE.parents[1])
+    for name, rec in published().items():
+        path = sched_dir / f"{name}.csv"
+        atomic_write(path, cptjax.schedules.to_csv(rec.schedule(STEPS, last)))
+        toml.append(f'"{name}" = "file({rel(path)})"')
+    for seed in SEEDS:  # seed 0 of everything first
+        toml += ["[[cpt.grid]]", 'pt = ["wsd"]', f"schedule = {list(FAMILIES)}".replace("'", '"'),
+                 f"peak = {list(PEAKS)}", f"replay = {list(REPLAYS)}", f"seed = [{seed}]"]
+        for name, rec in published().items():
+            toml += ["[[cpt.grid]]", 'pt = ["wsd"]', f'schedule = ["{name}"]', f"peak = [{rec.peak!r}]",
+                     f"replay = [{rec.replay!r}]", f"seed = [{seed}]"]
+    atomic_write(DIR / "grid.toml", "\n".join(toml) + "\n")
+    print(f"wrote {DIR / 'grid.toml'}: train it with  cptjax lab {rel(DIR / 'grid.toml')} --out DIR")
+
+
+def pack_stage(src):
+    """Store the trained runs gzipped in tune/runs/ (and the manifest)."""
+    os.makedirs(RUNS, exist_ok=True)
+    src = pathlib.Path(src)
+    n = 0
+    for p in sorted(src.glob("*.csv")):
+        atomic_write(RUNS / (p.name + ".gz"), gzip.compress(p.read_bytes(), mtime=0))
+        n += 1
+    atomic_write(RUNS / "manifest.json", (src / "manifest.json").read_text())
+    print(f"stored {n} runs in {RUNS}")
+
+
+# -- the table -------------------------------------------------------------------------------------
+class Table:
+    """The stored runs: per recipe and seed, the CPT-phase evaluation points (steps counted from
+    the start of CPT) of both losses; the PT run's log."""
+
+    def __init__(self, folder=RUNS):
+        self.curves, self.extra = {}, {}
+        self.pt_log = None
+        for p in sorted(pathlib.Path(folder).glob("*.csv.gz")):
+            run = cptjax.load_run(p)
+            if p.name.startswith("pt-"):
+                self.pt_log = run
+                continue
+            fam, peak, rep, seed = _parse_name(p.name)
+            s = np.asarray(run.steps)
+            g, d = run.losses["general_loss"], run.losses["domain_loss"]
+            ok = (s > run.n_pt) & np.isfinite(g) & np.isfinite(d)
+            self.n_pt = run.n_pt
+            entry = (s[ok] - run.n_pt, g[ok], d[ok])
+            if fam in FAMILIES:
+                rec = next(r for r in grid() if r.family == fam and np.isclose(r.peak, peak)
+                           and np.isclose(r.replay, rep))
+                self.curves.setdefault(rec, {})[seed] = entry
+            else:
+                self.extra.setdefault(fam, {})[seed] = entry
+        self.recipes = [r for r in grid() if r in self.curves]
+
+    def final(self, entry, lam1):
+        _, g, d = entry
+        return lam1 * g[-1] + (1 - lam1) * d[-1]
+
+    def objective(self, rec, lam1):
+        """Measured objective of a grid recipe (or published name): mean over seeds."""
+        runs = self.curves[rec] if rec in self.curves else self.extra[rec]
+        return float(np.mean([self.final(e, lam1) for e in runs.values()]))
+
+    def best(self, lam1):
+        return min(self.objective(r, lam1) for r in self.recipes)
+
+    def noise(self, lam1):
+        """Seed noise of the objective: the sd of one run's objective, from seed pairs (|a-b|/sqrt 2, RMS)."""
+        diffs = [self.final(c[0], lam1) - self.final(c[1], lam1) for c in self.curves.values() if len(c) > 1]
+        return float(np.sqrt(np.mean(np.square(diffs)) / 2))
+
+    def trial(self, rec, k, rng):
+        """The stored run of ``rec`` truncated at ``k`` CPT steps, one seed at random: a Run with
+        CPT-relative steps, as a user's CPT log would be."""
+        seeds = sorted(self.curves[rec])
+        s, g, d = self.curves[rec][seeds[rng.integers(len(seeds))]]
+        keep = s <= k
+        return cptjax.Run("trial", np.zeros(1), 0, s[keep], {"general_loss": g[keep], "domain_loss": d[keep]})
+
+
+def _parse_name(name):
+    # wsd_{family}_p{peak}_r{replay}_s{seed}.csv.gz
+    stem = name[:-len(".csv.gz")]
+    rest, seed = stem.rsplit("_s", 1)
+    rest, rep = rest.rsplit("_r", 1)
+    rest, peak = rest.rsplit("_p", 1)
+    return rest.split("_", 1)[1], float(peak), float(rep), int(seed)
+
+
+# -- strategies: each returns [(steps spent, recommended recipe)] after every trial ---------------
+def random_search(table, lam1, budget, rng):
+    order = rng.permutation(len(table.recipes))
+    out, spent, best = [], 0, (np.inf, None)
+    for i in order:
+        rec = table.recipes[i]
+        run = table.trial(rec, STEPS, rng)
+        spent += STEPS
+        obj = lam1 * run.losses["general_loss"][-1] + (1 - lam1) * run.losses["domain_loss"][-1]
+        best = min(best, (obj, i))
+        out.append((spent, table.recipes[best[1]]))
+        if spent >= budget:
+            break
+    return out
+
+
+def optuna_search(table, lam1, budget, rng, pruner=False):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=int(rng.integers(2**31)))
+    prune = optuna.pruners.HyperbandPruner(min_resource=25, max_resource=STEPS, reduction_factor=3) \
+        if pruner else optuna.pruners.NopPruner()
+    study = optuna.create_study(sampler=sampler, pruner=prune)
+    fams, peaks, reps = sorted({r.family for r in table.recipes}), PEAKS, REPLAYS
+    out, spent = [], 0
+    while spent < budget:
+        t = study.ask()
+        rec = cptjax.Recipe(t.suggest_categorical("family", fams), t.suggest_categorical("peak", peaks),
+                            t.suggest_categorical("replay", reps), decay=0.2, final=0.0)
+        run = table.trial(rec, STEPS, rng)
+        obj = lam1 * run.losses["general_loss"] + (1 - lam1) * run.losses["domain_loss"]
+        state, used = None, STEPS
+        for k, v in zip(run.steps, obj):
+            t.report(float(v), int(k))
+            if pruner and t.should_prune():
+                state, used = optuna.trial.TrialState.PRUNED, int(k)
+                break
+        spent += used
+        if state is None:
+            study.tell(t, float(obj[-1]))
+        else:
+            study.tell(t, state=state)
+        done = [x for x in study.trials if x.state == optuna.trial.TrialState.COMPLETE]
+        if done:
+            p = study.best_trial.params
+            out.append((spent, cptjax.Recipe(p["family"], p["peak"], p["replay"], decay=0.2, final=0.0)))
+    return out
+
+
+def cptjax_search(table, lam1, budget, rng, noise):
+    tuner = cptjax.Tuner(candidates=table.recipes, steps=STEPS, pt=pt_schedule(), weight_general=lam1,
+                         noise=noise, pt_log=table.pt_log, seed=int(rng.integers(2**31)))
+    out, spent, trials = [], 0, []
+    while spent < budget:
+        t = tuner.ask()
+        tuner.tell(t, table.trial(t.recipe, t.steps, rng))
+        spent += t.steps
+        trials.append(t)
+        out.append((spent, tuner.best().recipe))
+    return out, tuner
+
+
+def regret_curve(table, lam1, trace, grid_steps):
+    """Regret of the recommendation at each budget in ``grid_steps`` (NaN before the first)."""
+    best = table.best(lam1)
+    out = np.full(len(grid_steps), np.nan)
+    for j, b in enumerate(grid_steps):
+        recs = [r for s, r in trace if s <= b]
+        if recs:
+            out[j] = table.objective(recs[-1], lam1) - best
+    return out
+
+
+def bench_stage(quick=False, repeats=None):
+    table = Table()
+    budget = 12 * STEPS if quick else 20 * STEPS
+    grid_steps = np.arange(STEPS // 2, budget + 1, STEPS // 2)
+    n_cheap = repeats or (5 if quick else 50)
+    n_tuner = repeats or (2 if quick else 10)
+    weights = WEIGHTS[1:2] if quick else WEIGHTS
+    res = {"table": {"recipes": len(table.recipes), "seeds": len(SEEDS), "steps": STEPS, "pt": PT,
+                     "peaks": PEAKS, "replays": REPLAYS, "families": FAMILIES, "n_pt": table.n_pt},
+           "budget_steps": int(budget), "grid_steps": grid_steps.tolist(), "weights": {}}
+    t0 = time.time()
+    for lam1 in weights:
+        noise, best = table.noise(lam1), table.best(lam1)
+        best_rec = min(table.recipes, key=lambda r: table.objective(r, lam1))
+        entry = {"seed_noise": noise, "best_objective": best, "best_recipe": best_rec.to_dict(),
+                 "published": {n: {"regret": table.objective(n, lam1) - best, "steps": STEPS}
+                               for n in table.extra},
+                 "strategies": {}}
+        strategies = {"random": (n_cheap, lambda rng: random_search(table, lam1, budget, rng)),
+                      "optuna-tpe": (n_cheap, lambda rng: optuna_search(table, lam1, budget, rng)),
+                      "optuna-tpe-hyperband": (n_cheap, lambda rng: optuna_search(table, lam1, budget, rng, True)),
+                      "cptjax": (n_tuner, lambda rng: cptjax_search(table, lam1, budget, rng, noise)[0])}
+        for name, (n, run) in strategies.items():
+            curves = []
+            for rep in range(n):
+                curves.append(regret_curve(table, lam1, run(np.random.default_rng([rep, int(lam1 * 10)])), grid_steps))
+                print(f"[tune bench] lambda1={lam1} {name} repeat {rep + 1}/{n}  "
+                      f"{time.time() - t0:.0f}s", file=sys.stderr, flush=True)
+            c = np.array(curves)
+            med = np.nanmedian(c, axis=0)
+            reach = next((int(s) for s, m in zip(grid_steps, med) if m <= noise), None)
+            entry["strategies"][name] = {
+                "repeats": n, "median": med.tolist(), "q25": np.nanquantile(c, 0.25, axis=0).tolist(),
+                "q75": np.nanquantile(c, 0.75, axis=0).tolist(), "steps_to_noise": reach,
+                "final_median": float(med[-1])}
+        res["weights"][str(lam1)] = entry
+    plot(res, quick)
+    return res
+
+
+def plot(res, quick):
+    from experiments._common import ROOT, plt, save
+
+    ws = list(res["weights"])
+    fig, axes = plt.subplots(1, len(ws), figsize=(5 * len(ws), 4), squeeze=False)
+    x = np.asarray(res["grid_steps"]) / STEPS
+    for ax, w in zip(axes[0], ws):
+        e = res["weights"][w]
+        for name, s in e["strategies"].items():
+            ax.plot(x, s["median"], label=name)
+            ax.fill_between(x, s["q25"], s["q75"], alpha=0.15)
+        for n, p in e["published"].items():
+            ax.scatter([1], [max(p["regret"], 1e-4)], marker="x", label=n)
+        ax.axhline(e["seed_noise"], color="k", ls=":", lw=1, label="seed noise")
+        ax.set_yscale("log")
+        ax.set_xlabel("CPT steps spent (full runs)")
+        ax.set_ylabel("regret (nats/byte)")
+        ax.set_title(f"lambda1 = {w}")
+    axes[0][0].legend(fontsize=7)
+    save(str(ROOT / "experiments" / "results"), "tune" + ("_quick" if quick else ""), res, fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("stage", nargs="?", default="bench", choices=("grid", "pack", "bench"))
+    ap.add_argument("src", nargs="?", help="pack: the folder cptjax lab wrote")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int, default=None)
+    args = ap.parse_args(argv)
+    if args.stage == "grid":
+        return grid_stage()
+    if args.stage == "pack":
+        return pack_stage(args.src)
+    return bench_stage(args.quick, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

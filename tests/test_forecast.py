@@ -1,0 +1,99 @@
+"""The forecaster on synthetic logs from Eq. 1 with known parameters (plus 0.1% noise): the
+forecast of each alternative future recovers the true law's loss within its band, the cooldown
+start table finds the true best start, and C's source (log, reference, prior) is said."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+import cptjax  # noqa: E402
+from cptjax import schedules as S  # noqa: E402
+
+TRUE = cptjax.PTLaw(L0=2.4, A=0.55, alpha=0.5, C=0.45)
+PEAK, T, W = 3e-4, 20000, 500
+
+
+def log_of(lr, upto, rng, every=100, noise=0.001):
+    steps = np.arange(every, upto + 1, every)
+    y = np.asarray(cptjax.predict(TRUE, lr, idx=steps - 1)) * np.exp(noise * rng.standard_normal(steps.size))
+    return cptjax.Run("log", np.asarray(lr[:max(upto, steps[-1])]), upto, steps, {"loss": y})
+
+
+def truth(lr):
+    return float(np.asarray(cptjax.predict(TRUE, lr, idx=[lr.size - 1]))[0])
+
+
+def test_forecast_with_a_reference_run_recovers_the_truth():
+    rng = np.random.default_rng(0)
+    const = S.constant(T, PEAK, warmup=W)
+    log = log_of(const, 15000, rng)
+    ref = log_of(S.cosine(T, PEAK, warmup=W, final=0.1 * PEAK), T, rng)
+    fc = cptjax.forecast(log, budget=T, reference=[ref], cooldown="linear", final=0.0)
+    assert fc.source == "reference" and fc.step == 15000
+    by = {a["name"].split(" (")[0]: a for a in fc.alternatives}
+    # cool down now over 20% of the budget (4000 steps, linear to 0)
+    now = np.concatenate([const[:15000], S.wsd(4000, PEAK, decay=1.0, final=0.0)])
+    a = by["cool down now"]
+    assert a["end"] == 19000
+    assert abs(a["loss"] - truth(now)) / truth(now) < 0.002
+    assert a["lo"] <= truth(now) <= a["hi"]
+    # the table: starts from 15000 to 19999; each row against the truth, and the best start
+    true_rows = []
+    for r in fc.table:
+        k = r["start"]
+        lr = np.concatenate([const[:15000], np.full(k - 15000, PEAK), S.wsd(T - k, PEAK, decay=1.0, final=0.0)])
+        true_rows.append((truth(lr), k))
+        assert abs(r["loss"] - truth(lr)) / truth(lr) < 0.002, (k, r, truth(lr))
+    assert fc.best_start == min(true_rows)[1]
+    assert "k =" in fc.summary() and "reference" in fc.summary()
+
+
+def test_forecast_sources_log_and_prior():
+    rng = np.random.default_rng(1)
+    # a WSD log already 60% through its cooldown: the log itself identifies C
+    wsd = S.wsd(T, PEAK, warmup=W, decay=0.25, final=0.0)
+    fc = cptjax.forecast(log_of(wsd, 18000, rng), schedule=wsd)
+    assert fc.source == "log"
+    a = fc.alternatives[0]
+    assert a["name"] == "continue the schedule" and a["end"] == T
+    assert abs(a["loss"] - truth(wsd)) / truth(wsd) < 0.002
+    # a constant log and no reference: the prior, and it says so
+    fc = cptjax.forecast(log_of(S.constant(T, PEAK, warmup=W), 12000, rng), budget=T)
+    assert fc.source == "prior" and any("prior" in n for n in fc.notes)
+    assert all(r["lo"] < r["loss"] < r["hi"] for r in fc.table)
+
+
+def test_forecast_errors():
+    rng = np.random.default_rng(2)
+    log = log_of(S.constant(T, PEAK, warmup=W), 12000, rng)
+    with pytest.raises(cptjax.InputError, match="cooldown"):
+        cptjax.forecast(log, cooldown="step")
+    with pytest.raises(cptjax.InputError, match="budget"):
+        cptjax.forecast(log, budget=100)
+    with pytest.raises(cptjax.InputError, match="final"):
+        cptjax.forecast(log, final=1.5)
+    with pytest.raises(cptjax.InputTypeError):
+        cptjax.forecast(42)
+
+
+def test_cli_forecast(tmp_path, capsys):
+    from cptjax.cli import main
+
+    rng = np.random.default_rng(3)
+    const = S.constant(T, PEAK, warmup=W)
+    for name, lr, upto in (("log.csv", const, 15000), ("ref.csv", S.cosine(T, PEAK, warmup=W, final=0), T)):
+        run = log_of(lr, upto, rng)
+        rows = ["step,lr,loss"] + [f"{s},{float(lr[s - 1])!r},{float(v)!r}" for s, v in zip(run.steps, run.losses["loss"])]
+        (tmp_path / name).write_text("\n".join(rows) + "\n")
+    log = str(tmp_path / "log.csv")
+    assert main(["forecast", log, "--budget", str(T), "--reference",
+                 str(tmp_path / "ref.csv"), "--json", "--out", str(tmp_path / "fc.json")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["source"] == "reference" and out["best_start"] >= 15000
+    assert json.loads((tmp_path / "fc.json").read_text())["table"] == out["table"]
+    before = (tmp_path / "log.csv").read_bytes()
+    assert main(["forecast", log, "--out", log]) == 2  # never overwrite the input
+    assert (tmp_path / "log.csv").read_bytes() == before
