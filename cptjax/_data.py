@@ -57,6 +57,18 @@ class Run:
         if ok.sum() < MIN_POINTS:
             raise DataError(f"{self.name}: column {column!r} has {int(ok.sum())} valid points; "
                             f"at least {MIN_POINTS} are needed to fit")
+        # A loss logged before any LR was applied (a warmup from 0 logged at its first step) has
+        # S1 = 0, where no law is defined: left out, with a warning.
+        s1 = np.cumsum(self.lr)[np.clip(self.steps - 1, 0, self.lr.size - 1)]
+        zero = ok & (s1 <= 0)
+        if zero.any():
+            warnings.warn(f"{self.name}: {int(zero.sum())} logged loss(es) of {column!r} at steps where no LR "
+                          f"has been applied yet (LR 0 so far, e.g. step {int(self.steps[zero][0])}) are "
+                          "left out: the laws are not defined there", DataWarning, stacklevel=3)
+            ok = ok & ~zero
+        if ok.sum() < MIN_POINTS:
+            raise DataError(f"{self.name}: column {column!r} has {int(ok.sum())} valid points; "
+                            f"at least {MIN_POINTS} are needed to fit")
         return self.steps[ok] - 1, y[ok]
 
     def to_dict(self):
@@ -79,10 +91,14 @@ def _open_text(path):
 _META_KEYS = {"n_pt": int, "replay": float, "size": float}
 # Column names a log's step and LR go by (W&B, Hugging Face, Lightning, plain scripts); an LR column
 # may also be any "<group>/lr" or "<group>/learning_rate" (e.g. W&B's "train/learning_rate").
-_STEP_NAMES = ("step", "global_step", "train/global_step", "trainer/global_step", "_step", "Step", "steps")
-_LR_NAMES = ("lr", "learning_rate", "optim/learning_rate_group0")
+# A run's own step counter comes before W&B's ``_step`` (which counts log calls, not optimizer steps)
+# and a panel export's ``Step`` (which may be either): ``iter`` (nanoGPT), ``current_steps``
+# (LLaMA-Factory), ``iteration`` (Megatron).
+_STEP_NAMES = ("step", "global_step", "train/global_step", "trainer/global_step", "iter", "iteration",
+               "current_steps", "_step", "Step", "steps")
+_LR_NAMES = ("lr", "learning_rate", "learning-rate", "optim/learning_rate_group0")
 _LR_SUFFIXES = ("/lr", "/learning_rate")
-_LR_LOOKED_FOR = "lr, learning_rate, optim/learning_rate_group0, */lr, */learning_rate, lr-*"
+_LR_LOOKED_FOR = "lr, learning_rate, learning-rate, optim/learning_rate_group0, */lr, */learning_rate, lr-*"
 
 
 def _lr_name(names):
@@ -331,7 +347,8 @@ def _csv_run(path, name, text, step_column, lr_column, loss_columns, *, schedule
         raise DataError(f"{path}: not a readable CSV file ({e})") from None
     # PyTorch Lightning's LearningRateMonitor logs at global step g the LR of the next update.
     shift = 1 if lc is not None and lc.startswith("lr-") else 0
-    report = {"format": "lightning" if shift else "csv", "nan_cells": {c: n for c, n in nan_cells.items() if n}}
+    fmt = "jsonl" if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")) else "csv"
+    report = {"format": "lightning" if shift else fmt, "nan_cells": {c: n for c, n in nan_cells.items() if n}}
     return _assemble(path, name, rows_steps, rows_lr, rows_loss, report, schedule=schedule, n_pt=n_pt,
                      size=size, replay=replay, total_steps=total_steps, lr_shift=shift)
 
@@ -370,7 +387,10 @@ def _columns(path, header, step_column, lr_column, loss_columns, schedule):
                         "schedule with --schedule")
     if loss_columns is None:
         loss_columns = [c for c in header if c.endswith("CrossEntropyLoss") and c.startswith("eval/")]
-        loss_columns = loss_columns or [c for c in header if "loss" in c.lower() and c not in (sc, lc)]
+        # Lightning's step-level validation metrics (val_loss_step) are logged against a validation
+        # batch counter, not the training step: left out unless named.
+        loss_columns = loss_columns or [c for c in header if "loss" in c.lower() and c not in (sc, lc)
+                                        and not (c.lower().startswith("val") and c.endswith("_step"))]
         if not loss_columns:
             raise DataError(f"{path}: no loss columns found; name them with loss_columns / --loss-column")
     for c in loss_columns:
@@ -461,7 +481,7 @@ def _hf_run(path, name, d, loss_columns, **kw):
         if isinstance(st, bool) or not isinstance(st, (int, float)) or not math.isfinite(st):
             raise DataError(f"{path}: log_history[{i}]: 'step' must be a number, got {st!r}")
         steps.append(int(st))
-        lr = e.get("learning_rate")
+        lr = e.get("learning_rate", e.get("lr"))  # a custom Trainer may log "lr"
         lrs.append(float(lr) if isinstance(lr, (int, float)) and not isinstance(lr, bool) else math.nan)
         for c in cols:
             v = e.get(c)
@@ -495,7 +515,9 @@ def _tensorboard_run(path, name, loss_columns, lr_column, **kw):
     if kw["schedule"] is None and lr_tag not in tags:
         raise DataError(f"{path}: no LR tag (looked for {_LR_LOOKED_FOR}); "
                         f"tags are {tags[:8]}")
-    cols = list(loss_columns) if loss_columns else [t for t in tags if "loss" in t.lower() and t != lr_tag]
+    # Megatron-LM also logs "lm loss vs samples" / "vs tokens" (another x-axis): left out unless named.
+    cols = list(loss_columns) if loss_columns else [t for t in tags if "loss" in t.lower() and t != lr_tag
+                                                    and " vs " not in t]
     for c in cols:
         if c not in tags:
             raise DataError(f"{path}: no scalar tag {c!r}; tags are {tags[:8]}")
@@ -543,7 +565,12 @@ def _assemble(path, name, rows_steps, rows_lr, rows_loss, report, *, schedule, n
     if steps.max() + lr_shift > _schedules.MAX_STEPS:
         raise DataError(f"{path}: step {int(steps.max())} is above the limit of "
                         f"{_schedules.MAX_STEPS:,} steps")
-    if np.any(np.diff(steps) < 0):
+    # Rows that carry none of the chosen values (another metric's rows, e.g. Lightning's validation
+    # rows on their own counter) do not make the steps "go backwards".
+    carry = np.isfinite(np.asarray(rows_lr, np.float64)) if len(rows_lr) == steps.size else np.ones(steps.size, bool)
+    for v in rows_loss.values():
+        carry = carry | np.isfinite(np.asarray(v, np.float64))
+    if np.any(np.diff(steps[carry]) < 0):
         report["unsorted_steps"] = True
         warnings.warn(f"{path}: steps go backwards (a resumed run?); kept the last value logged "
                       "for each step", DataWarning, stacklevel=3)

@@ -152,3 +152,58 @@ def test_megatron_text_log(tmp_path):
     assert res.status == "converged" and res.mean_rel_error < 0.01
     with pytest.raises(cptjax.DataError, match="missing loss column"):
         cptjax.load_run(tmp_path / "train.log", loss_columns=["val loss"])
+
+
+# -- logs written by other trainers (issue 21): their step and LR names, and their quirks ----------
+def _lr_at(s):
+    return 1e-3 * min(1.0, s / 100)
+
+
+def test_own_step_beats_wandb_log_counter(tmp_path):
+    """W&B's _step counts log calls; a run that logs its own step (nanoGPT's iter) is read on it."""
+    rows = ["_step,iter,lr,train/loss"] + [f"{i},{(i + 1) * 10},{_lr_at((i + 1) * 10)!r},{3 - 0.001 * i}"
+                                            for i in range(60)]
+    (tmp_path / "wandb.csv").write_text("\n".join(rows) + "\n")
+    run = cptjax.load_run(tmp_path / "wandb.csv")
+    assert run.steps[0] == 10 and run.steps[-1] == 600
+
+
+def test_llama_factory_jsonl(tmp_path):
+    lines = [json.dumps({"current_steps": s, "total_steps": 500, "loss": 3 - 0.001 * s, "lr": _lr_at(s)})
+             for s in range(5, 501, 5)]
+    (tmp_path / "trainer_log.jsonl").write_text("\n".join(lines) + "\n")
+    run = cptjax.load_run(tmp_path / "trainer_log.jsonl")
+    assert run.report["format"] == "jsonl" and list(run.losses) == ["loss"]
+    assert run.steps[0] == 5 and run.lr[99] == pytest.approx(_lr_at(100), rel=1e-9)
+
+
+def test_hf_state_with_lr_key(tmp_path):
+    hist = [{"step": s, "loss": 3 - 0.001 * s, "lr": _lr_at(s)} for s in range(10, 301, 10)]
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": hist, "global_step": 300}))
+    run = cptjax.load_run(tmp_path / "trainer_state.json")
+    assert run.lr[199] == pytest.approx(_lr_at(200), rel=1e-9)
+
+
+def test_lightning_val_loss_step_left_out(tmp_path):
+    rows = ["epoch,step,train_loss_step,val_loss_step,lr-AdamW"]
+    rows += [f"0,{s},{3 - 0.001 * s},,{_lr_at(s + 1)!r}" for s in range(10, 301, 10)]
+    rows += [f"0,{k},,{2.5 + 0.01 * k}," for k in range(5)]  # against the validation batch counter
+    (tmp_path / "metrics.csv").write_text("\n".join(rows) + "\n")
+    run = cptjax.load_run(tmp_path / "metrics.csv")
+    assert list(run.losses) == ["train_loss_step"]
+
+
+def test_loss_logged_before_any_lr_is_left_out(tmp_path):
+    """A warmup from 0 logged at step 1 with LR 0 (S1 = 0 there): the point is left out with a
+    warning and the fit is finite, not an error about the LR's units."""
+    lr = cptjax.schedules.cosine(2000, 1e-3, warmup=100)
+    lr[0] = 0.0
+    law = cptjax.PTLaw(L0=2.0, A=0.5, alpha=0.5, C=0.3)
+    steps = np.r_[1, np.arange(20, 2001, 20)]
+    y = np.asarray(cptjax.predict(law, np.where(lr > 0, lr, 1e-12), idx=steps - 1))
+    rows = ["step,lr,loss"] + [f"{s},{float(lr[s - 1])!r},{float(v)!r}" for s, v in zip(steps, y)]
+    (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
+    run = cptjax.load_run(tmp_path / "log.csv", schedule=lr)
+    with pytest.warns(cptjax.DataWarning, match="no LR"):
+        res = cptjax.fit(run, "pt", "loss")
+    assert res.finite and res.mean_rel_error < 1e-3
