@@ -20,8 +20,10 @@ import io
 import itertools
 import math
 import os
+import pickle
 import time
 import tomllib
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +57,15 @@ class ModelConfig:
             v = getattr(self, f)
             if not (isinstance(v, int) and v >= 1):
                 raise InputError(f"model.{f} must be an integer >= 1, got {v!r}")
+        if self.vocab < 256:
+            raise InputError(f"model.vocab must be >= 256 (the lab's tokens are bytes), got {self.vocab!r}")
+        if not (isinstance(self.clip, (int, float)) and math.isfinite(self.clip) and self.clip > 0):
+            raise InputError(f"model.clip (the gradient-norm clip) must be a number > 0, got {self.clip!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay <= 1):
+            raise InputError(f"model.weight_decay must be a number in [0, 1], got {self.weight_decay!r}")
+        for f, hi in (("d_model", 8192), ("n_layer", 128), ("n_head", 128), ("seq_len", 65536), ("batch", 65536)):
+            if getattr(self, f) > hi:
+                raise InputError(f"model.{f} = {getattr(self, f)} is above the lab's limit of {hi}")
         if self.d_model % self.n_head:
             raise InputError(f"model.d_model ({self.d_model}) must be a multiple of model.n_head "
                              f"({self.n_head})")
@@ -304,6 +315,8 @@ def parse_study(d: dict, where: str = "study", model: str | None = None) -> Stud
     for key, lo in (("seed", 0), ("eval_interval", 1), ("eval_batches", 1)):
         if key in d:
             _numbers([d[key]], int, f"{where}: {key}", lo)
+    if d.get("eval_batches", 8) > 1024:
+        raise InputError(f"{where}: eval_batches = {d['eval_batches']} is above the limit of 1024")
     cfg = _model(d, where, model)
     pt = _require(d, "pt", dict, where)
     if not pt:
@@ -329,16 +342,14 @@ def parse_study(d: dict, where: str = "study", model: str | None = None) -> Stud
 
 def load_study(path, model: str | None = None) -> Study:
     """Read a study TOML file (``tomllib``); errors name the file and the key."""
+    from .files import read_text
+
     path = os.fspath(path)
+    text = read_text(path, "study file", limit=1 << 20)
     try:
-        with open(path, "rb") as fh:
-            d = tomllib.load(fh)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such study file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a study file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: not valid TOML ({e})") from None
+        d = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
+        raise InputError(f"{path}: not valid TOML ({str(e)[:200]})") from None
     return parse_study(d, path, model)
 
 
@@ -423,11 +434,18 @@ def _save_ckpt(path, step, params, state, log):
 
 
 def _load_ckpt(path, like):
-    with np.load(path) as z:
-        treedef = jax.tree.structure(like)
-        n = treedef.num_leaves
-        leaves = [jnp.asarray(z[f"x{i}"]) for i in range(n)]
-        return int(z["step"]), jax.tree.unflatten(treedef, leaves), [tuple(r) for r in z["log"]]
+    """A checkpoint, checked: a truncated or foreign file is an InputError naming it."""
+    treedef = jax.tree.structure(like)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            leaves = [jnp.asarray(z[f"x{i}"]) for i in range(treedef.num_leaves)]
+            shapes = [np.shape(x) for x in jax.tree.leaves(like)]
+            if [tuple(x.shape) for x in leaves] != [tuple(s) for s in shapes]:
+                raise ValueError("its arrays do not match this study's model")
+            return int(z["step"]), jax.tree.unflatten(treedef, leaves), [tuple(r) for r in z["log"]]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+        raise InputError(f"{path}: a damaged or foreign checkpoint ({str(e)[:120]}): delete it to "
+                         "retrain that run from its start") from None
 
 
 def run_csv(lr, n_pt, replay, log, extra=None) -> str:
@@ -486,7 +504,9 @@ def train_run(spec: RunSpec, study: Study, corpora, out_dir, fns, progress=None,
         step, (params, state), log = _load_ckpt(ck, (params, state))
     elif is_cpt:
         if not os.path.exists(pt_final):
-            raise RuntimeError(f"PT checkpoint {pt_final} is missing (train the PT run first)")
+            raise InputError(f"{spec.name}: the PT checkpoint {pt_final} is missing (the folder's .ckpt was "
+                             f"deleted?): remove {os.path.join(out_dir, 'pt-' + spec.pt_name + '.csv')} "
+                             "to retrain the PT run, or use a fresh --out")
         step, (params, state), log = _load_ckpt(pt_final, (params, state))
     else:
         step, log = 0, []
@@ -505,7 +525,9 @@ def train_run(spec: RunSpec, study: Study, corpora, out_dir, fns, progress=None,
         step = nxt
         g, d = (float(evaluate(params, evals[k])) for k in ("general", "domain"))
         if not (math.isfinite(g) and math.isfinite(d)):
-            raise RuntimeError(f"{spec.name}: the loss became non-finite at step {step} (LR too high?)")
+            raise InputError(f"{spec.name}: the model diverged (loss not finite) at step {step}, LR "
+                             f"{float(lr[step - 1]):.3g}: lower this run's peak LR in the study (or raise "
+                             "model.clip's protection by lowering it)")
         log.append((step, g, d, float(lr[step - 1])))
         if progress is not None:
             progress.update(spec.name, step, T, steps.size)
@@ -536,6 +558,52 @@ def load_corpora(general=None, domain=None, ood=None):
     return out
 
 
+_SETTINGS = ("model", "seed", "eval_interval", "eval_batches", "corpora")
+_RUN_KEYS = ("pt_schedule", "cpt", "replay", "seed")
+
+
+def _same_settings(mpath, manifest) -> None:
+    """A study folder knows what it was made with: rerunning it with another model, seed,
+    evaluation, corpora, or another schedule under a run's name is refused (finished runs would
+    otherwise be reused as if they belonged to the new settings)."""
+    if not os.path.exists(mpath):
+        return
+    from .files import read_text
+
+    import json
+
+    try:
+        old = json.loads(read_text(mpath, "manifest", limit=64 << 20))
+    except (ValueError, RecursionError):
+        raise InputError(f"{mpath}: not a readable manifest: use a fresh --out folder") from None
+    if not isinstance(old, dict):
+        raise InputError(f"{mpath}: not a cptjax lab manifest: use a fresh --out folder")
+    bad = [k for k in _SETTINGS if k in old and json.loads(dumps(manifest[k])) != old[k]]
+    runs = {r.get("file"): r for r in old.get("runs", []) if isinstance(r, dict)}
+    for r in manifest["runs"]:
+        o = runs.get(r["file"])
+        if o is not None and any(json.loads(dumps(r[k])) != o.get(k) for k in _RUN_KEYS):
+            bad.append(f"run {r['file']}")
+    if bad:
+        raise InputError(f"{os.path.dirname(mpath) or '.'}: this study folder was made with other settings "
+                         f"({', '.join(bad[:5])} differ{'s' if len(bad) == 1 else ''}): use a fresh --out "
+                         "folder, or the study it was made with")
+
+
+def _merged(mpath, manifest) -> dict:
+    """The manifest with the runs an earlier study (of the same settings) left in the folder."""
+    if not os.path.exists(mpath):
+        return manifest
+    import json
+
+    from .files import read_text
+
+    old = json.loads(read_text(mpath, "manifest", limit=64 << 20))
+    have = {r["file"] for r in manifest["runs"]}
+    extra = [r for r in old.get("runs", []) if isinstance(r, dict) and r.get("file") not in have]
+    return {**manifest, "runs": manifest["runs"] + extra}
+
+
 def run_study(study: Study, out_dir, *, corpora=None, quiet=False, only=None) -> dict:
     """Train every run of a study that has no run file yet (PT first, then its CPT branches);
     write ``manifest.json``. Returns the manifest."""
@@ -548,10 +616,6 @@ def run_study(study: Study, out_dir, *, corpora=None, quiet=False, only=None) ->
     todo = [r for r in pts + cpts if not os.path.exists(os.path.join(out_dir, r.name + ".csv"))]
     steps_of = lambda r: _schedules.parse(r.pt).size if r.cpt is None else _schedules.parse(r.cpt).size
     prog = _Progress(sum(steps_of(r) for r in todo), quiet=quiet)
-    evals = _eval_batches(corpora, study.model, study.eval_batches)  # the same for every run
-    for r in pts + cpts:
-        if r in todo:
-            train_run(r, study, corpora, out_dir, fns, prog, evals=evals)
     manifest = {
         "study": study.name, "model": dataclasses.asdict(study.model),
         "n_params": study.model.n_params(), "seed": study.seed,
@@ -561,5 +625,12 @@ def run_study(study: Study, out_dir, *, corpora=None, quiet=False, only=None) ->
                   "family": r.family, "peak": r.peak, "replay": r.replay if r.cpt else None,
                   "seed": r.seed, "kind": "cpt" if r.cpt else "pt"} for r in pts + cpts],
     }
-    atomic_write(os.path.join(out_dir, "manifest.json"), dumps(manifest, indent=2))
+    mpath = os.path.join(out_dir, "manifest.json")
+    _same_settings(mpath, manifest)
+    # Written before any training, so that a killed study's folder already says what it was made with.
+    atomic_write(mpath, dumps(_merged(mpath, manifest), indent=2))
+    evals = _eval_batches(corpora, study.model, study.eval_batches)  # the same for every run
+    for r in pts + cpts:
+        if r in todo:
+            train_run(r, study, corpora, out_dir, fns, prog, evals=evals)
     return manifest

@@ -9,6 +9,7 @@ progress variable u = (i − W)/(T − W) ∈ (0, 1] (so it reaches ``final`` ex
 from __future__ import annotations
 
 import ast
+import io
 import math
 import pathlib
 import re
@@ -214,34 +215,38 @@ def from_file(path) -> np.ndarray:
         raise InputError(f"file({path}): no such file")
     if p.is_dir():
         raise InputError(f"file({path}): is a folder, not a schedule file")
+    from .files import read_bytes
+
+    # bounded: a regular file of at most 256 MiB (a FIFO or device would never end)
+    raw = read_bytes(p, f"file({path})", limit=256 << 20)
     try:
         if p.suffix == ".npy":
-            arr = np.load(p)
+            arr = np.load(io.BytesIO(raw), allow_pickle=False)
         elif p.suffix == ".json":  # a plan file from `cptjax design` (or any {"schedule": [...]})
             import json
 
-            with open(p, encoding="utf-8") as fh:
-                d = json.load(fh)
+            d = json.loads(raw.decode("utf-8-sig"))
             if not (isinstance(d, dict) and isinstance(d.get("schedule"), list)):
                 raise InputError(f"file({path}): a JSON schedule needs a 'schedule' list of LRs")
             arr = d["schedule"]
         else:
-            with open(p) as fh:
-                first = fh.readline()
+            text = raw.decode("utf-8-sig")
+            first = text.split("\n", 1)[0]
+            skip = 0
+            col = None
             if any(c.isalpha() for c in first):
                 names = [c.strip() for c in first.split(",")]
                 col = names.index("lr") if "lr" in names else (0 if len(names) == 1 else None)
                 if col is None:
                     raise InputError(f"file({path}): CSV has several columns and none named 'lr'")
-                arr = np.loadtxt(p, delimiter=",", skiprows=1, usecols=col, ndmin=1)
-            else:
-                arr = np.loadtxt(p, delimiter=",", ndmin=1)
+                skip = 1
+            arr = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=skip, usecols=col, ndmin=1)
     except ValueError as e:
         if str(e).startswith("file("):
             raise
         raise InputError(f"file({path}): could not read a numeric LR array ({e})") from None
-    except (OSError, UnicodeDecodeError, EOFError, json_errors()) as e:
-        raise InputError(f"file({path}): could not read it ({e})") from None
+    except (OSError, UnicodeDecodeError, EOFError, RecursionError, json_errors()) as e:
+        raise InputError(f"file({path}): could not read it ({str(e)[:200]})") from None
     try:
         arr = np.asarray(arr, np.float64)
     except (TypeError, ValueError):

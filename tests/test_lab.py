@@ -135,6 +135,11 @@ def test_run_files_fit_without_flags(study_dir, tmp_path, capsys):
      r"cpt.grid\[0\]: peak: 'x' is not a number"),
     ({"cpt": {"steps": 10, "schedules": {}, "grid": [{"pt": [], "schedule": [], "peak": [], "seed": [0.5]}]}},
      "seed: 0.5 is not an integer"),
+    # nonsense hyper-parameters would train uphill with normal-looking run files
+    ({"model": {"vocab": 1}}, "vocab must be >= 256"),
+    ({"model": {"clip": -1.0}}, "clip"),
+    ({"model": {"weight_decay": -0.1}}, "weight_decay"),
+    ({"eval_batches": 5000}, "eval_batches = 5000 is above the limit"),
 ])
 def test_study_errors(patch, msg):
     d = tomllib.loads(STUDY)
@@ -149,3 +154,28 @@ def test_quick_and_default_studies_parse():
     d = L.parse_study(tomllib.loads(L.DEFAULT_STUDY))
     assert len(q.runs) == 4 and len(d.runs) == 16 + 4 + 1
     assert {r.replay for r in d.runs} == {0.0, 0.25, 0.5} and {r.seed for r in d.runs} == {0, 1}
+
+
+def test_study_folder_refuses_other_settings(study_dir, corpora):
+    """A folder made with one study is not silently reused (and relabelled) by another."""
+    d = tomllib.loads(STUDY)
+    d["eval_interval"] = 40
+    with pytest.raises(cptjax.InputError, match="other settings"):
+        L.run_study(L.parse_study(d), study_dir, corpora=corpora, quiet=True)
+    d = tomllib.loads(STUDY)
+    d["cpt"]["schedules"]["k"] = "cosine(steps={steps},peak={peak},final=0)"  # another schedule, same name
+    with pytest.raises(cptjax.InputError, match="run c_k_"):
+        L.run_study(L.parse_study(d), study_dir, corpora=corpora, quiet=True)
+
+
+def test_damaged_checkpoint_is_a_user_error(study_dir, corpora, tmp_path):
+    study = L.parse_study(tomllib.loads(STUDY))
+    spec = next(r for r in study.runs if r.family == "cos")
+    os.makedirs(tmp_path / ".ckpt")
+    good = (study_dir / ".ckpt" / "pt-c.final.npz").read_bytes()
+    (tmp_path / ".ckpt" / "pt-c.final.npz").write_bytes(good[: len(good) // 2])  # truncated by a kill
+    with pytest.raises(cptjax.InputError, match="damaged"):
+        L.train_run(spec, study, corpora, tmp_path, L._make_fns(study.model))
+    os.remove(tmp_path / ".ckpt" / "pt-c.final.npz")
+    with pytest.raises(cptjax.InputError, match="PT checkpoint"):
+        L.train_run(spec, study, corpora, tmp_path, L._make_fns(study.model))

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+import cptjax
 from cptjax import schedules as S
 
 
@@ -68,3 +69,17 @@ def test_bad_specs(text, needle):
     with pytest.raises(ValueError, match=None) as e:
         S.parse(text)
     assert needle in str(e.value)
+
+
+def test_file_schedule_refuses_special_files(tmp_path):
+    """A FIFO (which would never end) or a folder as a schedule file: a clear error, at once."""
+    import os
+
+    fifo = tmp_path / "lr.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(cptjax.InputError, match="regular file|not a"):
+        cptjax.schedules.parse(f"file({fifo})")
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"schedule": ' + "[" * 100000 + "]" * 100000 + "}")
+    with pytest.raises(cptjax.InputError, match="deep.json"):
+        cptjax.schedules.parse(f"file({deep})")
