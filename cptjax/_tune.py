@@ -229,6 +229,7 @@ class Tuner:
         self._reps = jnp.asarray([c.replay for c in self.candidates])
         self.told: list[_Told] = []
         self.asked = 0
+        self._full = set()  # recipes asked at full length
         self.pt_run = None if pt_log is None else self._pt_run(pt_log)
         self.law, self._pred = None, None  # the fitted pair; predictions (draws x candidates)
 
@@ -248,9 +249,10 @@ class Tuner:
         if pred is None:  # the law could not be fitted yet: keep filling the space
             return Trial(n, self.candidates[self.rng.integers(len(self.candidates))], self.steps, self.steps)
         draw = pred[self.rng.integers(pred.shape[0])]
-        tried = {t.trial.recipe for t in self.told if t.trial.steps >= self.steps}
         order = np.argsort(draw)
-        pick = next((int(i) for i in order if self.candidates[i] not in tried), int(order[0]))
+        # not a recipe already run (or asked and still running: parallel workers) at full length
+        pick = next((int(i) for i in order if self.candidates[i] not in self._full), int(order[0]))
+        self._full.add(self.candidates[pick])
         return Trial(n, self.candidates[pick], self.steps, self.steps)
 
     def tell(self, trial: Trial, run, *, cpt_steps_only: bool | None = None) -> None:

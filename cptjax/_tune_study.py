@@ -11,6 +11,7 @@ order, given the seed); ``DIR/report.json`` holds the recommendation and every t
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import shlex
@@ -98,8 +99,19 @@ def _run_trial(study, folder, trial, pt_last, seed):
     return log, None
 
 
-def run_tune_study(study: dict, out: str, progress=None) -> dict:
-    """Run (or resume) a tune study in folder ``out``; returns the report."""
+def _progress(progress, tuner, trial, e, j, n_trials, t0):
+    rate = (j + 1) / max(time.perf_counter() - t0, 1e-9)
+    b = tuner.best() if tuner.n_trials else None
+    progress(f"trial {j + 1}/{n_trials}: {trial.recipe.name()} for {trial.steps} steps"
+             f"{' FAILED: ' + e['error'][:120] if e['error'] else ''}; best so far "
+             f"{b.recipe.name() + f' (predicted {b.objective:.4f})' if b else '-'}; predicted "
+             f"gain left {tuner.expected_gain():.4g}; {rate * 60:.2f} trials/min, ETA "
+             f"{(n_trials - j - 1) / rate:.0f} s")
+
+
+def run_tune_study(study: dict, out: str, progress=None, workers: int = 1) -> dict:
+    """Run (or resume) a tune study in folder ``out``; returns the report. ``workers``: trials run
+    at once (each batch is asked together; the tuner does not propose a recipe that is running)."""
     os.makedirs(out, exist_ok=True)
     jpath = os.path.join(out, "journal.json")
     journal = json.loads(read_text(jpath, "journal")) if os.path.exists(jpath) else []
@@ -113,34 +125,36 @@ def run_tune_study(study: dict, out: str, progress=None) -> dict:
                   init_fraction=study.get("init_fraction", 0.5), seed=study.get("seed", 0),
                   columns=tuple(study.get("columns", ("general_loss", "domain_loss"))))
     entries = journal[1:] if journal else []
-    t0, spent = time.perf_counter(), 0
-    for k in range(study.get("trials", 12)):
-        trial = tuner.ask()
-        if k < len(entries):  # resume: the journal says what this trial gave
-            e = entries[k]
-            if e["recipe"] != trial.recipe.to_dict() or e["steps"] != trial.steps:
-                raise InputError(f"{jpath}: trial {k} differs from the study's (was the journal edited?)")
-        else:
-            folder = os.path.join(out, "trials", f"{k:03d}")
-            log, err = _run_trial(study, folder, trial, float(tuner.pt[-1]), study.get("seed", 0) + k)
-            e = {"number": k, "recipe": trial.recipe.to_dict(), "steps": trial.steps, "log": log,
-                 "error": err}
-            entries.append(e)
-        if e["error"] is None:
-            try:
-                tuner.tell(trial, e["log"])
-            except InputError as exc:
-                e["error"], e["log"] = f"broken log: {exc}", None
-        spent += trial.steps
-        atomic_write(jpath, dumps([{"settings": settings}] + entries, indent=1))
-        if progress:
-            rate = (k + 1) / max(time.perf_counter() - t0, 1e-9)
-            b = tuner.best() if tuner.n_trials else None
-            progress(f"trial {k + 1}/{study.get('trials', 12)}: {trial.recipe.name()} for {trial.steps} "
-                     f"steps{' FAILED: ' + e['error'][:120] if e['error'] else ''}; best so far "
-                     f"{b.recipe.name() + f' (predicted {b.objective:.4f})' if b else '-'}; predicted "
-                     f"gain left {tuner.expected_gain():.4g}; ETA "
-                     f"{(study.get('trials', 12) - k - 1) / rate:.0f} s")
+    t0, spent, k, n_trials = time.perf_counter(), 0, 0, study.get("trials", 12)
+    workers = max(1, int(workers))
+    while k < n_trials:
+        # A batch of up to `workers` trials, asked together and run at once; told in trial order,
+        # so that a resumed study replays the same trials whatever finished first.
+        batch = [tuner.ask() for _ in range(min(workers, n_trials - k))]
+        todo = [(j, t) for j, t in enumerate(batch, start=k) if j >= len(entries)]
+        with concurrent.futures.ThreadPoolExecutor(max(1, len(todo))) as pool:
+            futs = {j: pool.submit(_run_trial, study, os.path.join(out, "trials", f"{j:03d}"), t,
+                                   float(tuner.pt[-1]), study.get("seed", 0) + j) for j, t in todo}
+            for j, trial in enumerate(batch, start=k):
+                if j < len(entries):  # resume: the journal says what this trial gave
+                    e = entries[j]
+                    if e["recipe"] != trial.recipe.to_dict() or e["steps"] != trial.steps:
+                        raise InputError(f"{jpath}: trial {j} differs from the study's (was the journal edited?)")
+                else:
+                    log, err = futs[j].result()
+                    e = {"number": j, "recipe": trial.recipe.to_dict(), "steps": trial.steps, "log": log,
+                         "error": err}
+                    entries.append(e)
+                if e["error"] is None:
+                    try:
+                        tuner.tell(trial, e["log"])
+                    except InputError as exc:
+                        e["error"], e["log"] = f"broken log: {exc}", None
+                spent += trial.steps
+                atomic_write(jpath, dumps([{"settings": settings}] + entries, indent=1))
+                if progress:
+                    _progress(progress, tuner, trial, e, j, n_trials, t0)
+        k += len(batch)
         if tuner.n_trials and tuner.should_stop():
             break
     if not tuner.n_trials:

@@ -373,7 +373,8 @@ def cmd_tune(args) -> int:
     import cptjax
 
     study = cptjax.load_tune_study(args.study)
-    rep = cptjax.run_tune_study(study, args.out, progress=lambda m: progress(m, args.json))
+    _number("--workers", args.workers, 1, integer=True)
+    rep = cptjax.run_tune_study(study, args.out, progress=lambda m: progress(m, args.json), workers=args.workers)
     if args.json:
         print(dumps(rep, indent=2))
     else:
@@ -556,6 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "lets a killed study resume.")
     tu.add_argument("study", nargs="?", default=None, help="study TOML (see --print-example)")
     tu.add_argument("--out", default="cptjax-tune", help="study folder (cptjax-tune)")
+    tu.add_argument("--workers", type=int, default=1, help="trials run at once (1)")
     tu.add_argument("--print-example", action="store_true", help="print an example study and exit")
     tu.add_argument("--json", action="store_true", help="print the report as JSON")
     tu.set_defaults(func=cmd_tune)

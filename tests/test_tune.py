@@ -141,3 +141,15 @@ def test_tune_study_records_failures_and_resumes_identically(tmp_path):
         other = _study(tmp_path, 5)
         other["seed"] = 4
         cptjax.run_tune_study(other, str(tmp_path / "a"))
+
+
+def test_tune_study_with_two_workers(tmp_path):
+    """--workers 2: trials run two at a time, the two of a batch differ, and the journal lists
+    them in trial order; a second call with more trials resumes it."""
+    rep = cptjax.run_tune_study(_study(tmp_path, 4), str(tmp_path / "w"), workers=2)
+    recs = [(t["number"], t["recipe"]["peak"], t["recipe"]["replay"]) for t in rep["trials"]]
+    assert [r[0] for r in recs] == [0, 1, 2, 3]
+    assert recs[0][1:] != recs[1][1:] and recs[2][1:] != recs[3][1:]
+    more = cptjax.run_tune_study(_study(tmp_path, 6), str(tmp_path / "w"), workers=2)
+    assert [t["number"] for t in more["trials"]] == list(range(6))
+    assert more["trials"][:4] == rep["trials"]
