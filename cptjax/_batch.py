@@ -472,11 +472,12 @@ def _basin_predictions(res, prob):
     return np.concatenate(out)
 
 
-def _profile_lam(runs, law, column, target, form, eps, delta, max_iter):
+def _profile_lam(runs, law, column, target, form, eps, delta, max_iter, pad_to=None):
     """Fit at every λ of ``LAM_GRID`` and keep the best objective (with the profile in ``extra``)."""
     if _fit._spec(law)[0].needs_schedule:
         raise InputError(f"lam='profile' needs an area law; {law!r} takes the schedule itself")
-    probs = [make_problem(runs, law, column, target=target, form=form, lam=v, eps=eps) for v in LAM_GRID]
+    probs = [make_problem(runs, law, column, target=target, form=form, lam=v, eps=eps, pad_to=pad_to)
+             for v in LAM_GRID]
     # Problems of different λ differ in a static option: one fit each (shared shapes).
     fits = [fit_batch([p], delta=delta, max_iter=max_iter)[0] for p in probs]
     score = [f.objective if f.status != "non-finite" and math.isfinite(f.objective) else math.inf
@@ -538,8 +539,8 @@ def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = No
     if isinstance(lam, str):
         if lam != "profile":
             raise InputError(f"`lam` must be a number in (0, 1) or 'profile', got {lam!r}")
-        res = _profile_lam(runs, law, column, target, form, eps, delta, max_iter)
-        prob = make_problem(runs, law, column, target=target, form=form, lam=res.law.lam, eps=eps)
+        res = _profile_lam(runs, law, column, target, form, eps, delta, max_iter, pad_to)
+        prob = make_problem(runs, law, column, target=target, form=form, lam=res.law.lam, eps=eps, pad_to=pad_to)
         if basins > 1:
             res = _basins(prob, res, basins, delta, max_iter)
     else:  # the basins reuse this problem: the same static options, so the same compilations

@@ -144,7 +144,40 @@ def forecast(log, *, column: str | None = None, budget: int | None = None, sched
         raise InputError("forecast: an 'exp' cooldown needs final > 0")
     full = None if schedule is None else (_schedules.parse(schedule) if isinstance(schedule, str)
                                           else np.asarray(schedule, np.float64).ravel())
-    run = _as_run(log, full)
+    log_run, column, budget, L = _so_far(_as_run(log, full), column, full, budget, cooldown_steps)
+    t, lr_so_far = log_run.n_pt, log_run.lr
+    res, law, source, notes, ref_law = _fit(log_run, column, reference)
+    rng = np.random.default_rng(seed)
+    law, draws, source = _annealing(law, res.cov, source, ref_law, lr_so_far, budget or (t + L), n_draws, rng, notes)
+    sd = float(res.rmse) if math.isfinite(res.rmse) else 0.0
+    eta_t = float(lr_so_far[-1])
+    futures = {}
+    if full is not None and full.size > t:
+        futures["continue the schedule"] = full
+    futures["stop now"] = lr_so_far
+    futures[f"cool down now ({cooldown}, {L} steps)"] = np.concatenate([lr_so_far, _cooldown(eta_t, L, shape, final)])
+    table, best = [], None
+    if budget is not None:
+        start_at = lambda k: np.concatenate([lr_so_far, np.full(k - t, eta_t), _cooldown(eta_t, budget - k, shape, final)])
+        for k in np.unique(np.linspace(t, budget - 1, n_starts).round().astype(int)):
+            m, lo, hi = _at_end(law, draws, start_at(k), sd)
+            table.append({"start": int(k), "loss": m, "lo": lo, "hi": hi})
+        best = min(table, key=lambda r: r["loss"])["start"]
+        futures[f"best cooldown start (step {best})"] = start_at(best)
+    alternatives, curves = [], {}
+    for name, lr in futures.items():
+        m, lo, hi = _at_end(law, draws, lr, sd)
+        alternatives.append({"name": name, "end": int(lr.size), "loss": m, "lo": lo, "hi": hi})
+        x = np.unique(np.linspace(t, lr.size, 200).round().astype(int))
+        curves[name] = (x, _mean_curve(law, lr, x))
+    y = log_run.losses[column]
+    return Forecast(t, float(y[-1]), int(budget) if budget else None, cooldown, float(final), law, source,
+                    alternatives, table, best, res, notes, curves, (log_run.steps, y))
+
+
+def _so_far(run, column, full, budget, cooldown_steps):
+    """The log up to its last logged loss (as a PT-only Run), the column, the budget and the
+    length of "cool down now", checked."""
     column = column or (next(iter(run.losses)) if len(run.losses) == 1 else "loss")
     if column not in run.losses:
         raise InputError(f"forecast: {run.name} has no loss column {column!r}; it has {sorted(run.losses)}")
@@ -154,64 +187,39 @@ def forecast(log, *, column: str | None = None, budget: int | None = None, sched
         raise InputError(f"forecast: {run.name} has {int(ok.sum())} logged losses; at least 5 are needed")
     t = int(np.asarray(run.steps)[ok].max())
     lr_so_far = np.asarray(run.lr[:t], np.float64)
-    eta_t = float(lr_so_far[-1])
-    if eta_t <= 0:
-        raise InputError(f"forecast: the LR at step {t} is {eta_t}: the run has already cooled down to 0")
+    if lr_so_far[-1] <= 0:
+        raise InputError(f"forecast: the LR at step {t} is {lr_so_far[-1]}: the run has already cooled down to 0")
     if full is not None:
         if full.size < t:
             raise InputError(f"forecast: the schedule has {full.size} steps, the log reaches step {t}")
         budget = full.size if budget is None else budget
-    if budget is not None and (not isinstance(budget, (int, np.integer)) or budget <= t):
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget <= t):
         raise InputError(f"forecast: budget must be an integer step after the log's last step {t}, got {budget!r}")
     L = int(cooldown_steps) if cooldown_steps is not None else max(1, round(0.2 * (budget or t)))
     if L < 1:
         raise InputError(f"forecast: cooldown_steps must be >= 1, got {cooldown_steps!r}")
     keep = (np.asarray(run.steps) <= t) & ok
-    log_run = Run(run.name, lr_so_far, t, np.asarray(run.steps)[keep], {column: y[keep]})
+    return Run(run.name, lr_so_far, t, np.asarray(run.steps)[keep], {column: y[keep]}), column, budget, L
 
-    res, law, source, notes, ref_law = _fit(log_run, column, reference)
-    T_end = budget or (t + L)
-    S1_T = float(lr_so_far.sum() + eta_t * max(0, T_end - t))
-    rng = np.random.default_rng(seed)
-    draws = _draws(law, res.cov, n_draws, rng)
-    if source == "log" and not (_annealed(lr_so_far) and _identified(law, res.cov)):
+
+def _annealing(law, cov, source, ref_law, lr_so_far, T_end, n_draws, rng, notes):
+    """The law and its parameter draws with C from where it is known: the log (when it anneals
+    and identifies C), the reference, or the prior."""
+    draws = _draws(law, cov, n_draws, rng)
+    if source == "log" and not (_annealed(lr_so_far) and _identified(law, cov)):
         source = "reference" if ref_law is not None else "prior"
     if source == "reference" and ref_law is not None:
         draws["C"] = np.full(n_draws, float(ref_law.C))
         law = dataclasses.replace(law, C=float(ref_law.C))
     elif source == "prior":
+        S1_T = float(lr_so_far.sum() + lr_so_far[-1] * max(0, T_end - lr_so_far.size))
         kappa = PRIOR_KAPPA[0] * np.exp(PRIOR_KAPPA[1] * rng.standard_normal(n_draws))
         draws["C"] = kappa * draws["A"] * draws["alpha"] / S1_T ** (draws["alpha"] + 1)
         law = dataclasses.replace(law, C=float(PRIOR_KAPPA[0] * law.A * law.alpha / S1_T ** (law.alpha + 1)))
         notes.append("the log has no annealing and no reference was given: C comes from the prior "
                      f"(kappa = {PRIOR_KAPPA[0]:g}, log-sd {PRIOR_KAPPA[1]:g}); give a finished run of "
                      "this model as reference= for a sharper forecast")
-    sd = float(res.rmse) if math.isfinite(res.rmse) else 0.0
-
-    futures = {}
-    if full is not None and full.size > t:
-        futures["continue the schedule"] = full
-    futures["stop now"] = lr_so_far
-    futures[f"cool down now ({cooldown}, {L} steps)"] = np.concatenate([lr_so_far, _cooldown(eta_t, L, shape, final)])
-    table, best = [], None
-    if budget is not None:
-        starts = np.unique(np.linspace(t, budget - 1, n_starts).round().astype(int))
-        for k in starts:
-            lr = np.concatenate([lr_so_far, np.full(k - t, eta_t), _cooldown(eta_t, budget - k, shape, final)])
-            m, lo, hi = _at_end(law, draws, lr, sd)
-            table.append({"start": int(k), "loss": m, "lo": lo, "hi": hi})
-        best = min(table, key=lambda r: r["loss"])["start"]
-        lr = np.concatenate([lr_so_far, np.full(best - t, eta_t), _cooldown(eta_t, budget - best, shape, final)])
-        futures[f"best cooldown start (step {best})"] = lr
-    alternatives, curves = [], {}
-    for name, lr in futures.items():
-        m, lo, hi = _at_end(law, draws, lr, sd)
-        alternatives.append({"name": name, "end": int(lr.size), "loss": m, "lo": lo, "hi": hi})
-        x = np.unique(np.linspace(t, lr.size, 200).round().astype(int))
-        curves[name] = (x, _mean_curve(law, lr, x))
-    obs = float(y[keep][-1])
-    return Forecast(t, obs, int(budget) if budget else None, cooldown, float(final), law, source, alternatives,
-                    table, best, res, notes, curves, (np.asarray(run.steps)[keep], y[keep]))
+    return law, draws, source
 
 
 def _as_run(log, full) -> Run:

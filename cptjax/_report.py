@@ -147,23 +147,10 @@ def design_report(law, pt, cpt_steps: int, *, max_lr: float = 2e-4, weight_gener
     """
     src = _check_law(law, covs)
     pair = src.law
-    if not isinstance(pair, LawPair):
-        raise InputError(f"{src.name}: design needs a general+domain law pair (a CPT preset or a JSON "
-                         "with 'general' and 'domain', or two fit files)")
-    if replay not in (None, "free") and not any("replay" in l.uses for l in pair):
-        raise InputError(f"replay (--replay): the law {src.name} has no replay ratio (it predicts the same losses "
-                         "for every ratio); use the replay preset or a fit of the replay law")
     if isinstance(pt, str):
         pt_text, pt = pt_text or pt, _schedules.parse(pt)
     pt = np.asarray(pt, np.float64)
-    lr_max = src.lr_max
-    if lr_max and max_lr > 10 * lr_max:
-        raise InputError(f"max_lr (--max-lr) {max_lr:g} is {max_lr / lr_max:.3g}x the largest LR the law was fitted "
-                         f"on ({lr_max:g}): its predictions there are not trustworthy")
-    warns = []
-    if lr_max and max_lr > lr_max * (1 + 1e-9):
-        warns.append(f"max_lr (--max-lr) {max_lr:g} is above the largest LR the law was fitted on ({lr_max:g}): "
-                     "the plan may rely on extrapolation")
+    warns = _check_design(src, replay, max_lr)
     has_cov = all(c is not None for c in src.cov)
     if robust and not has_cov:
         raise InputError("robust (--robust) design needs parameter covariances: give two fit files GENERAL.json,DOMAIN.json")
@@ -204,6 +191,26 @@ def design_report(law, pt, cpt_steps: int, *, max_lr: float = 2e-4, weight_gener
     meta = {"law": src.name, "pt": pt_text if pt_text is not None else f"array({pt.size} steps)",
             "cpt_steps": cpt_steps, "max_lr": max_lr}
     return DesignReport(plan, free, front_d, unc, warns, bands, meta)
+
+
+def _check_design(src, replay, max_lr) -> list:
+    """Refuse a law that cannot design (not a pair; a replay ratio it ignores; a max LR far
+    beyond its data); return the warnings for a max LR just beyond it."""
+    pair = src.law
+    if not isinstance(pair, LawPair):
+        raise InputError(f"{src.name}: design needs a general+domain law pair (a CPT preset or a JSON "
+                         "with 'general' and 'domain', or two fit files)")
+    if replay not in (None, "free") and not any("replay" in l.uses for l in pair):
+        raise InputError(f"replay (--replay): the law {src.name} has no replay ratio (it predicts the same losses "
+                         "for every ratio); use the replay preset or a fit of the replay law")
+    lr_max = src.lr_max
+    if lr_max and max_lr > 10 * lr_max:
+        raise InputError(f"max_lr (--max-lr) {max_lr:g} is {max_lr / lr_max:.3g}x the largest LR the law was fitted "
+                         f"on ({lr_max:g}): its predictions there are not trustworthy")
+    if lr_max and max_lr > lr_max * (1 + 1e-9):
+        return [f"max_lr (--max-lr) {max_lr:g} is above the largest LR the law was fitted on ({lr_max:g}): "
+                "the plan may rely on extrapolation"]
+    return []
 
 
 def _summary(rep: DesignReport) -> str:

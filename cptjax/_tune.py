@@ -183,6 +183,9 @@ class Tuner:
         pt_log: the PT run's own log with both losses (a :class:`Run` or a log file), if you have
             it: fitted once with every trial, it pins the PT part of the law (L0, A, α, C) that
             CPT-only logs identify poorly.
+        lam: the areas' momentum decay λ (default the paper's 0.999), or ``"profile"`` (the best
+            of ``cptjax.LAM_GRID`` by the fit's objective; six fits per refit, and on the lab's
+            tuning table no better: experiments/lab/tune.py).
         seed: seeds the candidate draws, Thompson sampling and the parameter draws.
 
     Example::
@@ -199,7 +202,7 @@ class Tuner:
                  candidates: Sequence[Recipe] | None = None, steps: int | None = None,
                  init_fraction: float = 0.5, noise: float = 0.005, n_candidates: int = 256,
                  n_draws: int = 128, columns=("general_loss", "domain_loss"), pt_log=None,
-                 seed: int = 0):
+                 lam=None, seed: int = 0):
         if space is None and not candidates:
             raise InputError("Tuner: give a search `space`, or `candidates` (a list of Recipe)")
         if candidates is not None and not all(isinstance(c, Recipe) for c in candidates):
@@ -216,7 +219,7 @@ class Tuner:
         if self.pt.ndim != 1 or self.pt.size < 2 or not np.all(np.isfinite(self.pt)):
             raise InputError("Tuner: `pt` must be a finite per-step LR schedule")
         self.rng = np.random.default_rng(seed)
-        self.seed, self.n_draws, self.columns = seed, int(n_draws), tuple(columns)
+        self.seed, self.n_draws, self.columns, self.lam = seed, int(n_draws), tuple(columns), lam
         if candidates is not None:
             self.candidates = list(candidates)
             self._init = _spread(self.candidates)
@@ -227,6 +230,8 @@ class Tuner:
         # Every candidate's full-length schedule and replay ratio, once (the acquisition's inputs).
         self._scheds = jnp.asarray(np.stack([c.schedule(self.steps, self.pt[-1]) for c in self.candidates]))
         self._reps = jnp.asarray([c.replay for c in self.candidates])
+        self._index = {c: i for i, c in enumerate(self.candidates)}
+        self._z = _features(self.candidates)
         self.told: list[_Told] = []
         self.asked = 0
         self._full = set()  # recipes asked at full length
@@ -310,7 +315,7 @@ class Tuner:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
-                    res = fit(runs, "replay", col, target=target, basins=2, throw=True,
+                    res = fit(runs, "replay", col, target=target, basins=2, throw=True, lam=self.lam,
                               pad_to=_bucket(sum(int(np.isfinite(r.losses[col]).sum()) for r in runs)))
                 except FitError:
                     return None
@@ -338,8 +343,25 @@ class Tuner:
         obj = np.where(np.isfinite(out), out, np.nan)
         lo, hi = np.nanquantile(obj, 0.025, axis=0), np.nanquantile(obj, 0.975, axis=0)
         obj = np.clip(np.where(np.isnan(obj), hi, obj), lo, hi)
+        # The law is a model, not the truth: where full-length trials measured the objective, its
+        # residual there (measured − predicted) corrects the prediction of nearby recipes
+        # (kernel-weighted, shrunk towards 0), as a Gaussian process on the law's residuals would.
+        corr = self._residual_correction(mean[:, 0])
+        obj = obj + corr[None, :]
+        mean = np.asarray(mean).copy()
+        mean[:, 0] += corr
         self._pred, self._mean = obj, mean
         return self._pred
+
+    def _residual_correction(self, mean) -> np.ndarray:
+        full = [t for t in self.told if t.trial.steps >= self.steps and t.trial.recipe in self._index]
+        if not full:
+            return np.zeros(len(self.candidates))
+        idx = np.array([self._index[t.trial.recipe] for t in full])
+        res = np.array([self._observed(t) for t in full]) - mean[idx]
+        d2 = np.sum((self._z[:, None, :] - self._z[None, idx, :]) ** 2, axis=-1)
+        w = np.exp(-d2 / (2 * _LENGTH ** 2))
+        return (w @ res) / (w.sum(axis=1) + _SHRINK)
 
     # -- results ------------------------------------------------------------------------------
     def best(self) -> Recommendation:
@@ -387,6 +409,21 @@ class Tuner:
                  "observed_objective": self._observed(t)} for t in self.told]
 
 
+_LENGTH = 0.15  # the residual kernel's length scale, in the unit-scaled (log peak, replay) space
+_SHRINK = 0.5   # prior weight of "no correction" (one trial at distance 0 moves it by 2/3 of its residual)
+
+
+def _features(cands) -> np.ndarray:
+    """Recipes as points for the residual kernel: log peak and replay scaled to [0, 1] over the
+    candidates, the family (and its shape) one unit apart (no correction crosses families)."""
+    p = np.log([c.peak for c in cands])
+    r = np.array([c.replay for c in cands])
+    fam = np.array([FAMILIES.index(c.family) for c in cands], np.float64)
+    shape = np.array([c.decay if c.family == "wsd" else c.final for c in cands])
+    return np.stack([(p - p.min()) / max(np.ptp(p), 1e-12), (r - r.min()) / max(np.ptp(r), 1e-12),
+                     fam, shape], axis=1)
+
+
 def _bucket(n: int) -> int:
     """Points padded to the next of 64, 96, 128, 192, 256, 384, 512, …: a tuner's refits compile
     once per bucket, not once per trial."""
@@ -431,10 +468,12 @@ def _spread(cands: list) -> list:
     r = np.array([c.replay for c in cands])
     z = np.stack([(p - p.min()) / max(np.ptp(p), 1e-12), (r - r.min()) / max(np.ptp(r), 1e-12)], 1)
     targets = [(0, 0), (1, 1), (0.5, 0.5), (1, 0), (0, 1)]
+    fams = sorted({c.family for c in cands})
     out = []
-    for t in targets:
-        order = np.argsort(np.sum((z - np.asarray(t)) ** 2, axis=1))
-        pick = next((cands[i] for i in order if cands[i] not in out), None)
+    for k, t in enumerate(targets):
+        want = fams[k % len(fams)]  # the families alternate, as in Space.corners
+        d = np.sum((z - np.asarray(t)) ** 2, axis=1) + np.array([c.family != want for c in cands])
+        pick = next((cands[i] for i in np.argsort(d) if cands[i] not in out), None)
         if pick is not None:
             out.append(pick)
     return out

@@ -411,19 +411,7 @@ def cmd_forecast(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="cptjax",
-        description="Predict, fit and optimise LLM continual pre-training (CPT) loss curves with "
-                    "the CPT scaling law (Wang et al. 2025) in JAX.",
-        epilog="Schedules are given in text form, e.g. "
-               "'wsd(steps=40000,peak=2e-4,warmup=500,decay=0.2,final=2e-5)', "
-               "'cosine(steps=10000,peak=1e-4,warmup=500,final=0)', 'constant(steps=N,peak=X)', "
-               "'linear(...)', 'multistep(...)', 'inverse_sqrt(...)', or 'file(lr.npy)'. "
-               "Run 'cptjax COMMAND --help' for each command.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
+def _add_predict(sub) -> None:
     pr = sub.add_parser(
         "predict", help="predict general and domain loss curves for a PT+CPT schedule",
         description="Predict the loss at every step of a joined PT+CPT schedule with a law (a "
@@ -457,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--lr-column", default=None, help="with --run: the log's LR column (e.g. lr)")
     pr.set_defaults(func=cmd_predict)
 
+
+def _add_fit(sub) -> None:
     fi = sub.add_parser(
         "fit", help="fit a law to loss logs (CSV, W&B CSV export, JSON)",
         description="Fit one law to one loss column of one or more runs, parameters shared "
@@ -496,6 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--json", action="store_true", help="print machine-readable JSON to stdout")
     fi.set_defaults(func=cmd_fit)
 
+
+def _add_design(sub) -> None:
     de = sub.add_parser(
         "design", help="optimise the CPT schedule and replay ratio (the main job)",
         description="Design the CPT learning-rate schedule (and replay ratio) that minimises "
@@ -525,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--json", action="store_true", help="print machine-readable JSON to stdout")
     de.set_defaults(func=cmd_design)
 
+
+def _add_lab(sub) -> None:
     la = sub.add_parser(
         "lab", help="train real PT + CPT runs of a small GPT (the CPT lab)",
         description="Train a small byte-level GPT (JAX/optax) on English prose (PT), then continue "
@@ -549,6 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--json", action="store_true", help="print the manifest as JSON")
     la.set_defaults(func=cmd_lab)
 
+
+def _add_tune(sub) -> None:
     tu = sub.add_parser(
         "tune", help="tune a CPT recipe (peak LR, replay, schedule) with your trainer and the law",
         description="Run a tuning study: each trial trains a recipe with the study's 'train' command "
@@ -562,6 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--json", action="store_true", help="print the report as JSON")
     tu.set_defaults(func=cmd_tune)
 
+
+def _add_forecast(sub) -> None:
     fo = sub.add_parser(
         "forecast", help="forecast a run's final loss: cool down now, at step k, or continue",
         description="Fit the annealing law (Eq. 1) to a training log so far and forecast the final "
@@ -585,6 +583,23 @@ def build_parser() -> argparse.ArgumentParser:
     fo.add_argument("--plot", default=None, help="write a figure (.png/.pdf/.svg)")
     fo.add_argument("--json", action="store_true", help="print the forecast as JSON")
     fo.set_defaults(func=cmd_forecast)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="cptjax",
+        description="Predict, fit and optimise LLM continual pre-training (CPT) loss curves with "
+                    "the CPT scaling law (Wang et al. 2025) in JAX.",
+        epilog="Schedules are given in text form, e.g. "
+               "'wsd(steps=40000,peak=2e-4,warmup=500,decay=0.2,final=2e-5)', "
+               "'cosine(steps=10000,peak=1e-4,warmup=500,final=0)', 'constant(steps=N,peak=X)', "
+               "'linear(...)', 'multistep(...)', 'inverse_sqrt(...)', or 'file(lr.npy)'. "
+               "Run 'cptjax COMMAND --help' for each command.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    for add in (_add_predict, _add_fit, _add_design, _add_lab, _add_tune, _add_forecast):
+        add(sub)
     return p
 
 
