@@ -9,11 +9,11 @@ there, with a 90% band from parameter draws.
 While the LR has been constant, the log holds no annealing and C (the gain of a cooldown) is not
 identified by it. It then comes, in this order, from a reference: other runs of the same model
 (``reference=[run, ...]``: fitted jointly, all parameters shared — e.g. one finished cosine run),
-or an earlier fit (``reference=law`` or a fit file: its C and λ); else from the prior — the
-dimensionless annealing gain κ = C·S1^(1+α)/(A·α) at the end of the budget, which sets how much a
-unit of annealing area is worth against a unit of forward area there. κ's prior (median and log
-spread) comes from fits of Eq. 1 on real runs with cooldowns (``PRIOR_KAPPA``); the band then
-carries its spread, and the forecast says so (``source == "prior"``).
+or an earlier fit (``reference=law`` or a fit file: its C); else from the prior — the
+dimensionless annealing gain κ_t = C·S1_t^(1+α)/(A·α) at the log's last step t, how much a unit of
+annealing area is worth against a unit of forward area there, which grows as t^1.5 across real
+runs (``PRIOR_Q``); the band then carries its spread, and the forecast says so
+(``source == "prior"``).
 """
 
 from __future__ import annotations
@@ -30,14 +30,17 @@ from ._data import Run, load_run
 from .errors import FitError, InputError, InputTypeError
 from .files import atomic_write, dumps
 
-__all__ = ["forecast", "Forecast", "COOLDOWN_SHAPES", "PRIOR_KAPPA"]
+__all__ = ["forecast", "Forecast", "COOLDOWN_SHAPES", "PRIOR_Q"]
 
 COOLDOWN_SHAPES = {"linear": "linear", "1-sqrt": "sqrt", "sqrt": "sqrt", "cosine": "cosine", "exp": "exp"}
-# κ at the end of the budget: median and standard deviation of log κ over Eq. 1 fits of real runs
-# with cooldowns (experiments/forecast.py --prior: MultiPowerLaw 25M/100M/400M, constant + cosine +
-# WSD runs, budget 24 000 steps: κ_T = 28.5, 29.6, 33.3). Three curves of one study: the spread is
-# widened to 0.5 (a factor ~1.6 at 1 sd) so that the band is honest about a new model.
-PRIOR_KAPPA = (30.0, 0.5)
+# The prior of the annealing gain: κ_t = C·S1_t^(1+α)/(A·α) — what a unit of annealing area is worth
+# against a unit of forward area at the log's last step t — scales as t^1.5 across real runs:
+# κ_t = q·t^1.5 with q = 8.2e-6 (median over Eq. 1 fits of 8 runs with cooldowns from two studies:
+# MultiPowerLaw 25M/100M/400M, 24 000 steps, q = 7.9e-6..9.2e-6; OLMo-2 ladder 190M..3B at 10xC,
+# 73 000..202 000 steps, q = 5.9e-6..1.27e-5; experiments/forecast.py), log-sd 0.22 there, taken
+# as 0.35 for a model it has not seen. A·α·S1_t^(−α−1) is the log's own slope in S1, which a
+# constant-LR log does identify; so C = q·t^1.5·A·α / S1_t^(1+α).
+PRIOR_Q = (8.2e-6, 0.35)
 _IDENTIFIED = 0.3  # C counts as identified by the log when its relative standard error is below this
 
 
@@ -148,7 +151,7 @@ def forecast(log, *, column: str | None = None, budget: int | None = None, sched
     t, lr_so_far = log_run.n_pt, log_run.lr
     res, law, source, notes, ref_law = _fit(log_run, column, reference)
     rng = np.random.default_rng(seed)
-    law, draws, source = _annealing(law, res.cov, source, ref_law, lr_so_far, budget or (t + L), n_draws, rng, notes)
+    law, draws, source = _annealing(law, res.cov, source, ref_law, log_run, budget or (t + L), n_draws, rng, notes)
     sd = float(res.rmse) if math.isfinite(res.rmse) else 0.0
     eta_t = float(lr_so_far[-1])
     futures = {}
@@ -202,23 +205,45 @@ def _so_far(run, column, full, budget, cooldown_steps):
     return Run(run.name, lr_so_far, t, np.asarray(run.steps)[keep], {column: y[keep]}), column, budget, L
 
 
-def _annealing(law, cov, source, ref_law, lr_so_far, T_end, n_draws, rng, notes):
+def _relevel(law, draws, log):
+    """With C set from elsewhere, L0 and A (the law's linear parameters) refitted to the log by
+    least squares (for the law and each draw, its α and C held): the curve so far stays fitted
+    (the warmup's negative annealing area would otherwise shift it by C·S2)."""
+    steps, y = log.points(next(iter(log.losses)))
+    a = areas_numpy(log.lr, log.lr.size, law.lam, idx=steps, eps=getattr(law, "eps", 0.0))
+    s1, s2 = a.s1_pt + a.s1_cpt, a.s2_pt + a.s2_cpt
+
+    def solve(alpha, C):
+        X = np.stack([np.ones_like(s1), np.power(s1, -alpha)], 1)
+        (L0, A), *_ = np.linalg.lstsq(X, y + C * s2, rcond=None)
+        return L0, max(A, 1e-12)
+
+    L0, A = solve(law.alpha, law.C)
+    law = dataclasses.replace(law, L0=float(L0), A=float(A))
+    sol = np.array([solve(al, c) for al, c in zip(draws["alpha"], draws["C"])])
+    return law, {**draws, "L0": sol[:, 0], "A": sol[:, 1]}
+
+
+def _annealing(law, cov, source, ref_law, log, T_end, n_draws, rng, notes):
     """The law and its parameter draws with C from where it is known: the log (when it anneals
     and identifies C), the reference, or the prior."""
+    lr_so_far = log.lr
     draws = _draws(law, cov, n_draws, rng)
     if source == "log" and not (_annealed(lr_so_far) and _identified(law, cov)):
         source = "reference" if ref_law is not None else "prior"
     if source == "reference" and ref_law is not None:
         draws["C"] = np.full(n_draws, float(ref_law.C))
         law = dataclasses.replace(law, C=float(ref_law.C))
+        law, draws = _relevel(law, draws, log)
     elif source == "prior":
-        S1_T = float(lr_so_far.sum() + lr_so_far[-1] * max(0, T_end - lr_so_far.size))
-        kappa = PRIOR_KAPPA[0] * np.exp(PRIOR_KAPPA[1] * rng.standard_normal(n_draws))
-        draws["C"] = kappa * draws["A"] * draws["alpha"] / S1_T ** (draws["alpha"] + 1)
-        law = dataclasses.replace(law, C=float(PRIOR_KAPPA[0] * law.A * law.alpha / S1_T ** (law.alpha + 1)))
+        t, S1 = lr_so_far.size, float(lr_so_far.sum())
+        q = PRIOR_Q[0] * np.exp(PRIOR_Q[1] * rng.standard_normal(n_draws))
+        draws["C"] = q * t ** 1.5 * draws["A"] * draws["alpha"] / S1 ** (draws["alpha"] + 1)
+        law = dataclasses.replace(law, C=float(PRIOR_Q[0] * t ** 1.5 * law.A * law.alpha / S1 ** (law.alpha + 1)))
+        law, draws = _relevel(law, draws, log)
         notes.append("the log has no annealing and no reference was given: C comes from the prior "
-                     f"(kappa = {PRIOR_KAPPA[0]:g}, log-sd {PRIOR_KAPPA[1]:g}); give a finished run of "
-                     "this model as reference= for a sharper forecast")
+                     f"(q = {PRIOR_Q[0]:g}, log-sd {PRIOR_Q[1]:g}, from 8 real runs of two studies); give a "
+                     "finished run of this model as reference= for a sharper forecast")
     return law, draws, source
 
 

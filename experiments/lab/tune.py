@@ -95,16 +95,18 @@ def grid_stage():
     print(f"wrote {DIR / 'grid.toml'}: train it with  cptjax lab {rel(DIR / 'grid.toml')} --out DIR")
 
 
-def pack_stage(src):
-    """Store the trained runs gzipped in tune/runs/ (and the manifest)."""
-    os.makedirs(RUNS, exist_ok=True)
+def pack_stage(src, dest=RUNS):
+    """Store the trained runs gzipped in ``dest`` (and the manifest)."""
+    os.makedirs(dest, exist_ok=True)
     src = pathlib.Path(src)
     n = 0
     for p in sorted(src.glob("*.csv")):
-        atomic_write(RUNS / (p.name + ".gz"), gzip.compress(p.read_bytes(), mtime=0))
+        if p.name.startswith("pt-") and dest != RUNS:
+            continue  # the off-grid study's PT run is the table's
+        atomic_write(dest / (p.name + ".gz"), gzip.compress(p.read_bytes(), mtime=0))
         n += 1
-    atomic_write(RUNS / "manifest.json", (src / "manifest.json").read_text())
-    print(f"stored {n} runs in {RUNS}")
+    atomic_write(dest / "manifest.json", (src / "manifest.json").read_text())
+    print(f"stored {n} runs in {dest}")
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -232,6 +234,28 @@ def cptjax_search(table, lam1, budget, rng, noise):
     return out, tuner
 
 
+def offgrid_result(table, lam1):
+    """The continuous-mode recommendation for ``lam1``, trained with 3 seeds: its measured
+    objective (mean, sd) and regret against the grid's best."""
+    rec_path, runs = OFFGRID / "recommendations.json", OFFGRID / "runs"
+    if not (rec_path.exists() and runs.exists()):
+        return None
+    name = f"offgrid-l{lam1:g}"
+    rec = json.loads(rec_path.read_text()).get(name)
+    finals = []
+    for p in sorted(runs.glob(f"wsd_{name}_*.csv.gz")):
+        r = cptjax.load_run(p)
+        g, d = r.losses["general_loss"], r.losses["domain_loss"]
+        ok = np.isfinite(g) & np.isfinite(d)
+        finals.append(lam1 * g[ok][-1] + (1 - lam1) * d[ok][-1])
+    if rec is None or not finals:
+        return None
+    m = float(np.mean(finals))
+    return {**rec, "measured": finals, "measured_mean": m,
+            "measured_sd": float(np.std(finals, ddof=1)) if len(finals) > 1 else None,
+            "regret": m - table.best(lam1)}
+
+
 def regret_curve(table, lam1, trace, grid_steps):
     """Regret of the recommendation at each budget in ``grid_steps`` (NaN before the first)."""
     best = table.best(lam1)
@@ -278,6 +302,7 @@ def bench_stage(quick=False, repeats=None):
                 "repeats": n, "median": med.tolist(), "q25": np.nanquantile(c, 0.25, axis=0).tolist(),
                 "q75": np.nanquantile(c, 0.75, axis=0).tolist(), "steps_to_noise": reach,
                 "final_median": float(med[-1])}
+        entry["offgrid"] = offgrid_result(table, lam1)
         res["weights"][str(lam1)] = entry
     plot(res, quick)
     return res
@@ -305,9 +330,53 @@ def plot(res, quick):
     save(str(ROOT / "experiments" / "results"), "tune" + ("_quick" if quick else ""), res, fig)
 
 
+OFFGRID = DIR / "offgrid"
+
+
+def offgrid_stage(budget_runs=10):
+    """Continuous mode: for each lambda1, a Tuner over the continuous space (peak 1.5e-4..4.8e-3,
+    replay 0..0.75, both families, WSD cooldown 10-40%, cosine final 0-10%) is told the trials of
+    one candidates-mode search on the table (the same budget), and its recommendation is written as
+    a lab study to train with 3 seeds: ``cptjax lab experiments/lab/tune/offgrid/offgrid.toml --out DIR``,
+    then ``pack-offgrid DIR``."""
+    table = Table()
+    os.makedirs(OFFGRID, exist_ok=True)
+    space = cptjax.Space(steps=STEPS, peak=(PEAKS[0], PEAKS[-1]), replay=(0.0, 0.75), decay=(0.1, 0.4),
+                         final=(0.0, 0.1))
+    last = float(pt_schedule()[-1])
+    recs = {}
+    toml = ['name = "tune-offgrid"', "seed = 0", "eval_interval = 25", "eval_batches = 8", "[model]",
+            *[f"{k} = {json.dumps(v)}" for k, v in MODEL.items()], "[pt]", f'wsd = "{PT}"', "[cpt]",
+            f"steps = {STEPS}", "[cpt.schedules]"]
+    grids = []
+    rel = lambda p: os.path.relpath(p, HERE.parents[1])
+    for lam1 in WEIGHTS:
+        rng = np.random.default_rng([0, int(lam1 * 10)])
+        _, grid_tuner = cptjax_search(table, lam1, budget_runs * STEPS, rng, table.noise(lam1))
+        tuner = cptjax.Tuner(space, pt=pt_schedule(), weight_general=lam1, pt_log=table.pt_log,
+                             n_candidates=512, seed=0)
+        for t in grid_tuner.told:  # the same trials (on-grid recipes are data for any tuner)
+            trial = cptjax.Trial(t.trial.number, t.trial.recipe, t.trial.steps, STEPS)
+            s_ = np.asarray(t.run.steps) - table.n_pt
+            tuner.tell(trial, cptjax.Run("t", np.zeros(1), 0, s_, t.run.losses))
+        b = tuner.best()
+        name = f"offgrid-l{lam1:g}"
+        path = OFFGRID / f"{name}.csv"
+        atomic_write(path, cptjax.schedules.to_csv(b.recipe.schedule(STEPS, last)))
+        recs[name] = {"weight_general": lam1, "recipe": b.recipe.to_dict(), "name": b.recipe.name(),
+                      "predicted": b.objective, "interval90": list(b.interval), "p_best": b.p_best,
+                      "trials": len(grid_tuner.told), "steps_spent": int(sum(t.trial.steps for t in grid_tuner.told))}
+        toml.append(f'"{name}" = "file({rel(path)})"')
+        grids += ["[[cpt.grid]]", 'pt = ["wsd"]', f'schedule = ["{name}"]', f"peak = [{b.recipe.peak!r}]",
+                  f"replay = [{b.recipe.replay!r}]", "seed = [0, 1, 2]"]
+        print(f"lambda1={lam1}: {b.recipe.name()} predicted {b.objective:.4f}")
+    atomic_write(OFFGRID / "offgrid.toml", "\n".join(toml + grids) + "\n")
+    atomic_write(OFFGRID / "recommendations.json", json.dumps(recs, indent=1))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("stage", nargs="?", default="bench", choices=("grid", "pack", "bench"))
+    ap.add_argument("stage", nargs="?", default="bench", choices=("grid", "pack", "offgrid", "pack-offgrid", "bench"))
     ap.add_argument("src", nargs="?", help="pack: the folder cptjax lab wrote")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=None)
@@ -316,6 +385,10 @@ def main(argv=None):
         return grid_stage()
     if args.stage == "pack":
         return pack_stage(args.src)
+    if args.stage == "offgrid":
+        return offgrid_stage()
+    if args.stage == "pack-offgrid":
+        return pack_stage(args.src, OFFGRID / "runs")
     return bench_stage(args.quick, args.repeats)
 
 
