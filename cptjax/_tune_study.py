@@ -166,4 +166,38 @@ def run_tune_study(study: dict, out: str, progress=None, workers: int = 1) -> di
               "cpt_steps_spent": spent, "trials": entries, "stopped_early": tuner.should_stop(),
               "expected_gain_left": tuner.expected_gain(), "settings": settings}
     atomic_write(os.path.join(out, "report.json"), dumps(report, indent=2))
+    _figure(tuner, entries, os.path.join(out, "report.png"))
     return report
+
+
+def _figure(tuner, entries, path):
+    """report.png: each trial's observed objective against the CPT steps spent; every trial's
+    curves of both losses with the recommended recipe's predicted curves."""
+    import numpy as np
+
+    from ._laws import predict
+    from ._plot import _plt, save
+    from ._schedules import join
+
+    plt = _plt()
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4))
+    spent, obs = np.cumsum([e["steps"] for e in entries]), {t.trial.number: tuner._observed(t) for t in tuner.told}
+    xs = [s for s, e in zip(spent, entries) if e["number"] in obs]
+    ax[0].plot(xs, [obs[e["number"]] for e in entries if e["number"] in obs], "o-", ms=3)
+    ax[0].set_xlabel("CPT steps spent")
+    ax[0].set_ylabel("observed objective at the trial's last step")
+    best = tuner.best()
+    lr, n_pt = join(tuner.pt, best.recipe.schedule(tuner.steps, tuner.pt[-1]))
+    for k, col in enumerate(tuner.columns):
+        a = ax[1 + k]
+        for t in tuner.told:
+            a.plot(np.asarray(t.run.steps) - n_pt, t.run.losses[col], lw=0.8, alpha=0.6)
+        if tuner.law is not None:
+            x = np.arange(n_pt, lr.size)
+            a.plot(x - n_pt + 1, np.asarray(predict(tuner.law[k], lr, n_pt, idx=x, replay=best.recipe.replay)),
+                   "k--", lw=1.5, label=f"recommended: {best.recipe.name()} (law)")
+            a.legend(fontsize=7)
+        a.set_xlabel("CPT step")
+        a.set_ylabel(col)
+    fig.tight_layout()
+    save(fig, path)

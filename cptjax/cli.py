@@ -367,7 +367,7 @@ def cmd_tune(args) -> int:
         check_output_dir(args.out, "--out")
     except ValueError as e:
         raise _Fail(str(e)) from None
-    _no_clobber({f"--out {args.out}/{f}": os.path.join(args.out, f) for f in ("journal.json", "report.json")},
+    _no_clobber({f"--out {args.out}/{f}": os.path.join(args.out, f) for f in ("journal.json", "report.json", "report.png")},
                 [args.study])
     _setup_jax()
     import cptjax

@@ -47,7 +47,10 @@ def save(out, name, result, fig=None):
 
     atomic_write(os.path.join(out, name + ".json"), json.dumps(_plain(result), indent=1))
     if fig is not None:
-        from cptjax._plot import save as save_fig
+        import io
 
-        save_fig(fig, os.path.join(out, name + ".png"))
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+        atomic_write(os.path.join(out, name + ".png"), buf.getvalue())
+        plt.close(fig)
     print(f"wrote {out}/{name}.json" + (f" and {name}.png" if fig is not None else ""))

@@ -9,7 +9,7 @@ against what the branch measured; the band's coverage.
   decay start; branches = peteish-moreeval-decay (linear to 0.1x over the last 10%); reference =
   the cosine run of the same size and length; loss c4_en.
 
-The prior (``cptjax._forecast.PRIOR_Q``) was calibrated on Eq. 1 fits of the full MultiPowerLaw
+The forecaster's prior (its ``PRIOR_Q``) was calibrated on Eq. 1 fits of the full MultiPowerLaw
 and OLMo 10xC runs — these same studies — so the prior rows here are in-sample; ``--prior``
 recomputes that calibration.
 """

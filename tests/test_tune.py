@@ -153,3 +153,4 @@ def test_tune_study_with_two_workers(tmp_path):
     more = cptjax.run_tune_study(_study(tmp_path, 6), str(tmp_path / "w"), workers=2)
     assert [t["number"] for t in more["trials"]] == list(range(6))
     assert more["trials"][:4] == rep["trials"]
+    assert (tmp_path / "w" / "report.png").stat().st_size > 10000
