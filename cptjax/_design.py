@@ -423,14 +423,25 @@ def law_draws(law, covs, n: int = 256, seed: int = 0):
             scale = np.where(pos, 1 / np.where(pos, x0, 1.0), 1.0)  # d log x / dx for positive ones
             with np.errstate(all="ignore"):  # a parameter near 0 with a wide error overflows
                 c = np.nan_to_num(cov * np.outer(scale, scale), nan=0.0, posinf=0.0, neginf=0.0)
-            try:
-                w, V = np.linalg.eigh((c + c.T) / 2)
-            except np.linalg.LinAlgError:  # no eigen-decomposition: independent draws
-                w, V = np.clip(np.diag(c), 0, None), np.eye(x0.size)
-            z = rng.standard_normal((n, x0.size)) @ (V * np.sqrt(np.clip(w, 0, None))).T
+            z = _correlated_normal(rng, (c + c.T) / 2, n)
             x = np.where(pos, x0 * np.exp(np.clip(z, -50, 50)), x0 + z)
         out.append(l.replace(**{k: jnp.asarray(x[:, i]) for i, k in enumerate(names)}))
     return LawPair(*out)
+
+
+def _correlated_normal(rng, cov, n):
+    """``n`` draws of N(0, cov), computed through the correlation matrix (eigen-decomposed on the
+    unit scale, then scaled by each standard deviation), so that one parameter of enormous
+    variance (a degenerate fit: a shift amplitude of 1e32) cannot swamp the others with
+    rounding error, as a decomposition of the raw covariance does."""
+    sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+    with np.errstate(all="ignore"):
+        corr = np.nan_to_num(cov / np.outer(np.where(sd > 0, sd, 1.0), np.where(sd > 0, sd, 1.0)))
+    try:
+        w, V = np.linalg.eigh(corr)
+    except np.linalg.LinAlgError:  # no eigen-decomposition: independent draws
+        w, V = np.ones(sd.size), np.eye(sd.size)
+    return (rng.standard_normal((n, sd.size)) @ (V * np.sqrt(np.clip(w, 0, None))).T) * sd
 
 
 def compare(law, pt, schedules: dict, *, weight_general=0.5, replays=None, last_k=1, draws=None,

@@ -327,8 +327,9 @@ def _draws(law, cov, n, rng) -> dict:
     sd = np.sqrt(np.clip(np.diag(cl), 0, None))
     f = np.where(pos, np.minimum(1.0, 0.5 / np.where(sd > 0, sd, 1.0)), 1.0)
     cl = cl * np.outer(f, f)
-    w, V = np.linalg.eigh((cl + cl.T) / 2)
-    z = rng.standard_normal((n, x0.size)) * np.sqrt(np.clip(w, 0, None)) @ V.T
+    from ._design import _correlated_normal
+
+    z = _correlated_normal(rng, (cl + cl.T) / 2, n)
     x = np.where(pos, x0 * np.exp(z), x0 + z)
     return {k: x[:, i] for i, k in enumerate(names)}
 

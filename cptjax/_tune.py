@@ -186,6 +186,8 @@ class Tuner:
         lam: the areas' momentum decay λ (default the paper's 0.999), or ``"profile"`` (the best
             of ``cptjax.LAM_GRID`` by the fit's objective; six fits per refit, and on the lab's
             tuning table no better: experiments/lab/tune.py).
+        verify: when the recommended recipe has not been run at full length, the next trial runs
+            it (then Thompson sampling again): every recommendation is checked against a real run.
         seed: seeds the candidate draws, Thompson sampling and the parameter draws.
 
     Example::
@@ -202,7 +204,7 @@ class Tuner:
                  candidates: Sequence[Recipe] | None = None, steps: int | None = None,
                  init_fraction: float = 0.5, noise: float = 0.005, n_candidates: int = 256,
                  n_draws: int = 128, columns=("general_loss", "domain_loss"), pt_log=None,
-                 lam=None, seed: int = 0):
+                 lam=None, verify: bool = True, seed: int = 0):
         if space is None and not candidates:
             raise InputError("Tuner: give a search `space`, or `candidates` (a list of Recipe)")
         if candidates is not None and not all(isinstance(c, Recipe) for c in candidates):
@@ -220,6 +222,7 @@ class Tuner:
             raise InputError("Tuner: `pt` must be a finite per-step LR schedule")
         self.rng = np.random.default_rng(seed)
         self.seed, self.n_draws, self.columns, self.lam = seed, int(n_draws), tuple(columns), lam
+        self.verify = bool(verify)
         if candidates is not None:
             self.candidates = list(candidates)
             self._init = _spread(self.candidates)
@@ -253,6 +256,12 @@ class Tuner:
         pred = self._predictions()
         if pred is None:  # the law could not be fitted yet: keep filling the space
             return Trial(n, self.candidates[self.rng.integers(len(self.candidates))], self.steps, self.steps)
+        rec = int(np.argmin(self._mean[:, 0]))
+        if self.verify and self.candidates[rec] not in self._full:
+            # The recommendation itself has not been run at full length: run it (the law is a
+            # model; its best guess is verified before the search moves on).
+            self._full.add(self.candidates[rec])
+            return Trial(n, self.candidates[rec], self.steps, self.steps)
         draw = pred[self.rng.integers(pred.shape[0])]
         order = np.argsort(draw)
         # not a recipe already run (or asked and still running: parallel workers) at full length
