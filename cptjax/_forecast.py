@@ -30,7 +30,7 @@ from ._data import Run, load_run
 from .errors import FitError, InputError, InputTypeError
 from .files import atomic_write, dumps
 
-__all__ = ["forecast", "Forecast", "COOLDOWN_SHAPES", "PRIOR_Q"]
+__all__ = ["forecast", "watch", "Forecast", "COOLDOWN_SHAPES", "PRIOR_Q"]
 
 COOLDOWN_SHAPES = {"linear": "linear", "1-sqrt": "sqrt", "sqrt": "sqrt", "cosine": "cosine", "exp": "exp"}
 # The prior of the annealing gain: κ_t = C·S1_t^(1+α)/(A·α) — what a unit of annealing area is worth
@@ -96,6 +96,13 @@ class Forecast:
                 lines.append(f"    k = {r['start']:>8}: {r['loss']:.4f}  [{r['lo']:.4f}, {r['hi']:.4f}]{mark}")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+    def line(self) -> str:
+        """One line for a live log: step, loss, each alternative's forecast with its band."""
+        alts = "; ".join(f"{a['name'].split(' (')[0]} {a['loss']:.4f} [{a['lo']:.4f}, {a['hi']:.4f}]"
+                         for a in self.alternatives)
+        best = f"; best cooldown start {self.best_start}" if self.best_start is not None else ""
+        return f"step {self.step}: loss {self.observed:.4f} | {alts}{best} (C from the {self.source})"
 
     def plot(self, path) -> None:
         """The curve so far, the fitted law, each alternative's forecast with its band."""
@@ -359,3 +366,45 @@ def _at_end(law, draws, lr, sd):
 def _mean_curve(law, lr, x):
     a = _areas_at(law, lr, np.asarray(x) - 1)
     return _value({k: float(getattr(law, k)) for k in law.param_names()}, a)
+
+
+def watch(path, *, column: str | None = None, every: int = 20, poll: float = 5.0,
+          max_polls: int | None = None, sleep=None, **forecast_options):
+    """Follow a growing training log: each time it has ``every`` new logged losses (and at the
+    first read with enough of them), refit and yield a :class:`Forecast`. The log is re-read every
+    ``poll`` seconds; a read that fails while the trainer is writing (a half-written last line) is
+    retried at the next poll, and only ten failures in a row raise. ``max_polls`` ends the watch
+    (tests); Ctrl-C ends it in between polls. ``forecast_options`` go to :func:`forecast`.
+
+    Example::
+
+        for fc in cptjax.watch("run/metrics.csv", every=50, budget=20000):
+            print(fc.step, fc.table and fc.best_start)
+    """
+    import time
+
+    from .errors import DataError
+
+    if not (isinstance(every, int) and every >= 1):
+        raise InputError(f"watch: every must be an integer >= 1, got {every!r}")
+    sleep = sleep or time.sleep
+    seen, fails, polls = 0, 0, 0
+    while max_polls is None or polls < max_polls:
+        polls += 1
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                run = load_run(path)
+            fails = 0
+        except (DataError, InputError, OSError) as e:
+            fails += 1
+            if fails >= 10:
+                raise InputError(f"watch: {path} could not be read 10 times in a row: {e}") from None
+            sleep(poll)
+            continue
+        col = column or (next(iter(run.losses)) if len(run.losses) == 1 else "loss")
+        n = int(np.isfinite(run.losses[col]).sum()) if col in run.losses else 0
+        if n >= 5 and (seen == 0 or n - seen >= every):
+            seen = n
+            yield forecast(run, column=col, **forecast_options)
+        sleep(poll)

@@ -411,6 +411,25 @@ def cmd_forecast(args) -> int:
     return 0
 
 
+def cmd_watch(args) -> int:
+    refs = args.reference or []
+    _no_clobber({"--plot": args.plot}, [], [args.log] + refs, schedules=(args.schedule,))
+    _out_file(args.plot, "--plot")
+    _number("--every", args.every, 1, integer=True)
+    _number("--poll", args.poll, 0, lo_open=True)
+    _setup_jax()
+    import cptjax
+
+    progress(f"watching {args.log} (a refit every {args.every} new losses; Ctrl-C stops)", False)
+    for fc in cptjax.watch(args.log, column=args.column, every=args.every, poll=args.poll, budget=args.budget,
+                           schedule=args.schedule, cooldown=args.cooldown, cooldown_steps=args.cooldown_steps,
+                           final=args.final, reference=(refs[0] if len(refs) == 1 else refs) or None):
+        print(fc.line(), flush=True)
+        if args.plot:
+            fc.plot(args.plot)
+    return 0
+
+
 def _add_predict(sub) -> None:
     pr = sub.add_parser(
         "predict", help="predict general and domain loss curves for a PT+CPT schedule",
@@ -559,15 +578,7 @@ def _add_tune(sub) -> None:
     tu.set_defaults(func=cmd_tune)
 
 
-def _add_forecast(sub) -> None:
-    fo = sub.add_parser(
-        "forecast", help="forecast a run's final loss: cool down now, at step k, or continue",
-        description="Fit the annealing law (Eq. 1) to a training log so far and forecast the final "
-                    "loss, with a 90%% band, of: the run's own schedule (--schedule), stopping now, "
-                    "cooling down now, and starting the cooldown at each step k of a budget "
-                    "(--budget), with the best k. A log with no annealing does not identify the "
-                    "cooldown's gain: give --reference (a finished run of the same model, or a fit "
-                    "file), else a prior is used and the output says so.")
+def _forecast_args(fo) -> None:
     fo.add_argument("log", help="the training log so far (any format cptjax reads)")
     fo.add_argument("--column", default=None, help="the loss column (default: the only one, or 'loss')")
     fo.add_argument("--schedule", default=None, help="the run's full schedule (text form or file(...))")
@@ -579,10 +590,35 @@ def _add_forecast(sub) -> None:
     fo.add_argument("--final", type=float, default=0.0, help="LR at the cooldown's end, as a fraction (0)")
     fo.add_argument("--reference", nargs="+", default=None, metavar="RUN|FIT",
                     help="finished runs of the same model (fitted jointly) or a fit JSON (its C)")
-    fo.add_argument("--out", default=None, help="write the forecast as JSON")
     fo.add_argument("--plot", default=None, help="write a figure (.png/.pdf/.svg)")
+
+
+def _add_forecast(sub) -> None:
+    fo = sub.add_parser(
+        "forecast", help="forecast a run's final loss: cool down now, at step k, or continue",
+        description="Fit the annealing law (Eq. 1) to a training log so far and forecast the final "
+                    "loss, with a 90%% band, of: the run's own schedule (--schedule), stopping now, "
+                    "cooling down now, and starting the cooldown at each step k of a budget "
+                    "(--budget), with the best k. A log with no annealing does not identify the "
+                    "cooldown's gain: give --reference (a finished run of the same model, or a fit "
+                    "file), else a prior is used and the output says so.")
+    _forecast_args(fo)
+    fo.add_argument("--out", default=None, help="write the forecast as JSON")
     fo.add_argument("--json", action="store_true", help="print the forecast as JSON")
     fo.set_defaults(func=cmd_forecast)
+
+
+def _add_watch(sub) -> None:
+    wa = sub.add_parser(
+        "watch", help="follow a growing training log and forecast as it trains",
+        description="Re-read a training log every --poll seconds; each time it has --every new "
+                    "logged losses, refit and print one line (step, loss, each alternative's "
+                    "forecast with its band, the best cooldown start) and redraw --plot. Stop with "
+                    "Ctrl-C (nothing is left half-written).")
+    _forecast_args(wa)
+    wa.add_argument("--every", type=int, default=20, help="refit every N new logged losses (20)")
+    wa.add_argument("--poll", type=float, default=5.0, help="seconds between reads (5)")
+    wa.set_defaults(func=cmd_watch)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -598,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    for add in (_add_predict, _add_fit, _add_design, _add_lab, _add_tune, _add_forecast):
+    for add in (_add_predict, _add_fit, _add_design, _add_lab, _add_tune, _add_forecast, _add_watch):
         add(sub)
     return p
 
