@@ -80,6 +80,13 @@ def evaluate(law, pt, cpt, replay=None, last_k=1, weight_general=0.5, weight_dom
     (curves cover the CPT steps only; this is what the optimiser uses). Each law uses its own λ.
     Schedule laws (:class:`~cptjax.MPLCPTLaw`) cost O(steps × decrements) per curve: pass
     ``curves=False`` when only the objective is needed."""
+    # concrete numbers only (under jit/grad these are tracers, checked by the callers); the
+    # weights of an out-of-domain objective (Eq. 6) may be negative, not NaN
+    if isinstance(replay, (int, float, np.floating)) and not 0 <= replay <= 1:
+        raise InputError(f"evaluate: `replay` must be a ratio in [0, 1], got {replay!r}")
+    for name, v in (("weight_general", weight_general), ("weight_domain", weight_domain)):
+        if isinstance(v, (int, float, np.floating)) and not math.isfinite(v):
+            raise InputError(f"evaluate: `{name}` must be a finite number, got {v!r}")
     cond = {"replay": replay} if "replay" in law.general.uses else {}
     cpt = jnp.asarray(cpt)
     T = cpt.shape[-1]

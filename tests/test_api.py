@@ -81,9 +81,13 @@ def test_a_pair_of_pretraining_laws_is_refused(tmp_path):
 
 
 def test_fit_throws_on_a_non_finite_fit_and_fit_batch_reports_it():
-    lr = np.zeros(300)  # an LR of 0 throughout: S1 = 0, the power law is infinite
     steps = np.arange(10, 301, 10)
-    run = cptjax.Run("tiny", lr, 300, steps, {"loss": 3 + 1e-3 * np.sin(steps)})
+    # an LR of 0 throughout: S1 = 0 at every point, where no law is defined: a clear data error
+    zero = cptjax.Run("zero", np.zeros(300), 300, steps, {"loss": 3 + 1e-3 * np.sin(steps)})
+    with pytest.raises(cptjax.DataError, match="0 valid points"), pytest.warns(cptjax.DataWarning, match="no LR"):
+        cptjax.fit([zero], "pt", "loss")
+    # losses near the float limit: the fit's statistics overflow
+    run = cptjax.Run("tiny", np.full(300, 1e-3), 300, steps, {"loss": 1e300 * (3 + 1e-3 * np.sin(steps))})
     with pytest.raises(cptjax.FitError, match="finite"):
         cptjax.fit([run], "pt", "loss")
     res = cptjax.fit([run], "pt", "loss", throw=False)
@@ -134,8 +138,9 @@ def test_cli_uses_public_names_and_no_array_maths():
 
 
 def test_cli_names_the_step_and_lr_columns(tmp_path, capsys):
-    """A nanoGPT-style log (`iter`, an LR column cptjax does not know): refused with the flags
-    named, then read with --step-column / --lr-column: all 200 points, fitted to < 0.5% mean error."""
+    """A nanoGPT-style log (`iter`, found as its step; an LR column cptjax does not know): refused
+    with the flag named, then read with --lr-column (and --step-column): all 200 points, fitted to
+    < 0.5% mean error."""
     from cptjax import cli
 
     rows = ["iter,learning,train_loss"] + [f"{s},2e-4,{3 + 0.5 * (s * 2e-4) ** -0.5!r}"
@@ -143,7 +148,7 @@ def test_cli_names_the_step_and_lr_columns(tmp_path, capsys):
     f = tmp_path / "n.csv"
     f.write_text("\n".join(rows) + "\n")
     assert cli.main(["fit", str(f), "--law", "pt"]) == 2
-    assert "--step-column" in capsys.readouterr().err
+    assert "--lr-column" in capsys.readouterr().err
     assert cli.main(["fit", str(f), "--law", "pt", "--step-column", "iter", "--lr-column", "learning",
                      "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -149,12 +149,14 @@ def test_law_draws_follow_the_covariance():
 
 def test_gain_interval_covers_the_true_gain():
     """Laws drawn from a known covariance: the 95% gain interval computed from draws around the
-    fitted law covers the gain under the true law in >= 90% of seeds."""
+    fitted law covers the gain under the true law in >= 80% of 60 seeds. (The draws are centred
+    on a fitted law that is itself one draw from the truth, so the expected coverage lies between
+    P(|N(0, 2)| <= 1.96) = 83% and 95%; measured over 120 seeds: 90%.)"""
     law = cptjax.preset("setting-a")
     covs = (_cov(law.general, 0.03), _cov(law.domain, 0.03))
     plan = S.wsd(2000, 2e-4, warmup=100, decay=0.3)
     base = S.cosine(2000, 1e-4, warmup=100)
-    hits, n = 0, 30
+    hits, n = 0, 60
     for seed in range(n):
         truth = jax.tree.map(lambda x: x[0], cptjax.law_draws(law, covs, n=1, seed=1000 + seed))
         true_gain = (float(cptjax.evaluate(truth, PT, base)[0]) - float(cptjax.evaluate(truth, PT, plan)[0]))
@@ -163,7 +165,7 @@ def test_gain_interval_covers_the_true_gain():
         r = cptjax.compare(fitted, PT, {"plan": plan, "base": base}, draws=cptjax.law_draws(fitted, covs, 400, seed),
                            reference=("plan", "base"), variants=())
         hits += r["gain"]["lo95"] <= true_gain <= r["gain"]["hi95"]
-    assert hits >= 0.9 * n, hits
+    assert hits >= 0.8 * n, hits
 
 
 def test_mpl_term_law_design_free_plan_has_no_dead_tail():
