@@ -1,5 +1,11 @@
-"""Forecasts from inside a training loop, off the training thread: :class:`ForecastHook` for any
+"""Forecasts from inside a training loop, off the training process: :class:`ForecastHook` for any
 loop (JAX/optax, or anything that knows its step, LR and loss).
+
+The forecasts run in one worker *process* (started with ``spawn``), not a thread of the training
+process: JAX compiling in two threads of one process at once (the training step's and the
+forecast's, with the persistent compilation cache on) crashed with a segmentation fault. As with
+any ``spawn`` worker (PyTorch's DataLoader workers, ``multiprocessing``), a training *script*
+must guard its entry point with ``if __name__ == "__main__":``.
 
 Example (an optax loop)::
 
@@ -14,6 +20,7 @@ Example (an optax loop)::
 from __future__ import annotations
 
 import concurrent.futures
+import multiprocessing
 import threading
 import warnings
 
@@ -28,8 +35,8 @@ __all__ = ["ForecastHook"]
 
 class ForecastHook:
     """Record (step, LR, loss) from a training loop and forecast every ``every`` steps in one
-    background thread (a forecast still running when the next is due is not doubled: the next
-    one waits for the following ``every`` steps).
+    worker process (a forecast still running when the next is due is not doubled: the next one
+    waits for the following ``every`` steps).
 
     Args:
         every: forecast every this many steps (at least 5 recorded losses are needed).
@@ -48,7 +55,7 @@ class ForecastHook:
         self.every, self.on_forecast, self.options = every, on_forecast, forecast_options
         self.steps, self.lrs, self.losses = [], [], []
         self.latest, self.errors = None, []
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cptjax-forecast")
+        self._pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         self._job = None
         self._lock = threading.Lock()
         self._last = 0
@@ -60,7 +67,8 @@ class ForecastHook:
         self.losses.append(float(loss))
         if step - self._last >= self.every and len(self.steps) >= 5 and (self._job is None or self._job.done()):
             self._last = step
-            self._job = self._pool.submit(self._run, self._snapshot())
+            self._job = self._pool.submit(_forecast, self._snapshot(), self.options)
+            self._job.add_done_callback(self._done)
 
     def _snapshot(self) -> Run:
         s, lr, y = (np.asarray(v) for v in (self.steps, self.lrs, self.losses))
@@ -71,21 +79,28 @@ class ForecastHook:
         dense = np.interp(np.arange(1, T + 1), np.r_[0, s], np.r_[0.0, lr])
         return Run("training loop", dense, T, s, {"loss": y})
 
-    def _run(self, run: Run):
+    def _done(self, job) -> None:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fc = forecast(run, **self.options)
+            fc = job.result()
         except Exception as e:  # never interrupt training: keep the error for the user
             with self._lock:
                 self.errors.append(e)
-            return None
+            return
         with self._lock:
             self.latest = fc
         if self.on_forecast is not None:
             self.on_forecast(fc)
-        return fc
 
     def close(self) -> None:
-        """Wait for a forecast in progress and stop the worker thread."""
+        """Wait for a forecast in progress and stop the worker process."""
         self._pool.shutdown(wait=True)
+
+
+def _forecast(run, options):
+    """In the worker process: one forecast (float64, as the library's fits need)."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return forecast(run, **options)
