@@ -26,6 +26,10 @@ Example::
     study.optimize(objective, n_trials=12)
     print(sampler.best(study))   # the law's recommendation, with its interval and P(best)
 
+Run parallel trials as separate worker processes sharing a storage (Optuna's distributed mode),
+not ``study.optimize(n_jobs=N)`` threads: the sampler refits with JAX, and JAX compiling in two
+threads of one process at once can crash.
+
 Needs ``optuna`` (``pip install cptjax[optuna]``).
 """
 
