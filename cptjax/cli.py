@@ -720,6 +720,10 @@ def main(argv=None) -> int:
     except Exception as e:  # a bug in cptjax
         if debug:
             raise
+        if "RESOURCE_EXHAUSTED" in str(e) or "Out of memory" in str(e):  # XLA's out-of-memory
+            print("cptjax: error: not enough memory for this problem (the accelerator or host ran out "
+                  "while computing it): use a shorter schedule, fewer runs or fewer knots", file=sys.stderr)
+            return 2
         print(f"cptjax: internal error: {type(e).__name__}: {e}\n"
               "This is a bug in cptjax; please report it to the cptjax maintainers with the command you ran "
               "(set CPTJAX_DEBUG=1 to see the traceback)", file=sys.stderr)

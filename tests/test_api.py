@@ -107,6 +107,20 @@ def test_only_input_errors_are_user_errors(monkeypatch, capsys):
     assert "internal error" in capsys.readouterr().err
 
 
+def test_xla_out_of_memory_is_a_user_error(monkeypatch, capsys):
+    """XLA's out-of-memory (a design of 10^7 steps on a small machine) is the problem's size, not
+    a bug: exit 2 with advice, not an internal error."""
+    from cptjax import cli
+
+    def oom(args):
+        raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 80000000000 bytes.")
+    parser = cli.build_parser
+    monkeypatch.setattr(cli, "build_parser", lambda: _with(parser(), oom))
+    assert cli.main(["predict"]) == 2
+    err = capsys.readouterr().err
+    assert "not enough memory" in err and "internal" not in err
+
+
 def _with(p, fn):
     p._subparsers._group_actions[0].choices["predict"].set_defaults(func=fn)
     return p
