@@ -590,6 +590,9 @@ def _assemble(path, name, rows_steps, rows_lr, rows_loss, report, *, schedule, n
         _, lrv = _last_per_step(steps, np.asarray(rows_lr, np.float64))
         lr_steps = u + lr_shift
         total = int(total_steps or max(u[has_loss].max() if has_loss.any() else 0, lr_steps.max()))
+        if total > _schedules.MAX_STEPS:  # e.g. a trainer state's global_step of 10^9
+            raise DataError(f"{path}: the run's length ({total:,} steps, from its total/global step) is "
+                            f"above the limit of {_schedules.MAX_STEPS:,} steps")
         lr, rep = _rebuild_lr(path, lr_steps, lrv, max(total, 1))
         report.update(rep)
     keep = has_loss if has_loss.any() else np.ones(u.size, bool)

@@ -207,3 +207,11 @@ def test_loss_logged_before_any_lr_is_left_out(tmp_path):
     with pytest.warns(cptjax.DataWarning, match="no LR"):
         res = cptjax.fit(run, "pt", "loss")
     assert res.finite and res.mean_rel_error < 1e-3
+
+
+def test_huge_global_step_is_refused(tmp_path):
+    """A trainer state's global_step of 10^9 would rebuild a 10^9-step LR array: refused."""
+    hist = [{"step": s, "loss": 3 - 0.001 * s, "learning_rate": 1e-3} for s in range(10, 301, 10)]
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": hist, "global_step": 10**9}))
+    with pytest.raises(cptjax.DataError, match="above the limit"):
+        cptjax.load_run(tmp_path / "trainer_state.json")
