@@ -419,21 +419,42 @@ def law_draws(law, covs, n: int = 256, seed: int = 0):
     out = []
     for l, cov in zip(law, covs):
         names = l.param_names()
-        x0 = np.array([float(getattr(l, k)) for k in names])
-        if cov is None:
-            x = np.repeat(x0[None], n, 0)
-        else:
-            cov = np.asarray(cov, np.float64)
-            if cov.shape != (x0.size, x0.size) or not np.all(np.isfinite(cov)):
-                raise InputError(f"covariance for the {l.kind} law must be a finite {x0.size}x{x0.size} matrix")
-            pos = np.array([p.positive for p in type(l).params]) & (x0 > 0)
-            scale = np.where(pos, 1 / np.where(pos, x0, 1.0), 1.0)  # d log x / dx for positive ones
-            with np.errstate(all="ignore"):  # a parameter near 0 with a wide error overflows
-                c = np.nan_to_num(cov * np.outer(scale, scale), nan=0.0, posinf=0.0, neginf=0.0)
-            z = _correlated_normal(rng, (c + c.T) / 2, n)
-            x = np.where(pos, x0 * np.exp(np.clip(z, -50, 50)), x0 + z)
+        x = param_draws(l, cov, n, rng)
         out.append(l.replace(**{k: jnp.asarray(x[:, i]) for i, k in enumerate(names)}))
     return LawPair(*out)
+
+
+def param_draws(law, cov, n: int, rng) -> np.ndarray:
+    """``n`` draws (n, parameters) of one law's parameters from its covariance (``None``: the
+    law repeated), positive parameters in log space (see :func:`law_draws`)."""
+    names = law.param_names()
+    x0 = np.array([float(getattr(law, k)) for k in names])
+    if cov is None:
+        return np.repeat(x0[None], n, 0)
+    cov = np.asarray(cov, np.float64)
+    if cov.shape != (x0.size, x0.size) or not np.all(np.isfinite(cov)):
+        raise InputError(f"covariance for the {law.kind} law must be a finite {x0.size}x{x0.size} matrix")
+    pos = np.array([p.positive for p in type(law).params]) & (x0 > 0)
+    scale = np.where(pos, 1 / np.where(pos, x0, 1.0), 1.0)  # d log x / dx for positive ones
+    with np.errstate(all="ignore"):  # a parameter near 0 with a wide error overflows
+        c = np.nan_to_num(cov * np.outer(scale, scale), nan=0.0, posinf=0.0, neginf=0.0)
+    z = _correlated_normal(rng, (c + c.T) / 2, n)
+    return np.where(pos, x0 * np.exp(np.clip(z, -50, 50)), x0 + z)
+
+
+def cap_cov(law, cov, cap: float = 0.5):
+    """The fit's covariance with each parameter's relative (log-space) standard deviation capped
+    at ``cap``: a parameter the data do not identify yet (a Hessian near singular) would
+    otherwise draw laws far outside anything plausible; its uncertainty stays large, not infinite."""
+    x0 = np.array([float(getattr(law, k)) for k in law.param_names()])
+    pos = np.array([p.positive for p in type(law).params]) & (x0 > 0)
+    with np.errstate(all="ignore"):
+        scale = np.where(pos, 1 / np.where(pos, x0, 1.0), 1 / np.maximum(np.abs(x0), 1e-12))
+        c = np.nan_to_num(np.asarray(cov, np.float64) * np.outer(scale, scale), nan=0.0, posinf=0.0, neginf=0.0)
+        sd = np.sqrt(np.clip(np.diag(c), 0, None))
+        f = np.minimum(1.0, cap / np.where(sd > 0, sd, 1.0))
+        out = np.nan_to_num(c * np.outer(f, f) / np.outer(scale, scale), nan=0.0, posinf=0.0, neginf=0.0)
+    return (out + out.T) / 2
 
 
 def _correlated_normal(rng, cov, n):

@@ -180,10 +180,11 @@ def forecast(log, *, column: str | None = None, budget: int | None = None, sched
         futures[f"best cooldown start (step {best})"] = start_at(best)
     alternatives, curves = [], {}
     for name, lr in futures.items():
-        m, lo, hi = _at_end(law, draws, lr, sd)
+        x = np.unique(np.linspace(t, lr.size, 200).round().astype(int))  # ends at lr.size
+        a = _areas_at(law, lr, x - 1)  # once: the curve, and its last point for the band
+        m, lo, hi = _at_end(law, draws, lr, sd, a)
         alternatives.append({"name": name, "end": int(lr.size), "loss": m, "lo": lo, "hi": hi})
-        x = np.unique(np.linspace(t, lr.size, 200).round().astype(int))
-        curves[name] = (x, _mean_curve(law, lr, x))
+        curves[name] = (x, _value({k: float(getattr(law, k)) for k in law.param_names()}, a))
     y = log_run.losses[column]
     return Forecast(t, float(y[-1]), int(budget) if budget else None, cooldown, float(final), law, source,
                     alternatives, table, best, res, notes, curves, (log_run.steps, y))
@@ -323,21 +324,12 @@ def _identified(law, cov) -> bool:
 
 
 def _draws(law, cov, n, rng) -> dict:
-    names = law.param_names()
-    x0 = np.array([float(getattr(law, k)) for k in names])
-    c = np.nan_to_num(np.asarray(cov, np.float64), nan=0.0, posinf=0.0, neginf=0.0) if cov is not None \
-        else np.zeros((x0.size, x0.size))
-    # positive parameters in log space (as the fitter parameterises them), capped at 50% sd
-    pos = np.array([p.positive for p in type(law).params]) & (x0 > 0)
-    scale = np.where(pos, 1 / np.where(pos, x0, 1.0), 1.0)
-    cl = c * np.outer(scale, scale)
-    sd = np.sqrt(np.clip(np.diag(cl), 0, None))
-    f = np.where(pos, np.minimum(1.0, 0.5 / np.where(sd > 0, sd, 1.0)), 1.0)
-    cl = cl * np.outer(f, f)
-    from ._design import _correlated_normal
+    """Parameter draws (capped at 50% relative sd, as the tuner's) as {name: array (n,)}."""
+    from ._design import cap_cov, param_draws
 
-    z = _correlated_normal(rng, (cl + cl.T) / 2, n)
-    x = np.where(pos, x0 * np.exp(z), x0 + z)
+    names = law.param_names()
+    c = None if cov is None else cap_cov(law, np.nan_to_num(np.asarray(cov, np.float64), nan=0.0, posinf=0.0, neginf=0.0))
+    x = param_draws(law, c, n, rng)
     return {k: x[:, i] for i, k in enumerate(names)}
 
 
@@ -349,9 +341,10 @@ def _value(p, a):
     return p["L0"] + p["A"] * np.power(a.s1_pt + a.s1_cpt, -p["alpha"]) - p["C"] * (a.s2_pt + a.s2_cpt)
 
 
-def _at_end(law, draws, lr, sd):
-    a = _areas_at(law, lr, [lr.size - 1])
-    a = type(a)(*(np.asarray(v).reshape(-1)[0] for v in a))
+def _at_end(law, draws, lr, sd, a=None):
+    """Mean, 5% and 95% of the loss at the last step of ``lr`` (``a``: its areas there, if known)."""
+    a = _areas_at(law, lr, [lr.size - 1]) if a is None else a
+    a = type(a)(*(np.asarray(v).reshape(-1)[-1] for v in a))
     mean = float(_value({k: float(getattr(law, k)) for k in draws}, a))
     vals = _value(draws, a)
     vals = vals[np.isfinite(vals)]
@@ -361,11 +354,6 @@ def _at_end(law, draws, lr, sd):
     noise = z[0] * sd + z[1] * MODEL_SD * mean
     lo, hi = np.quantile(vals + noise, [0.05, 0.95]) if vals.size else (math.nan, math.nan)
     return mean, float(lo), float(hi)
-
-
-def _mean_curve(law, lr, x):
-    a = _areas_at(law, lr, np.asarray(x) - 1)
-    return _value({k: float(getattr(law, k)) for k in law.param_names()}, a)
 
 
 def watch(path, *, column: str | None = None, every: int = 20, poll: float = 5.0,

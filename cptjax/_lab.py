@@ -562,46 +562,45 @@ _SETTINGS = ("model", "seed", "eval_interval", "eval_batches", "corpora")
 _RUN_KEYS = ("pt_schedule", "cpt", "replay", "seed")
 
 
-def _same_settings(mpath, manifest) -> None:
-    """A study folder knows what it was made with: rerunning it with another model, seed,
-    evaluation, corpora, or another schedule under a run's name is refused (finished runs would
-    otherwise be reused as if they belonged to the new settings)."""
+def _old_manifest(mpath):
+    """The manifest a folder already has (``None`` for a new folder), checked."""
     if not os.path.exists(mpath):
-        return
-    from .files import read_text
-
+        return None
     import json
+
+    from .files import read_text
 
     try:
         old = json.loads(read_text(mpath, "manifest", limit=64 << 20))
     except (ValueError, RecursionError):
-        raise InputError(f"{mpath}: not a readable manifest: use a fresh --out folder") from None
+        old = None
     if not isinstance(old, dict):
-        raise InputError(f"{mpath}: not a cptjax lab manifest: use a fresh --out folder")
-    bad = [k for k in _SETTINGS if k in old and json.loads(dumps(manifest[k])) != old[k]]
-    runs = {r.get("file"): r for r in old.get("runs", []) if isinstance(r, dict)}
-    for r in manifest["runs"]:
-        o = runs.get(r["file"])
-        if o is not None and any(json.loads(dumps(r[k])) != o.get(k) for k in _RUN_KEYS):
-            bad.append(f"run {r['file']}")
-    if bad:
-        raise InputError(f"{os.path.dirname(mpath) or '.'}: this study folder was made with other settings "
-                         f"({', '.join(bad[:5])} differ{'s' if len(bad) == 1 else ''}): use a fresh --out "
-                         "folder, or the study it was made with")
+        raise InputError(f"{mpath}: not a readable cptjax lab manifest: use a fresh --out folder")
+    return old
 
 
-def _merged(mpath, manifest) -> dict:
-    """The manifest with the runs an earlier study (of the same settings) left in the folder."""
-    if not os.path.exists(mpath):
+def _same_settings(old, manifest, folder) -> dict:
+    """A study folder knows what it was made with: rerunning it with another model, seed,
+    evaluation, corpora, or another schedule under a run's name is refused (finished runs would
+    otherwise be reused as if they belonged to the new settings). Returns the manifest to write:
+    the new one with the runs an earlier study (of the same settings) left in the folder."""
+    if old is None:
         return manifest
     import json
 
-    from .files import read_text
-
-    old = json.loads(read_text(mpath, "manifest", limit=64 << 20))
+    same = lambda a, b: json.loads(dumps(a)) == b
+    bad = [k for k in _SETTINGS if k in old and not same(manifest[k], old[k])]
+    runs = {r.get("file"): r for r in old.get("runs", []) if isinstance(r, dict)}
+    for r in manifest["runs"]:
+        o = runs.get(r["file"])
+        if o is not None and any(not same(r[k], o.get(k)) for k in _RUN_KEYS):
+            bad.append(f"run {r['file']}")
+    if bad:
+        raise InputError(f"{folder}: this study folder was made with other settings "
+                         f"({', '.join(bad[:5])} differ{'s' if len(bad) == 1 else ''}): use a fresh --out "
+                         "folder, or the study it was made with")
     have = {r["file"] for r in manifest["runs"]}
-    extra = [r for r in old.get("runs", []) if isinstance(r, dict) and r.get("file") not in have]
-    return {**manifest, "runs": manifest["runs"] + extra}
+    return {**manifest, "runs": manifest["runs"] + [r for f, r in runs.items() if f not in have]}
 
 
 def run_study(study: Study, out_dir, *, corpora=None, quiet=False, only=None) -> dict:
@@ -626,9 +625,9 @@ def run_study(study: Study, out_dir, *, corpora=None, quiet=False, only=None) ->
                   "seed": r.seed, "kind": "cpt" if r.cpt else "pt"} for r in pts + cpts],
     }
     mpath = os.path.join(out_dir, "manifest.json")
-    _same_settings(mpath, manifest)
+    merged = _same_settings(_old_manifest(mpath), manifest, out_dir)
     # Written before any training, so that a killed study's folder already says what it was made with.
-    atomic_write(mpath, dumps(_merged(mpath, manifest), indent=2))
+    atomic_write(mpath, dumps(merged, indent=2))
     evals = _eval_batches(corpora, study.model, study.eval_batches)  # the same for every run
     for r in pts + cpts:
         if r in todo:

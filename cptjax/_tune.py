@@ -29,7 +29,7 @@ import numpy as np
 from . import _schedules
 from ._batch import fit
 from ._data import Run, load_run
-from ._design import evaluate, law_draws, pt_states
+from ._design import cap_cov, evaluate, law_draws, pt_states
 from ._laws import LawPair
 from .errors import FitError, InputError, InputTypeError
 
@@ -329,7 +329,7 @@ class Tuner:
                 except FitError:
                     return None
             laws.append(res.law)
-            covs.append(_tame(res.law, res.cov))
+            covs.append(cap_cov(res.law, res.cov))
         return LawPair(*laws), tuple(covs)
 
     def _predictions(self):
@@ -453,21 +453,6 @@ def _final(law, states, sched, replay, lam1):
 _over_candidates = jax.jit(jax.vmap(_final, in_axes=(None, None, 0, 0, None)))
 _over_draws = jax.jit(jax.vmap(jax.vmap(lambda *a: _final(*a)[0], in_axes=(None, None, 0, 0, None)),
                                in_axes=(0, None, None, None, None)))
-
-
-def _tame(law, cov, cap: float = 0.5):
-    """The fit's covariance with each parameter's relative (log-space) standard deviation capped
-    at ``cap``: a parameter the trials do not identify yet (a Hessian near singular) would
-    otherwise draw laws far outside anything plausible; its uncertainty stays large, not infinite."""
-    x0 = np.array([float(getattr(law, k)) for k in law.param_names()])
-    pos = np.array([p.positive for p in type(law).params]) & (x0 > 0)
-    with np.errstate(all="ignore"):
-        scale = np.where(pos, 1 / np.where(pos, x0, 1.0), 1 / np.maximum(np.abs(x0), 1e-12))
-        c = np.nan_to_num(np.asarray(cov, np.float64) * np.outer(scale, scale), nan=0.0, posinf=0.0, neginf=0.0)
-        sd = np.sqrt(np.clip(np.diag(c), 0, None))
-        f = np.minimum(1.0, cap / np.where(sd > 0, sd, 1.0))
-        out = np.nan_to_num(c * np.outer(f, f) / np.outer(scale, scale), nan=0.0, posinf=0.0, neginf=0.0)
-    return (out + out.T) / 2
 
 
 def _spread(cands: list) -> list:
