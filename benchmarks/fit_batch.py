@@ -1,8 +1,15 @@
 """Batched fitting throughput: cptjax.fit_batch against the way the papers fit.
 
-Problems: synthetic Eq. 4 problems, one validation set each (the Setting A general or domain law,
-every parameter perturbed by ±10%), 3 runs of 250 logged points (PT of 8K-20K steps, WSD; CPT of
-4K-10K steps, cosine or linear, peak 5e-5-2e-4), 0.2% multiplicative noise.
+Problems (``--problems``, several may be given and are reported side by side): synthetic Eq. 4
+problems, one validation set each, 3 runs of 250 logged points, 0.2% multiplicative noise:
+
+- ``own`` (the benchmark's first set): the Setting A general or domain law, every parameter
+  perturbed by ±10%; PT of 8K-20K steps, WSD; CPT of 4K-10K steps, cosine or linear, peak
+  5e-5-2e-4.
+- ``wide``: every parameter ±30% around Setting A's, E log-uniform in 5-200; the same schedules.
+- ``schedules``: the ``own`` laws on other schedules: a WSD PT with a 20% cooldown to 10% of its
+  peak, then constant, cosine and WSD CPT (one run each) at half the PT peak.
+- ``wide-schedules``: both (the issue's independent set).
 
 Baseline ("paper"): the papers' method — scipy L-BFGS-B with finite-difference gradients on a
 numpy objective (the same Huber δ = 1e-3 on log residuals, same parameterisation), from a
@@ -43,20 +50,38 @@ from cptjax._areas import areas_numpy  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def make_runs(n, seed=0):
-    """``n`` problems' runs: [[(lr, n_pt, steps, loss), ×3], ...] (numpy, picklable)."""
-    rng = np.random.default_rng(seed)
+def _law(rng, i, kind):
     pair = cptjax.preset("setting-a")
+    base = pair.general if i % 2 == 0 else pair.domain
+    if kind in ("own", "schedules"):
+        return jax.tree.map(lambda v: float(v) * rng.uniform(0.9, 1.1), base)
+    law = jax.tree.map(lambda v: float(v) * rng.uniform(0.7, 1.3), base)
+    return law.replace(E=float(np.exp(rng.uniform(np.log(5), np.log(200)))))
+
+
+def _schedule(rng, j, kind):
+    T_pt, T_cpt = int(rng.integers(8000, 20000)), int(rng.integers(4000, 10000))
+    if kind in ("own", "wide"):
+        pt = S.wsd(T_pt, 2e-4, warmup=300, decay=float(rng.uniform(0.1, 0.3)), final=2e-5)
+        cpt = (S.cosine if rng.uniform() < 0.5 else S.linear)(T_cpt, float(rng.uniform(5e-5, 2e-4)),
+                                                              warmup=200, final=0.0)
+    else:
+        pt = S.wsd(T_pt, 2e-4, warmup=300, decay=0.2, final=2e-5)
+        cpt = (S.constant(T_cpt, 1e-4, warmup=200), S.cosine(T_cpt, 1e-4, warmup=200, final=0.0),
+               S.wsd(T_cpt, 1e-4, warmup=200, decay=0.2, final=0.0))[j % 3]
+    return S.join(pt, cpt)
+
+
+def make_runs(n, seed=0, kind="own"):
+    """``n`` problems' runs: [[(lr, n_pt, steps, loss), ×3], ...] (numpy, picklable); ``kind``:
+    ``own``, ``wide``, ``schedules`` or ``wide-schedules`` (module docstring)."""
+    rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
-        law = jax.tree.map(lambda v: float(v) * rng.uniform(0.9, 1.1), pair.general if i % 2 == 0 else pair.domain)
+        law = _law(rng, i, kind)
         runs = []
-        for _ in range(3):
-            T_pt, T_cpt = int(rng.integers(8000, 20000)), int(rng.integers(4000, 10000))
-            pt = S.wsd(T_pt, 2e-4, warmup=300, decay=float(rng.uniform(0.1, 0.3)), final=2e-5)
-            cpt = (S.cosine if rng.uniform() < 0.5 else S.linear)(T_cpt, float(rng.uniform(5e-5, 2e-4)),
-                                                                  warmup=200, final=0.0)
-            lr, n_pt = S.join(pt, cpt)
+        for j in range(3):
+            lr, n_pt = _schedule(rng, j, kind)
             steps = np.unique(np.linspace(200, lr.size, 250).astype(int))
             y = np.asarray(law(areas_numpy(lr, n_pt).at(steps - 1)))
             runs.append((lr, n_pt, steps, y * np.exp(rng.normal(0, 0.002, y.size))))
@@ -141,6 +166,7 @@ def cold(runsets):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
+    ap.add_argument("--problems", nargs="+", default=["own"], choices=["own", "wide", "schedules", "wide-schedules"])
     ap.add_argument("--paper-max", type=int, default=5)
     ap.add_argument("--cold", action="store_true")
     ap.add_argument("--reference", type=int, default=0, metavar="N")
@@ -154,7 +180,12 @@ def main():
 
         return reference.main(["--synthetic", str(args.reference)])
     print(f"backend {jax.default_backend()}, {jax.local_device_count()} device(s)")
-    runsets = make_runs(max(args.sizes), seed=0)
+    for kind in args.problems:
+        print(f"\nproblems: {kind}")
+        run_set(args, make_runs(max(args.sizes), seed=0, kind=kind))
+
+
+def run_set(args, runsets):
     m = min(args.paper_max, max(args.sizes))
     probs = problems(runsets[:m])
     t = time.perf_counter()

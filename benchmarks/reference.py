@@ -5,7 +5,13 @@ same objective (Σ Huber on log residuals) with the exact JAX gradient, keeping 
 Problems: every real data set in the project (the lab's default study, both losses, Eq. 4, the
 shared-C law and the MPL-term law; from ../shared/data when present: Eq. 1 on the MultiPowerLaw training split and
 on the OLMo ladder per validation domain, Eq. 4 on the OLMo cooldowns, as experiments/realdata.py
-fits them) and ``--synthetic N`` synthetic Eq. 4 problems.
+fits them), ``--synthetic N`` synthetic Eq. 4 problems (fit_batch.py's), and problems built to
+be hard the way real CPT curves are: ``--hard N`` synthetic Eq. 4 problems with two runs only (one
+constant CPT, one cosine CPT: only one anneals), parameters drawn wide (±30% around Setting A's,
+E log-uniform in 5-200; a third of them with the shift near its bounds: β = 0.02 or B·β tiny),
+heavy-tailed and correlated noise (Student-t with 3 degrees of freedom, AR(1) with ρ = 0.7, 0.3%
+scale) and 40-120 points a run; ``--lab-subsets N``: random pairs and triples of the lab's runs,
+both losses.
 Prints, per problem, both objectives and whether cptjax's ≤ reference × (1 + 1e-6); the
 fraction that is. Run: python benchmarks/reference.py [--synthetic 20] [--starts 128] [--no-shared]
 """
@@ -68,6 +74,51 @@ def lab_problems():
     return out
 
 
+def hard_problems(n, seed=11):
+    """``n`` hard synthetic Eq. 4 problems (module docstring), as (name, problem)."""
+    from cptjax import schedules as S
+    from cptjax._areas import areas_numpy
+
+    rng = np.random.default_rng(seed)
+    pair = cptjax.preset("setting-a")
+    out = []
+    for i in range(n):
+        base = pair.general if i % 2 == 0 else pair.domain
+        law = jax.tree.map(lambda v: float(v) * rng.uniform(0.7, 1.3), base)
+        law = law.replace(E=float(np.exp(rng.uniform(np.log(5), np.log(200)))))
+        if i % 3 == 1:
+            law = law.replace(beta=0.02)
+        elif i % 3 == 2:
+            law = law.replace(B=float(law.B) * 0.02)
+        T_pt = int(rng.integers(6000, 16000))
+        pt = S.wsd(T_pt, 3e-4, warmup=200, decay=0.2, final=3e-5)
+        runs = []
+        for name, cpt in (("constant", S.constant(int(rng.integers(2000, 6000)), 1.5e-4, warmup=100)),
+                          ("cosine", S.cosine(int(rng.integers(2000, 6000)), 1.5e-4, warmup=100, final=0.0))):
+            lr, n_pt = S.join(pt, cpt)
+            steps = np.unique(np.linspace(100, lr.size, int(rng.integers(40, 121))).astype(int))
+            y = np.asarray(law(areas_numpy(lr, n_pt).at(steps - 1)))
+            e = 0.003 * rng.standard_t(3, y.size) / np.sqrt(3)
+            for k in range(1, e.size):
+                e[k] = 0.7 * e[k - 1] + np.sqrt(1 - 0.49) * e[k]
+            runs.append(cptjax.Run(name, lr, n_pt, steps, {"loss": y * np.exp(e)}))
+        out.append((f"hard {i}", runs, "cpt", "loss"))
+    return out
+
+
+def lab_subsets(n, seed=5):
+    """``n`` random pairs and triples of the lab's runs (both losses: 2n problems)."""
+    runs = [cptjax.load_run(p) for p in sorted(glob.glob(os.path.join(ROOT, "experiments/lab/runs/*.csv.gz")))]
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        pick = sorted(rng.choice(len(runs), size=2 + i % 2, replace=False))
+        sub = [runs[j] for j in pick]
+        for col in ("general_loss", "domain_loss"):
+            out.append((f"lab subset {i} {col[:3]}", sub, "cpt", col))
+    return out
+
+
 def shared_problems():
     """Eq. 1 on the MultiPowerLaw training split (3 sizes) and on the OLMo ladder (5 sizes × 11
     validation domains), and Eq. 4 on the OLMo cooldown branches, as experiments/realdata.py fits
@@ -92,16 +143,20 @@ def main(argv=None):
     ap.add_argument("--synthetic", type=int, default=0)
     ap.add_argument("--starts", type=int, default=128)
     ap.add_argument("--no-shared", action="store_true", help="skip ../shared/data's curves")
+    ap.add_argument("--hard", type=int, default=0, metavar="N")
+    ap.add_argument("--lab-subsets", type=int, default=0, metavar="N")
+    ap.add_argument("--only-new", action="store_true", help="only the --synthetic/--hard/--lab-subsets problems")
     a = ap.parse_args(argv)
     warnings.simplefilter("ignore")
-    cases = lab_problems() + ([] if a.no_shared else shared_problems())
+    cases = [] if a.only_new else lab_problems() + ([] if a.no_shared else shared_problems())
+    cases += hard_problems(a.hard) + lab_subsets(a.lab_subsets)
     if a.synthetic:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from fit_batch import make_runs, problems
 
         for i, p in enumerate(problems(make_runs(a.synthetic, seed=7))):
             cases.append((f"synthetic {i}", p, None, None))
-    wins = 0
+    wins, stalled = 0, []
     print(f"{'problem':>34} {'cptjax':>12} {'scipy x' + str(a.starts):>12} {'ok':>4} {'cptjax s':>9} {'scipy s':>8}")
     for name, runs, law, col in cases:
         t = time.perf_counter()
@@ -110,7 +165,10 @@ def main(argv=None):
             ours = cptjax.fit_batch([prob])[0].objective
         else:
             prob = _fit.make_problem(runs, law, col)
-            ours = cptjax.fit(runs, law, col).objective
+            res = cptjax.fit(runs, law, col, throw=False)
+            ours = res.objective
+            if res.status == "max-iterations":
+                stalled.append(name)
         t_ours = time.perf_counter() - t
         t = time.perf_counter()
         ref = reference(prob, a.starts)
@@ -119,6 +177,8 @@ def main(argv=None):
         wins += ok
         print(f"{name:>34} {ours:12.8f} {ref:12.8f} {'yes' if ok else 'NO':>4} {t_ours:9.1f} {t_ref:8.1f}", flush=True)
     print(f"cptjax <= reference x (1 + 1e-6) in {wins}/{len(cases)} problems")
+    if stalled:
+        print(f"fits that ended at max-iterations: {stalled}")
 
 
 if __name__ == "__main__":

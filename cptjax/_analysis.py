@@ -18,8 +18,8 @@ __all__ = ["loss_potential", "critical_point", "turning_length", "optimal_vs_wei
 def loss_potential(pt) -> float:
     """LP = η_final_pt / η_peak_pt (paper §3.3): 1 = no annealing, 0 = annealed to zero."""
     pt = np.asarray(pt, np.float64)
-    if pt.ndim != 1 or pt.size == 0 or pt.max() <= 0:
-        raise InputError("loss_potential needs a non-empty PT schedule with a positive peak")
+    if pt.ndim != 1 or pt.size == 0 or not np.isfinite(pt).all() or pt.min() < 0 or pt.max() <= 0:
+        raise InputError("loss_potential needs a non-empty, finite, non-negative PT schedule with a positive peak")
     return float(pt[-1] / pt.max())
 
 

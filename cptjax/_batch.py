@@ -235,6 +235,18 @@ def _retry_at_bound(plan, state, delta, max_iter, progress):
     return new.set(keep, theta=state.theta[keep], f=state.f[keep], st=state.st[keep], it=state.it[keep])
 
 
+def _retry_max_iter(plan, state, delta, max_iter, progress):
+    """Fits still moving when their ``max_iter`` ran out are restarted once from where they
+    stopped, with the damping reset (Levenberg–Marquardt that crawls along a curved valley with a
+    large μ often finishes quickly from a fresh μ) and another ``max_iter``; the iterations add
+    up. What still does not converge keeps its status, and its result says so."""
+    again = np.flatnonzero(state.st == MAX_ITERATIONS)
+    if not again.size:
+        return state
+    state.set(again, mu=np.full(again.size, _fit.MU0), nu=np.full(again.size, 2.0), used=0)
+    return _more_rounds(plan, state, again, False, delta, max_iter, progress)
+
+
 def _statistics(plan, theta, delta):
     """Fit statistics of every problem at θ, as arrays with a leading problem axis."""
     parts = []
@@ -252,6 +264,7 @@ def _fit_local(problems, delta, max_iter, chunk, init, progress, stats=True):
     state = _solve(plan, _State.empty(n, p), np.arange(n), init, init is not None, delta, max_iter, report)
     if init is None:
         state = _retry_at_bound(plan, state, delta, max_iter, report)
+    state = _retry_max_iter(plan, state, delta, max_iter, report)
     return state, (_statistics(plan, state.theta, delta) if stats else None)
 
 

@@ -25,17 +25,22 @@ import optax
 from . import _schedules
 from ._areas import areas, continue_areas, pt_state
 from .files import atomic_write, dumps
-from ._laws import LawPair, LossPair
-from .errors import InputError
+from ._laws import LawPair, LossPair, check_law
+from .errors import InputError, InputTypeError
 
 __all__ = ["Plan", "design", "baselines", "evaluate", "pareto", "optax_schedule", "law_draws", "compare"]
 
 
+MAX_LR = 10.0  # no optimiser's learning rate is above this; a larger one is a units mistake
+
+
 def _check(law, pt, cpt_steps, max_lr, weight_general, replay):
     if not isinstance(law, LawPair):
-        raise InputError("design needs a LawPair (general and domain laws), e.g. cptjax.preset('setting-a')")
-    if not (isinstance(max_lr, (int, float)) and math.isfinite(max_lr) and max_lr > 0):
-        raise InputError(f"`max_lr` must be > 0, got {max_lr!r}")
+        raise InputTypeError("design needs a LawPair (general and domain laws), e.g. cptjax.preset('setting-a'), "
+                             f"got {type(law).__name__}")
+    check_law(law)
+    if not (isinstance(max_lr, (int, float)) and math.isfinite(max_lr) and 0 < max_lr <= MAX_LR):
+        raise InputError(f"`max_lr` must be in (0, {MAX_LR:g}] (a learning rate in raw units), got {max_lr!r}")
     if not 0 <= weight_general <= 1:
         raise InputError(f"`weight_general` (λ1) must be in [0, 1], got {weight_general!r}")
     if not (isinstance(cpt_steps, int) and cpt_steps >= 2):
@@ -82,6 +87,9 @@ def evaluate(law, pt, cpt, replay=None, last_k=1, weight_general=0.5, weight_dom
     ``curves=False`` when only the objective is needed."""
     # concrete numbers only (under jit/grad these are tracers, checked by the callers); the
     # weights of an out-of-domain objective (Eq. 6) may be negative, not NaN
+    if not isinstance(law, LawPair):
+        raise InputTypeError(f"evaluate: `law` must be a LawPair (general, domain), got {type(law).__name__}")
+    check_law(law)
     if isinstance(replay, (int, float, np.floating)) and not 0 <= replay <= 1:
         raise InputError(f"evaluate: `replay` must be a ratio in [0, 1], got {replay!r}")
     for name, v in (("weight_general", weight_general), ("weight_domain", weight_domain)):
@@ -415,6 +423,15 @@ def law_draws(law, covs, n: int = 256, seed: int = 0):
     fitter parameterises them), so every draw is a valid law and the draws centre on the fit
     without the bias a rejection of non-positive values would bring. ``covs``:
     (cov_general, cov_domain), ``None`` for no uncertainty."""
+    if not isinstance(law, LawPair):
+        raise InputTypeError(f"law_draws: `law` must be a LawPair, got {type(law).__name__}")
+    check_law(law)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise InputError(f"law_draws: `n` must be an integer >= 1, got {n!r}")
+    if covs is None:
+        covs = (None, None)
+    if not (isinstance(covs, (tuple, list)) and len(covs) == 2):
+        raise InputError("law_draws: `covs` must be (cov_general, cov_domain), each a covariance or None")
     rng = np.random.default_rng(seed)
     out = []
     for l, cov in zip(law, covs):
@@ -533,8 +550,17 @@ def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, shape=
            tol=1e-9, data_range=None, progress=None) -> list:
     """Plans for several λ1 at once: one vmapped optimisation over the weights, one baseline grid
     evaluated once and selected per weight. Returns a list of :class:`Plan` (one per weight)."""
+    weights = list(weights) if isinstance(weights, (list, tuple, np.ndarray)) else None
+    if not weights:
+        raise InputError("`weights` must be a non-empty list of λ1 values in [0, 1]")
     for w in weights:
+        if isinstance(w, bool) or not isinstance(w, (int, float, np.floating, np.integer)) or not math.isfinite(w):
+            raise InputError(f"`weights`: each λ1 must be a number in [0, 1], got {w!r}")
         pt = _check(law, pt, cpt_steps, max_lr, w, replay)
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
+        raise InputError(f"`iterations` must be an integer >= 1, got {iterations!r}")
+    if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
+        raise InputError(f"`learning_rate` (Adam's step) must be a finite number > 0, got {learning_rate!r}")
     if not 0 <= warmup < cpt_steps:
         raise InputError(f"`warmup` must be in [0, cpt_steps), got {warmup!r}")
     if final is not None and not 0 <= final <= max_lr:
@@ -549,8 +575,10 @@ def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, shape=
     elif not 1 <= int(last_k) <= cpt_steps:
         raise InputError(f"`last_k` must be in 1..{cpt_steps}, got {last_k!r}")
     if ood is not None:
-        if len(ood) != 3 or not 0 <= ood[2] <= 1:
-            raise InputError("`ood` must be (c_general, c_domain, share) with share in [0, 1]")
+        if (len(ood) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in ood)
+                or not 0 <= ood[2] <= 1):
+            raise InputError("`ood` must be three finite numbers (c_general, c_domain, share) with share in [0, 1], "
+                             f"got {ood!r}")
     if shape not in ("wsd", "cosine", "free"):
         raise InputError(f"`shape` must be 'wsd', 'cosine' or 'free', got {shape!r}")
     if not (isinstance(knots, int) and knots >= 2):
@@ -583,6 +611,9 @@ def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, shape=
                         curves, base, float(w), b["name"], pt.size, done,
                         note=f"gradient search ended worse than the best baseline ({b['name']}); "
                              "reporting the baseline", shape=shape)
+        if not (np.isfinite(plan.objective) and np.isfinite(plan.general) and np.isfinite(plan.domain)):
+            raise InputError(f"design: no finite loss for any schedule at λ1 = {w:g} (max_lr {max_lr:g}, "
+                             f"replay {replay!r}): the law gives none for these settings")
         plan.diagnostics = diagnostics(law, pt, plan, cfg.last_k, wg, wd)
         plans.append(plan)
     return plans

@@ -19,7 +19,7 @@ from jax import lax
 
 import numpy as np
 
-from ._areas import Areas, areas, areas_numpy, check_schedule
+from ._areas import Areas, areas, areas_numpy, check_lam, check_schedule, widen
 from .errors import InputError, InputTypeError
 
 __all__ = ["Param", "PTLaw", "CPTLaw", "SharedCPTLaw", "ReplayCPTLaw", "SizeCPTLaw", "OpenCPTLaw",
@@ -669,6 +669,23 @@ def _eval_one(law, a, lr, idx, replay, size, eta0, warmup, n_pt):
     return law(a, replay=replay, size=size)
 
 
+def check_law(law, name: str = "law") -> None:
+    """``law`` must be a cptjax law or :class:`LawPair` whose concrete parameters are finite
+    (traced ones, under ``jit``/``grad``, are not checked): an ``InputTypeError`` or
+    ``InputError`` naming the argument and the parameter, never a NaN prediction."""
+    for l in (list(law) if isinstance(law, LawPair) else [law]):
+        if not isinstance(l, _Base):
+            hint = " (a law's JSON or dict is read with cptjax.load_law)" if isinstance(l, (dict, str)) else ""
+            raise InputTypeError(f"`{name}` must be a cptjax law or LawPair, got {type(l).__name__}{hint}")
+        for p in l.param_names():
+            v = getattr(l, p)
+            if isinstance(v, jax.core.Tracer):
+                continue
+            a = np.asarray(v)
+            if a.dtype.kind not in "fiub" or not np.isfinite(a).all():
+                raise InputError(f"`{name}`: parameter {p!r} of the {l.kind!r} law is not a finite number ({v!r})")
+
+
 def predict(law, lr, n_pt=None, *, idx=None, replay=None, size=None, lam=None, eta0=None,
             pt_warmup: str = "literal"):
     """Predicted loss of ``law`` (a law or a :class:`LawPair`) for the schedule ``lr``.
@@ -686,6 +703,7 @@ def predict(law, lr, n_pt=None, *, idx=None, replay=None, size=None, lam=None, e
         >>> [round(float(x), 4) for x in out.domain]
         [3.1852, 2.6129]
     """
+    check_law(law)
     laws = list(law) if isinstance(law, LawPair) else [law]
     uses = {u for l in laws for u in l.uses}
     for name, val in (("replay", replay), ("size", size)):
@@ -698,12 +716,13 @@ def predict(law, lr, n_pt=None, *, idx=None, replay=None, size=None, lam=None, e
         r = float(replay)
         if not 0 <= r <= 1:
             raise InputError(f"`replay` must be a ratio in [0, 1], got {replay!r}")
-    if size is not None and not isinstance(size, jax.core.Tracer) and not float(size) > 0:
-        raise InputError(f"`size` must be > 0 (millions of parameters), got {size!r}")
+    if size is not None and not isinstance(size, jax.core.Tracer) and not 0 < float(size) < math.inf:
+        raise InputError(f"`size` must be a finite number > 0 (millions of parameters), got {size!r}")
     check_schedule(lr, n_pt)
-    lr = jnp.asarray(lr)
+    lr = widen(lr)
+    if lam is not None:
+        check_lam(lam)
     if idx is not None and not isinstance(idx, jax.core.Tracer):
-        import numpy as np
         i = np.asarray(idx)
         if i.size and (i.min() < 0 or i.max() >= lr.shape[-1]):
             raise InputError(f"`idx` must be array indices in [0, {lr.shape[-1] - 1}]")
@@ -712,4 +731,9 @@ def predict(law, lr, n_pt=None, *, idx=None, replay=None, size=None, lam=None, e
     a = {v: areas(lr, n_pt, v[0], eta0, pt_warmup=pt_warmup, eps=v[1]) for v in set(lams.values())}
     n = lr.shape[-1] if n_pt is None else n_pt
     out = [_eval_one(l, a.get(lams.get(id(l))), lr, idx, replay, size, eta0, -1, n) for l in laws]
+    for l, o in zip(laws, out):  # finite or an error, when nothing is traced
+        if not isinstance(o, jax.core.Tracer) and not bool(jnp.isfinite(o).all()):
+            bad = int(np.argmax(~np.isfinite(np.asarray(o)).ravel()))
+            raise InputError(f"the {l.kind!r} law's prediction is not finite (first at index {bad}): its "
+                             f"parameters {l.to_dict()} give no finite loss on this schedule")
     return LossPair(*out) if isinstance(law, LawPair) else out[0]

@@ -216,7 +216,10 @@ def _finish(kind, opts, column, theta, x, f, st, it, stats, delta):
     se = np.sqrt(np.clip(np.diag(cov), 0, None))
     warn = []
     status = STATUS[int(st)]
-    if status != "converged":
+    if status == "max-iterations":
+        warn.append(f"fit status: max-iterations (still improving after {int(it)} iterations, with one "
+                    "restart): the objective may not be at its optimum; refit with a larger max_iter")
+    elif status != "converged":
         warn.append(f"fit status: {status}")
     bound, beta_zero = _at_bound(kind, theta)
     if beta_zero:

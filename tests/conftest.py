@@ -22,3 +22,13 @@ def need_data():
 @pytest.fixture
 def data_dir():
     return need_data()
+
+
+def need_module(name):
+    """Import an optional extra's module; skip when it is not installed, except under CI
+    (CI=true), where the test extra installs it and it must be there."""
+    if os.environ.get("CI") == "true":
+        import importlib
+
+        return importlib.import_module(name)
+    return pytest.importorskip(name)

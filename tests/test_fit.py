@@ -356,3 +356,23 @@ def test_area_law_options_on_a_schedule_law_are_refused():
     for kind, kw in (("cpt-mpl", {"eps": 0.2}), ("mpl", {"lam": 0.99})):
         with pytest.raises(ValueError, match=f"`{next(iter(kw))}` applies to the area laws"):
             cptjax.make_problem(runs, kind, "loss", **kw)
+
+
+def test_a_fit_out_of_iterations_is_restarted_once_then_says_so():
+    """max_iter reached while still improving: the fit restarts from where it stopped (fresh LM
+    damping, another max_iter), so a budget of half the needed iterations still converges to the
+    same optimum; a hopeless budget keeps the status and says what to do."""
+    probs = [cptjax.make_problem(synthetic(s), "cpt", "loss") for s in range(4)]
+    full = cptjax.fit_batch(probs)
+    assert all(r.status == "converged" for r in full)
+    need = max(r.iterations for r in full)
+    half = cptjax.fit_batch(probs, max_iter=(need + 1) // 2 + 1)
+    for a, b in zip(half, full):
+        assert a.status == "converged"
+        assert a.objective == pytest.approx(b.objective, rel=1e-6)
+    assert max(r.iterations for r in half) > (need + 1) // 2 + 1  # some fit needed the restart
+    short = cptjax.fit_batch(probs, max_iter=2)
+    assert any(r.status == "max-iterations" for r in short)
+    for r in short:
+        if r.status == "max-iterations":
+            assert r.iterations == 4 and any("refit with a larger max_iter" in w for w in r.warnings)
