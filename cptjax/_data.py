@@ -321,6 +321,7 @@ def _csv_run(path, name, text, step_column, lr_column, loss_columns, *, schedule
     idx = {c: header.index(c) for c in header}
     rows_steps, rows_lr, rows_loss = [], [], {c: [] for c in loss_columns}
     nan_cells = {c: 0 for c in loss_columns}
+    no_step = []  # rows whose step is not a finite number (e.g. an 'inf' or 'nan' cell)
     try:
         for rn, row in enumerate(reader, start=2):
             if not row or all(not x.strip() for x in row):
@@ -328,6 +329,7 @@ def _csv_run(path, name, text, step_column, lr_column, loss_columns, *, schedule
             try:
                 step = _float(row[idx[sc]])
                 if not math.isfinite(step):
+                    no_step.append((rn, row[idx[sc]].strip()))
                     continue
                 if step != round(step):
                     raise DataError(f"{path}: row {rn}: step {row[idx[sc]].strip()!r} (column {sc!r}) "
@@ -345,6 +347,9 @@ def _csv_run(path, name, text, step_column, lr_column, loss_columns, *, schedule
                                 f"(columns {sc!r}, {lc!r}, {loss_columns})") from None
     except csv.Error as e:
         raise DataError(f"{path}: not a readable CSV file ({e})") from None
+    if no_step:
+        warnings.warn(f"{path}: {len(no_step)} row(s) without a finite step in column {sc!r} were left out "
+                      f"(first: row {no_step[0][0]}, {no_step[0][1]!r})", DataWarning, stacklevel=3)
     # PyTorch Lightning's LearningRateMonitor logs at global step g the LR of the next update.
     shift = 1 if lc is not None and lc.startswith("lr-") else 0
     fmt = "jsonl" if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")) else "csv"
@@ -478,8 +483,8 @@ def _hf_run(path, name, d, loss_columns, **kw):
         if not isinstance(e, dict) or "step" not in e:
             continue
         st = e["step"]
-        if isinstance(st, bool) or not isinstance(st, (int, float)) or not math.isfinite(st):
-            raise DataError(f"{path}: log_history[{i}]: 'step' must be a number, got {st!r}")
+        if isinstance(st, bool) or not isinstance(st, (int, float)) or not math.isfinite(st) or st != round(st):
+            raise DataError(f"{path}: log_history[{i}]: 'step' must be a whole number, got {st!r}")
         steps.append(int(st))
         lr = e.get("learning_rate", e.get("lr"))  # a custom Trainer may log "lr"
         lrs.append(float(lr) if isinstance(lr, (int, float)) and not isinstance(lr, bool) else math.nan)

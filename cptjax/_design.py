@@ -186,7 +186,7 @@ def _grid_schedules(cpt_steps, max_lr, warmup, final, start_lr=0.0):
 def _grid_table(law, pt, cpt_steps, max_lr, replay, warmup, final, last_k):
     """General and domain loss of every grid schedule × replay value (computed once)."""
     pt = np.asarray(pt, np.float64)
-    grid = _grid_schedules(cpt_steps, max_lr, warmup, final, float(pt[-1]))
+    grid = _grid_schedules(cpt_steps, max_lr, warmup, final, min(float(pt[-1]), max_lr))
     names = list(grid)
     S = jnp.asarray(np.stack([grid[n] for n in names]))
     rs = list(np.linspace(0, 1, 21)) if replay == "free" else [None if replay is None else float(replay)]
@@ -272,7 +272,8 @@ def _build_schedule(params, cfg: _Config, start_lr):
         main = jnp.interp(t, jnp.linspace(0.0, 1.0, cfg.knots), vals)
     else:
         main = jnp.interp(t, jnp.linspace(0.0, 1.0, cfg.knots), cfg.max_lr * jax.nn.sigmoid(params["w"]))
-    return _schedules.rewarm(main, start_lr, cfg.warmup)
+    # the re-warmup starts at the PT's last LR, or at max_lr when that is lower: no plan above max_lr
+    return _schedules.rewarm(main, jnp.minimum(start_lr, cfg.max_lr), cfg.warmup)
 
 
 def _loss(params, law, pt, weight, replay, cfg):

@@ -136,12 +136,13 @@ def design(plan, front, path, free=None, bands=None):
 def plot_fit(res, runs, path, title: str = "") -> None:
     """Data against a fit (:class:`FitResult`) for each run, with a residual panel."""
     from ._laws import predict
+    from ._stats import unique_names
 
     series = []
-    for r in runs:
+    for r, name in zip(runs, unique_names([r.name for r in runs])):
         ix, y = r.points(res.column)
         p = np.asarray(predict(res.law, r.lr, r.n_pt, idx=ix,
                                replay=r.replay if "replay" in res.law.uses else None,
                                size=r.size if "size" in res.law.uses else None))
-        series.append((r.name, ix + 1, y, p))
+        series.append((name, ix + 1, y, p))
     fit(series, path, title=title)

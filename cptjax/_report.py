@@ -176,7 +176,7 @@ def design_report(law, pt, cpt_steps: int, *, max_lr: float = 2e-4, weight_gener
                 "replay": p.replay} for w, p in zip(weights, front)]
     best = min(plan.baselines.values(), key=lambda b: b["objective"])
     cos = _schedules.cosine(cpt_steps, max_lr, warmup=warmup, final=0.0)
-    cos = _schedules.rewarm(cos[warmup:], float(pt[-1]), warmup)
+    cos = _schedules.rewarm(cos[warmup:], min(float(pt[-1]), max_lr), warmup)
     r0 = None if replay is None else (plan.replay if replay == "free" else replay)
     scheds = {"plan": plan.schedule, "best baseline": np.asarray(best["schedule"]), "cosine": cos,
               "free-form plan": free.schedule}

@@ -247,6 +247,9 @@ def from_file(path) -> np.ndarray:
         raise InputError(f"file({path}): could not read a numeric LR array ({e})") from None
     except (OSError, UnicodeDecodeError, EOFError, RecursionError, json_errors()) as e:
         raise InputError(f"file({path}): could not read it ({str(e)[:200]})") from None
+    kind = np.asarray(arr).dtype.kind if isinstance(arr, np.ndarray) else None
+    if kind is not None and kind not in "fiu":  # datetimes, strings, booleans, complex: not LRs
+        raise InputError(f"file({path}): expected a numeric LR array, got dtype {arr.dtype}")
     try:
         arr = np.asarray(arr, np.float64)
     except (TypeError, ValueError):

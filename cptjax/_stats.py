@@ -50,7 +50,8 @@ def provenance(law, runs, column) -> dict:
     (``lr_range``: smallest positive, largest), for area laws the span of the CPT areas at the
     logged CPT points (``area_range``: S1_cpt, S2_cpt with the law's λ and ε), and each run's
     data report."""
-    out = {"runs": [r.name for r in runs], "data_range": max(int(r.lr.size) for r in runs),
+    names = unique_names([r.name for r in runs])
+    out = {"runs": names, "data_range": max(int(r.lr.size) for r in runs),
            "lr_range": [float(min(r.lr[r.lr > 0].min() if (r.lr > 0).any() else 0.0 for r in runs)),
                         float(max(r.lr.max() for r in runs))]}
     if not law.needs_schedule:
@@ -65,7 +66,17 @@ def provenance(law, runs, column) -> dict:
         out["area_range"] = None if not s1 else {
             k: [float(np.min(v)), float(np.max(v))] for k, v in
             (("s1_cpt", np.concatenate(s1)), ("s2_cpt", np.concatenate(s2)))}
-    out["data_report"] = {r.name: r.report for r in runs}
+    out["data_report"] = {n: r.report for n, r in zip(names, runs)}
+    return out
+
+
+def unique_names(names) -> list:
+    """Run names made unique in order (``run.csv``, ``run.csv #2``, …): runs of the same file name
+    from different folders are reported apart."""
+    seen, out = {}, []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n} #{seen[n]}")
     return out
 
 

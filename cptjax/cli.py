@@ -705,6 +705,12 @@ def main(argv=None) -> int:
         cleanup_partial()
         print("cptjax: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `cptjax predict | head`: the reader has what it wanted
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        except (OSError, ValueError):
+            pass
+        return 0
     except _USER_ERRORS as e:
         if debug:
             raise
