@@ -656,7 +656,7 @@ def _watch_signals():
         return
     r, w = os.pipe()
     os.set_blocking(w, False)
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: None)  # the helper thread acts; the main thread ignores it
     signal.set_wakeup_fd(w, warn_on_full_buffer=False)
 
@@ -666,21 +666,28 @@ def _watch_signals():
             if not data:
                 return
             sig = data[0]
-            if sig in (signal.SIGINT, signal.SIGTERM):
+            if sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 break
         from .files import cleanup_partial
 
         cleanup_partial()
-        name = "interrupted" if sig == signal.SIGINT else "terminated"
+        name = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}.get(sig, "hung up")
         try:
-            sys.stderr.write(f"\ncptjax: {name}; no output was left half-written\n")
+            sys.stderr.write(f"\ncptjax: {name}; no output was left half-written (a command's outputs "
+                             "are written together or not at all)\n")
             sys.stderr.flush()
+        except OSError:  # the terminal that hung up
+            pass
         finally:
-            os._exit(130 if sig == signal.SIGINT else 143)
+            os._exit(128 + sig)
 
     threading.Thread(target=wait, name="cptjax-signals", daemon=True).start()
     _SIGNALS_ON = True
 
+
+# Commands whose outputs are one set (committed together); lab, tune and watch commit as they go
+# (a study's finished runs, a journal, a refreshed figure must survive an interrupt).
+_OUTPUT_SETS = (cmd_fit, cmd_predict, cmd_design, cmd_forecast)
 
 # Exceptions that are the user's doing: the library's InputError (bad arguments, files, data), an
 # OSError on a file the user named, bytes that are not text. Any other exception is a bug: exit 1.
@@ -696,6 +703,11 @@ def main(argv=None) -> int:
     debug = os.environ.get("CPTJAX_DEBUG", "") not in ("", "0")
     try:
         args = build_parser().parse_args(argv)
+        if args.func in _OUTPUT_SETS:  # their outputs (JSON, CSV, figure) land together or not at all
+            from .files import output_set
+
+            with output_set():
+                return args.func(args)
         return args.func(args)
     except SystemExit as e:  # --help, or argparse's own exit
         return e.code if isinstance(e.code, int) else 0

@@ -48,15 +48,13 @@ def _track(path, on: bool):
 
 
 def cleanup_partial() -> None:
-    """Remove every temporary file and folder still in progress (called on interrupt)."""
+    """Remove every temporary file and folder still in progress (called on interrupt); waits for
+    a set of outputs being renamed into place."""
     with _LOCK:
         paths = list(_PARTIAL)
         _PARTIAL.clear()
-    for p in paths:
-        try:
-            shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.remove(p)
-        except OSError:
-            pass
+        for p in paths:
+            _remove(p)
 
 
 def _parent(path) -> str:
@@ -107,9 +105,60 @@ def check_output_dir(path, what: str = "output folder") -> str:
     return path
 
 
+_STAGED: list | None = None  # inside output_set(): (temporary, destination) pairs to commit together
+
+
+@contextlib.contextmanager
+def output_set():
+    """Make every :func:`atomic_write` and :func:`atomic_dir` inside one set of outputs: each is
+    written under its temporary name and all are renamed into place together when the block ends
+    without an error — a command's JSON, CSV and figure are all there or none is. An interrupt
+    that arrives while they are renamed waits for the renames (they hold the lock that
+    :func:`cleanup_partial` takes), so it never leaves half a set."""
+    global _STAGED
+    outer, _STAGED = _STAGED, []
+    staged = _STAGED
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in staged:
+            _remove(tmp)
+            _track(tmp, False)
+        raise
+    finally:
+        _STAGED = outer
+    with _LOCK:
+        for tmp, dest in staged:
+            _commit(tmp, dest)
+            _PARTIAL.discard(tmp)
+
+
+def _remove(p):
+    try:
+        shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.remove(p)
+    except OSError:
+        pass
+
+
+def _commit(tmp, dest):
+    """Rename a finished temporary file or folder into place (a folder's files move into an
+    existing ``dest``)."""
+    try:
+        if os.path.isdir(tmp) and os.path.isdir(dest):
+            for name in os.listdir(tmp):
+                os.replace(os.path.join(tmp, name), os.path.join(dest, name))
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    except OSError as e:  # name the destination, not the temporary file
+        _remove(tmp)
+        raise InputError(f"{dest}: cannot write it ({e.strerror})") from None
+
+
 def atomic_write(path, data) -> None:
     """Write text or bytes to ``path`` via a temporary file in the same folder + rename: never a
-    partly written file; the mode honours the umask (as ``open`` would)."""
+    partly written file; the mode honours the umask (as ``open`` would). Inside
+    :func:`output_set` the rename waits for the set."""
     path = os.fspath(path)
     check_output_file(path, "output")
     folder = _parent(path)
@@ -120,13 +169,17 @@ def atomic_write(path, data) -> None:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data.encode() if isinstance(data, str) else data)
             os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, path)
         except OSError as e:  # name the destination, not the temporary file
             raise InputError(f"{path}: cannot write it ({e.strerror})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if _STAGED is not None:
+            _STAGED.append((tmp, path))
+            return
+        _commit(tmp, path)
+    except BaseException:
+        _remove(tmp)
         _track(tmp, False)
+        raise
+    _track(tmp, False)
 
 
 def read_bytes(path, what: str = "input", limit: int | None = None) -> bytes:
@@ -233,15 +286,16 @@ def atomic_dir(path):
     try:
         os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
-        if not os.path.exists(path):
-            os.replace(tmp, path)
-        else:
-            for name in os.listdir(tmp):
-                os.replace(os.path.join(tmp, name), os.path.join(path, name))
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        _remove(tmp)
         _track(tmp, False)
+        raise
+    if _STAGED is not None:
+        _STAGED.append((tmp, path))
+        return
+    with _LOCK:  # an interrupt waits for the files to be moved: never a mix of two runs
+        _commit(tmp, path)
+        _PARTIAL.discard(tmp)
 
 
 def _finite(x):

@@ -181,12 +181,37 @@ def test_sigint_exits_130_and_leaves_nothing(tmp_path, delay):
     assert os.listdir(tmp_path) == []
 
 
-def test_sigterm_exits_143(tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_and_sighup_leave_nothing(tmp_path, sig, code):
     p = subprocess.Popen([sys.executable, "-m", "cptjax.cli", "design", "--iterations", "1000000",
                           "--out", str(tmp_path / "d")], cwd=tmp_path, env=ENV,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(4.0)
-    p.send_signal(signal.SIGTERM)
+    p.send_signal(sig)
     _, err = p.communicate(timeout=60)
-    assert p.returncode == 143 and "Traceback" not in err
-    assert os.listdir(tmp_path) == []
+    assert p.returncode == code and "Traceback" not in err
+    assert os.listdir(tmp_path) == []  # no hidden temporary folder either
+
+
+def test_a_commands_outputs_are_one_set(tmp_path):
+    """Inside files.output_set every output waits under its temporary name and all land together;
+    an error before the end leaves none of them (the JSON of `fit --plot` is not left without its
+    figure), and a folder's files join an existing folder only at the end."""
+    from cptjax import files
+
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / "old.txt").write_text("old run")
+    with pytest.raises(RuntimeError):
+        with files.output_set():
+            files.atomic_write(tmp_path / "fit.json", "{}")
+            with files.atomic_dir(tmp_path / "rep") as d:
+                open(os.path.join(d, "report.json"), "w").write("{}")
+            assert not (tmp_path / "fit.json").exists() and not (tmp_path / "rep" / "report.json").exists()
+            raise RuntimeError("the figure failed")
+    assert sorted(os.listdir(tmp_path)) == ["rep"] and os.listdir(tmp_path / "rep") == ["old.txt"]
+    with files.output_set():
+        files.atomic_write(tmp_path / "fit.json", "{}")
+        with files.atomic_dir(tmp_path / "rep") as d:
+            open(os.path.join(d, "report.json"), "w").write("{}")
+    assert sorted(os.listdir(tmp_path)) == ["fit.json", "rep"]
+    assert sorted(os.listdir(tmp_path / "rep")) == ["old.txt", "report.json"]
