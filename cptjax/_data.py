@@ -350,12 +350,28 @@ def _csv_run(path, name, text, step_column, lr_column, loss_columns, *, schedule
     if no_step:
         warnings.warn(f"{path}: {len(no_step)} row(s) without a finite step in column {sc!r} were left out "
                       f"(first: row {no_step[0][0]}, {no_step[0][1]!r})", DataWarning, stacklevel=3)
+    if sc == "Step" and step_column is None and any(" - " in c for c in idx):
+        _panel_step_warning(path, rows_steps)
     # PyTorch Lightning's LearningRateMonitor logs at global step g the LR of the next update.
     shift = 1 if lc is not None and lc.startswith("lr-") else 0
     fmt = "jsonl" if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")) else "csv"
     report = {"format": "lightning" if shift else fmt, "nan_cells": {c: n for c, n in nan_cells.items() if n}}
     return _assemble(path, name, rows_steps, rows_lr, rows_loss, report, schedule=schedule, n_pt=n_pt,
                      size=size, replay=replay, total_steps=total_steps, lr_shift=shift)
+
+
+def _panel_step_warning(path, steps):
+    """A W&B panel export ("Step", "<run> - <metric>"): its Step is the panel's x-axis, W&B's own
+    step, which counts log calls unless the run logged its own step; say so, louder when it runs
+    0, 1, 2, … (a log index, not the training step)."""
+    s = np.asarray(steps)
+    index = s.size > 2 and s.min() in (0, 1) and bool(np.all(np.diff(np.sort(s)) == 1))
+    warnings.warn(f"{path}: a W&B panel export; its 'Step' column is W&B's step axis, which counts log calls "
+                  "unless the run logged its own step" + (
+                      f" — here it runs {int(s.min())}, {int(s.min()) + 1}, {int(s.min()) + 2}, …, a log index: if the "
+                      "run did not log every optimizer step, these are not training steps; export the panel "
+                      "against the run's own step (or the run's history with its step column, --step-column)"
+                      if index else ""), DataWarning, stacklevel=4)
 
 
 def _header_and_rows(path, name, text):
@@ -395,7 +411,8 @@ def _columns(path, header, step_column, lr_column, loss_columns, schedule):
         # Lightning's step-level validation metrics (val_loss_step) are logged against a validation
         # batch counter, not the training step: left out unless named.
         loss_columns = loss_columns or [c for c in header if "loss" in c.lower() and c not in (sc, lc)
-                                        and not (c.lower().startswith("val") and c.endswith("_step"))]
+                                        and not (c.lower().startswith("val") and c.endswith("_step"))
+                                        and not c.endswith(("__MIN", "__MAX"))]  # a W&B panel's band
         if not loss_columns:
             raise DataError(f"{path}: no loss columns found; name them with loss_columns / --loss-column")
     for c in loss_columns:

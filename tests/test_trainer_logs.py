@@ -215,3 +215,20 @@ def test_huge_global_step_is_refused(tmp_path):
     (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": hist, "global_step": 10**9}))
     with pytest.raises(cptjax.DataError, match="above the limit"):
         cptjax.load_run(tmp_path / "trainer_state.json")
+
+
+def test_wandb_panel_export_says_what_its_step_is(tmp_path):
+    """A W&B panel export ("Step", "<run> - <metric>", "…__MIN"/"…__MAX" band columns): the band
+    columns are not losses, and a Step running 0, 1, 2, … is flagged as a log index."""
+    import warnings as w
+
+    import cptjax
+
+    rows = "".join(f"{i},{3.0 - 0.001 * i},{2.99 - 0.001 * i},{3.01 - 0.001 * i}\n" for i in range(100))
+    p = tmp_path / "panel.csv"
+    p.write_text('"Step","run1 - train/loss","run1 - train/loss__MIN","run1 - train/loss__MAX"\n' + rows)
+    with w.catch_warnings(record=True) as got:
+        w.simplefilter("always")
+        run = cptjax.load_run(p, schedule="constant(steps=200,peak=3e-4)")
+    assert list(run.losses) == ["run1 - train/loss"]
+    assert any("W&B panel export" in str(x.message) and "log index" in str(x.message) for x in got)
