@@ -247,6 +247,8 @@ def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None
     JSON: ``{"lr": [...] | "schedule": "...", "n_pt": int, "steps": [...], "losses": {...}}``.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):  # a TensorBoard log folder (Lightning: lightning_logs/version_0/)
+        path = _newest_event_file(path)
     name = os.path.basename(path)
     kw = dict(schedule=schedule, n_pt=n_pt, size=size, replay=replay, total_steps=total_steps)
     if "tfevents" in name:
@@ -263,6 +265,20 @@ def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None
     if _MEGATRON_TRAIN.search(text):
         return _megatron_run(path, name, text, loss_columns, **kw)
     return _csv_run(path, name, text, step_column, lr_column, loss_columns, **kw)
+
+
+def _newest_event_file(folder) -> str:
+    """The most recently written TensorBoard event file in ``folder`` or its subfolders (a run
+    that restarted writes a new one; the newest is the one growing)."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(dirs)[:100]
+        found += [os.path.join(root, f) for f in files if "tfevents" in f]
+        if len(found) > 10_000:
+            break
+    if not found:
+        raise DataError(f"{folder}: a folder with no TensorBoard event files (*tfevents*) in it; give a log file")
+    return max(found, key=lambda f: (os.path.getmtime(f), f))
 
 
 def _cptjax_json_run(path, name, d, *, schedule, n_pt, size, replay, total_steps):

@@ -232,3 +232,23 @@ def test_wandb_panel_export_says_what_its_step_is(tmp_path):
         run = cptjax.load_run(p, schedule="constant(steps=200,peak=3e-4)")
     assert list(run.losses) == ["run1 - train/loss"]
     assert any("W&B panel export" in str(x.message) and "log index" in str(x.message) for x in got)
+
+
+def test_a_tensorboard_folder_reads_its_newest_event_file(tmp_path):
+    """`cptjax watch runs/` / load_run on a TensorBoard folder (Lightning's version_N/ below it):
+    the newest event file is read (a restarted run writes a new one)."""
+    pytest.importorskip("tensorboard")
+    import os
+    import shutil
+
+    (tmp_path / "version_0").mkdir()
+    old = tmp_path / "version_0" / "events.out.tfevents.1.old"
+    new = tmp_path / "version_0" / "events.out.tfevents.2.new"
+    shutil.copy(FX / "lightning_events.tfevents", old)
+    shutil.copy(FX / "hf_events.tfevents", new)
+    os.utime(old, (1e9, 1e9))
+    run = cptjax.load_run(tmp_path)
+    assert run.name == new.name and run.report["format"] == "tensorboard"
+    with pytest.raises(cptjax.DataError, match="no TensorBoard event files"):
+        (tmp_path / "empty").mkdir()
+        cptjax.load_run(tmp_path / "empty")
