@@ -74,9 +74,18 @@ def _cpt_losses(l, state, cpt, cond, at=None):
     return c if at is None else c[at]
 
 
+class Evaluation(NamedTuple):
+    """What :func:`evaluate` returns (a tuple: ``obj, g, d, curves = evaluate(...)`` still works)."""
+
+    objective: jax.Array
+    general: jax.Array  # the general loss (mean over the last_k steps or the horizons)
+    domain: jax.Array
+    curves: LossPair | None  # every step's losses (None with curves=False)
+
+
 def evaluate(law, pt, cpt, replay=None, last_k=1, weight_general=0.5, weight_domain=None, curves=True):
-    """Losses of a CPT schedule after the PT history: returns (objective, general, domain) and
-    the curves (LossPair; ``None`` with ``curves=False``). The losses are the mean over the last
+    """Losses of a CPT schedule after the PT history: an :class:`Evaluation` (objective,
+    general, domain and the curves — a LossPair; ``None`` with ``curves=False``). The losses are the mean over the last
     ``last_k`` steps, or, when ``last_k`` is a tuple of CPT steps (horizons), the mean over those
     steps. The objective is ``weight_general·general + weight_domain·domain`` (default
     weight_domain = 1 − weight_general).
@@ -112,7 +121,7 @@ def evaluate(law, pt, cpt, replay=None, last_k=1, weight_general=0.5, weight_dom
         gk, dk = (jnp.mean(_cpt_losses(l, s, cpt, cond, at)) for l, s in zip(law, states))
         out = None
     wd = 1 - weight_general if weight_domain is None else weight_domain
-    return weight_general * gk + wd * dk, gk, dk, out
+    return Evaluation(weight_general * gk + wd * dk, gk, dk, out)
 
 
 @dataclasses.dataclass

@@ -70,6 +70,17 @@ class LMState(NamedTuple):
     finite: jax.Array
 
 
+class LMResult(NamedTuple):
+    """What :func:`levenberg_marquardt` returns (a tuple, unpacked positionally by the batch driver)."""
+
+    theta: jax.Array
+    objective: jax.Array
+    status: jax.Array  # a RESULTS code
+    iterations: jax.Array
+    mu: jax.Array  # the damping, to continue a run
+    nu: jax.Array
+
+
 def levenberg_marquardt(rj: Callable, theta0, delta, max_iter, mu0=MU0, nu0=2.0, irls_iter=3):
     """Levenberg–Marquardt on Σ Huber_δ(r(θ)): gradient Jᵀψ(r) with the Huber score
     ψ(r) = clip(r, −δ, δ), and the Gauss–Newton curvature Jᵀ W J with W = 1 inside δ. Outside δ
@@ -81,7 +92,7 @@ def levenberg_marquardt(rj: Callable, theta0, delta, max_iter, mu0=MU0, nu0=2.0,
     ``rj(θ)`` returns the residuals and the transposed Jacobian, evaluated once per iteration at
     the trial point (kept when the step is accepted). Nielsen's damping update; the damping (μ, ν)
     is returned and can be passed back in to continue a run.
-    Returns (θ, objective, RESULTS code, iterations, μ, ν)."""
+    Returns an :class:`LMResult` (θ, objective, RESULTS code, iterations, μ, ν)."""
     dtype = theta0.dtype
     eps = jnp.finfo(dtype).eps
     ftol = jnp.sqrt(eps) * 0.1  # 1.5e-9 relative in float64
@@ -119,4 +130,4 @@ def levenberg_marquardt(rj: Callable, theta0, delta, max_iter, mu0=MU0, nu0=2.0,
                                            jnp.asarray(False), jnp.asarray(True)))
     status = jnp.where(~jnp.isfinite(s.f) | ~jnp.all(jnp.isfinite(s.theta)), RESULTS.nonfinite,
                        jnp.where(s.done, RESULTS.converged, RESULTS.max_iterations))
-    return s.theta, s.f, status, s.it, s.mu, s.nu
+    return LMResult(s.theta, s.f, status, s.it, s.mu, s.nu)
