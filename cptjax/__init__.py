@@ -52,6 +52,8 @@ _EXPORTS = {
     "baselines": ("._design", 'baselines'),
     "design": ("._design", 'design'),
     "evaluate": ("._design", 'evaluate'),
+    "Evaluation": ("._design", 'Evaluation'),
+    "check_law": ("._laws", 'check_law'),
     "optax_schedule": ("._design", 'optax_schedule'),
     "pareto": ("._design", 'pareto'),
     "law_draws": ("._design", 'law_draws'),
@@ -142,6 +144,8 @@ if TYPE_CHECKING:  # the same names, for static analysis (tests/test_api.py keep
     from ._design import baselines as baselines
     from ._design import design as design
     from ._design import evaluate as evaluate
+    from ._design import Evaluation as Evaluation
+    from ._laws import check_law as check_law
     from ._design import optax_schedule as optax_schedule
     from ._design import pareto as pareto
     from ._design import law_draws as law_draws
