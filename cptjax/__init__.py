@@ -82,6 +82,7 @@ _EXPORTS = {
     "Recommendation": ("._tune", 'Recommendation'),
     "load_tune_study": ("._tune_study", 'load_tune_study'),
     "forecast": ("._forecast", 'forecast'),
+    "forecast_cpt": ("._forecast_cpt", 'forecast_cpt'),
     "watch": ("._forecast", 'watch'),
     "Forecast": ("._forecast", 'Forecast'),
     "run_tune_study": ("._tune_study", 'run_tune_study'),
@@ -174,6 +175,7 @@ if TYPE_CHECKING:  # the same names, for static analysis (tests/test_api.py keep
     from ._tune import Recommendation as Recommendation
     from ._tune_study import load_tune_study as load_tune_study
     from ._forecast import forecast as forecast
+    from ._forecast_cpt import forecast_cpt as forecast_cpt
     from ._forecast import watch as watch
     from ._forecast import Forecast as Forecast
     from ._tune_study import run_tune_study as run_tune_study

@@ -88,12 +88,12 @@ class Forecast:
                  + (", band includes the prior's spread" if self.source == "prior" else "") + ")"]
         for a in self.alternatives:
             lines.append(f"  {a['name']:<34} -> step {a['end']:>8}: {a['loss']:.4f}  "
-                         f"[{a['lo']:.4f}, {a['hi']:.4f}]")
+                         f"[{a['lo']:.4f}, {a['hi']:.4f}]" + _both(a))
         if self.table:
             lines.append(f"  cooldown ({self.cooldown}, to {self.final:g}x the LR) from step k to {self.budget}:")
             for r in self.table:
                 mark = "  <- best" if r["start"] == self.best_start else ""
-                lines.append(f"    k = {r['start']:>8}: {r['loss']:.4f}  [{r['lo']:.4f}, {r['hi']:.4f}]{mark}")
+                lines.append(f"    k = {r['start']:>8}: {r['loss']:.4f}  [{r['lo']:.4f}, {r['hi']:.4f}]{_both(r)}{mark}")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -120,6 +120,13 @@ class Forecast:
         ax.set_title(f"forecast at step {self.step} (C from the {self.source})")
         ax.legend(fontsize=7)
         save_fig(fig, path)
+
+
+def _both(row) -> str:
+    """A CPT forecast's row: its general and domain losses beside the objective."""
+    if "general" not in row:
+        return ""
+    return f"  (general {row['general']['loss']:.4f}, domain {row['domain']['loss']:.4f})"
 
 
 def _cooldown(start_lr, n, shape, final):

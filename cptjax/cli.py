@@ -398,11 +398,19 @@ def cmd_forecast(args) -> int:
     _setup_jax()
     import cptjax
 
-    progress(f"fitting the annealing law to {args.log}" + (f" with {len(refs)} reference(s)" if refs else ""),
-             args.json)
-    fc = cptjax.forecast(args.log, column=args.column, budget=args.budget, schedule=args.schedule,
-                         cooldown=args.cooldown, cooldown_steps=args.cooldown_steps, final=args.final,
-                         reference=(refs[0] if len(refs) == 1 else refs) or None)
+    _number("--weight-general", args.weight_general, 0, 1)
+    _number("--n-pt", args.n_pt, 1, integer=True)
+    ref = (refs[0] if len(refs) == 1 else refs) or None
+    opts = dict(budget=args.budget, schedule=args.schedule, cooldown=args.cooldown,
+                cooldown_steps=args.cooldown_steps, final=args.final, reference=ref)
+    if args.n_pt is not None:  # a CPT run: both losses and the objective
+        progress(f"fitting the CPT law to both losses of {args.log}", args.json)
+        fc = cptjax.forecast_cpt(cptjax.load_run(args.log, n_pt=args.n_pt), general=args.general,
+                                 domain=args.domain, weight_general=args.weight_general, **opts)
+    else:
+        progress(f"fitting the annealing law to {args.log}" + (f" with {len(refs)} reference(s)" if refs else ""),
+                 args.json)
+        fc = cptjax.forecast(args.log, column=args.column, **opts)
     if args.out:
         fc.save(args.out)
     if args.plot:
@@ -603,6 +611,11 @@ def _add_forecast(sub) -> None:
                     "cooldown's gain: give --reference (a finished run of the same model, or a fit "
                     "file), else a prior is used and the output says so.")
     _forecast_args(fo)
+    fo.add_argument("--n-pt", type=int, default=None,
+                    help="a CPT run: the PT length in the log's steps; forecasts both losses and the objective")
+    fo.add_argument("--general", default="general_loss", help="(CPT) the general loss column")
+    fo.add_argument("--domain", default="domain_loss", help="(CPT) the domain loss column")
+    fo.add_argument("--weight-general", type=float, default=0.5, help="(CPT) λ1 of the objective (0.5)")
     fo.add_argument("--out", default=None, help="write the forecast as JSON")
     fo.add_argument("--json", action="store_true", help="print the forecast as JSON")
     fo.set_defaults(func=cmd_forecast)

@@ -1,0 +1,246 @@
+"""Forecast a CPT run while it trains: both losses and the weighted objective λ1·general +
+(1 − λ1)·domain at the end of each alternative future (continue, stop now, cool down now, start
+the cooldown at step k), with 90% bands.
+
+The law is Eq. 4 with one annealing coefficient for both phases (``cpt-shared``: C1 = C2 = C, so
+the CPT's re-warmup undoes the PT anneal at the rate it was earned), fitted on each loss of the
+log so far. Its C is what a cooldown is worth; it is taken from the log when the log identifies it
+(the LR so far has come down by 30% from a peak, in the PT part or the CPT part, and C's relative
+standard error is below 30%; a re-warmup's negative annealing area alone fitted a C 8% off on the
+lab's runs, so it does not count), else from
+``reference`` — finished CPT runs of the same model and PT (fitted jointly, all parameters
+shared), or a fitted pair (``cpt-shared`` or ``cpt`` law files: its C, or C2) — else the forecast
+refuses: the PT law's prior (:data:`cptjax.PRIOR_Q`) is calibrated on pre-training runs only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+
+import numpy as np
+
+from ._areas import Areas, areas_numpy
+from ._data import Run
+from ._forecast import COOLDOWN_SHAPES, MODEL_SD, Forecast, _annealed, _as_run, _cooldown
+from .errors import FitError, InputError
+
+__all__ = ["forecast_cpt"]
+
+_IDENTIFIED = 0.3
+LAW = "cpt-shared"
+
+
+def forecast_cpt(log, *, general: str = "general_loss", domain: str = "domain_loss",
+                 weight_general: float = 0.5, budget: int | None = None, schedule=None,
+                 cooldown: str = "linear", cooldown_steps: int | None = None, final: float = 0.0,
+                 reference=None, n_starts: int = 12, n_draws: int = 256, seed: int = 0) -> Forecast:
+    """Forecast a CPT run's final general and domain losses and their weighted objective.
+
+    Args:
+        log: the run so far, a :class:`Run` (or a log file) whose ``n_pt`` marks the CPT start
+            and whose ``lr`` is the joined PT + CPT schedule so far (``load_run(path,
+            schedule=..., n_pt=...)``).
+        general, domain: the two loss columns.
+        weight_general: λ1 of the objective λ1·general + (1 − λ1)·domain.
+        schedule: the run's full joined schedule, when known (the "continue" alternative).
+        reference: finished CPT runs of the same model and PT (list of :class:`Run` or files,
+            fitted jointly), or a fitted :class:`LawPair` / ``"general.json,domain.json"``.
+        Others as :func:`cptjax.forecast`.
+
+    Returns a :class:`cptjax.Forecast` whose alternatives and table rows carry ``loss`` (the
+    objective), ``lo``, ``hi`` and ``general`` / ``domain`` (each ``{loss, lo, hi}``).
+    """
+    if not (isinstance(weight_general, (int, float)) and 0 <= weight_general <= 1):
+        raise InputError(f"forecast: weight_general (λ1) must be in [0, 1], got {weight_general!r}")
+    if cooldown not in COOLDOWN_SHAPES:
+        raise InputError(f"forecast: cooldown must be one of {sorted(COOLDOWN_SHAPES)}, got {cooldown!r}")
+    if not (isinstance(final, (int, float)) and 0 <= final < 1):
+        raise InputError(f"forecast: final must be a fraction in [0, 1), got {final!r}")
+    from . import _schedules
+
+    full = None if schedule is None else (_schedules.parse(schedule) if isinstance(schedule, str)
+                                          else np.asarray(schedule, np.float64).ravel())
+    run = _as_run(log, full)
+    so_far, t = _so_far(run, general, domain)
+    budget = _budget(full, budget, t)
+    L = int(cooldown_steps) if cooldown_steps is not None else max(1, round(0.2 * (budget or t)))
+    if L < 1:
+        raise InputError(f"forecast: cooldown_steps must be >= 1, got {cooldown_steps!r}")
+    laws, fits, source, notes = _fit_both(so_far, (general, domain), reference)
+    rng = np.random.default_rng(seed)
+    draws = [_draws(l, f.cov, n_draws, rng) for l, f in zip(laws, fits)]
+    sds = [float(f.rmse) if math.isfinite(f.rmse) else 0.0 for f in fits]
+    end = _Evaluator(laws, draws, sds, so_far.n_pt, weight_general)
+    eta_t, lr = float(so_far.lr[-1]), so_far.lr
+    shape = COOLDOWN_SHAPES[cooldown]
+    futures = {}
+    if full is not None and full.size > t:
+        futures["continue the schedule"] = full
+    futures["stop now"] = lr
+    futures[f"cool down now ({cooldown}, {L} steps)"] = np.concatenate([lr, _cooldown(eta_t, L, shape, final)])
+    table, best = [], None
+    if budget is not None:
+        start_at = lambda k: np.concatenate([lr, np.full(k - t, eta_t), _cooldown(eta_t, budget - k, shape, final)])
+        for k in np.unique(np.linspace(t, budget - 1, n_starts).round().astype(int)):
+            table.append({"start": int(k), **end(start_at(k))})
+        best = min(table, key=lambda r: r["loss"])["start"]
+        futures[f"best cooldown start (step {best})"] = start_at(best)
+    alternatives = [{"name": name, "end": int(x.size), **end(x)} for name, x in futures.items()]
+    curves = {name: end.curve(x, t) for name, x in futures.items()}
+    ix, yg = so_far.points(general)
+    _, yd = so_far.points(domain)
+    observed = weight_general * yg[-1] + (1 - weight_general) * yd[-1]
+    notes.append(f"CPT forecast: law {LAW} on both losses, objective = {weight_general:g}·{general} + "
+                 f"{1 - weight_general:g}·{domain}")
+    from ._laws import LawPair
+
+    return Forecast(t, float(observed), int(budget) if budget else None, cooldown, float(final),
+                    LawPair(*laws), source, alternatives, table, best, fits[0], notes, curves,
+                    (ix + 1, weight_general * yg + (1 - weight_general) * yd))
+
+
+def _so_far(run, general, domain):
+    for c in (general, domain):
+        if c not in run.losses:
+            raise InputError(f"forecast: {run.name} has no loss column {c!r}; it has {sorted(run.losses)}")
+    if not 0 < run.n_pt < run.lr.size:
+        raise InputError(f"forecast: a CPT forecast needs the log's PT length (n_pt, --n-pt) with CPT steps after "
+                         f"it; {run.name} has n_pt = {run.n_pt} of {run.lr.size} steps")
+    steps = np.asarray(run.steps)
+    ok = np.isfinite(run.losses[general]) & np.isfinite(run.losses[domain])
+    if ok.sum() < 5 or (steps[ok] > run.n_pt).sum() < 3:
+        raise InputError(f"forecast: {run.name} needs at least 5 steps with both losses, 3 of them in the CPT")
+    t = int(steps[ok].max())
+    if run.lr[t - 1] <= 0:
+        raise InputError(f"forecast: the LR at step {t} is {run.lr[t - 1]}: the run has already cooled down to 0")
+    keep = ok & (steps <= t)
+    return Run(run.name, np.asarray(run.lr[:t], np.float64), run.n_pt, steps[keep],
+               {general: run.losses[general][keep], domain: run.losses[domain][keep]}), t
+
+
+def _budget(full, budget, t):
+    if full is not None:
+        if full.size < t:
+            raise InputError(f"forecast: the schedule has {full.size} steps, the log reaches step {t}")
+        budget = full.size if budget is None else budget
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget <= t):
+        raise InputError(f"forecast: budget must be an integer step after the log's last step {t}, got {budget!r}")
+    return budget
+
+
+def _fit_both(so_far, columns, reference):
+    """Each loss's law with C from the log, the reference runs (fitted jointly) or a reference pair."""
+    from ._batch import fit
+    from ._lawfile import load_law
+    from ._laws import LawPair
+
+    runs, pair, source, notes = [so_far], None, "log", []
+    if isinstance(reference, (str, bytes)) or hasattr(reference, "__fspath__"):
+        try:
+            pair = load_law(reference)
+        except InputError:
+            reference = [reference]
+    elif isinstance(reference, LawPair):
+        pair = reference
+    if pair is not None and not (isinstance(pair, LawPair) and all(hasattr(l, "C") or hasattr(l, "C2") for l in pair)):
+        raise InputError("forecast: a CPT reference law must be a general,domain pair of cpt-shared or cpt laws")
+    if reference is not None and pair is None:
+        for r in (reference if isinstance(reference, (list, tuple)) else [reference]):
+            rr = _as_run(r, None)
+            missing = [c for c in columns if c not in rr.losses]
+            if missing:
+                raise InputError(f"forecast: the reference {rr.name} has no loss column(s) {missing}")
+            runs.append(Run(rr.name, rr.lr, rr.n_pt, rr.steps, {c: rr.losses[c] for c in columns}, replay=rr.replay))
+        source = "reference"
+    laws, fits = [], []
+    for c, ref in zip(columns, pair if pair is not None else (None, None)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                res = fit(runs, LAW, c, target="general" if c == columns[0] else "domain", throw=True)
+            except FitError as e:
+                raise InputError(f"forecast: the CPT law could not be fitted to {c!r} of {so_far.name}: {e}") from None
+        law = res.law
+        if not (source == "reference" or (_annealed(so_far.lr) and _identified(law, res.cov))):
+            if ref is None:
+                raise InputError(
+                    f"forecast: the log does not identify what a cooldown is worth for {c!r} (no annealing in "
+                    "it yet): give reference= (--reference) — a finished CPT run of this model, or its fit files "
+                    "general.json,domain.json")
+            C = float(getattr(ref, "C", getattr(ref, "C2", math.nan)))
+            law = _relevel(law, C, so_far, c)
+            res.cov = None if res.cov is None else _fix_c(res.cov, law)
+            source = "reference"
+            notes.append(f"{c}: C = {C:.4g} from the reference law")
+        laws.append(law)
+        fits.append(res)
+    return laws, fits, source, notes
+
+
+def _identified(law, cov) -> bool:
+    i = law.param_names().index("C")
+    var = float(np.asarray(cov)[i, i]) if cov is not None else math.inf
+    return law.C > 0 and math.isfinite(var) and var >= 0 and math.sqrt(var) < _IDENTIFIED * law.C
+
+
+def _relevel(law, C, run, column):
+    """The law with C set, L0 moved so that its mean over the logged CPT points is unchanged."""
+    ix, _ = run.points(column)
+    a = areas_numpy(run.lr, run.n_pt, law.lam, idx=ix, eps=law.eps)
+    old = np.asarray(law(a))
+    new = law.replace(C=C)
+    return new.replace(L0=float(law.L0 + np.mean(old - np.asarray(new(a)))))
+
+
+def _fix_c(cov, law):
+    """C known (from the reference): its variance and covariances set to 0."""
+    cov = np.array(cov, np.float64)
+    i = law.param_names().index("C")
+    cov[i, :] = cov[:, i] = 0.0
+    return cov
+
+
+def _draws(law, cov, n, rng):
+    from ._design import cap_cov, param_draws
+
+    c = None if cov is None else cap_cov(law, np.nan_to_num(np.asarray(cov, np.float64), nan=0.0, posinf=0.0, neginf=0.0))
+    x = param_draws(law, c, n, rng)
+    return law.replace(**{k: x[:, i] for i, k in enumerate(law.param_names())})
+
+
+@dataclasses.dataclass
+class _Evaluator:
+    """Both losses and the objective at the end of a future, with 90% bands (parameter draws, the
+    log's residual scatter and the law's error on an unseen future, as the PT forecast)."""
+
+    laws: list
+    draws: list
+    sds: list
+    n_pt: int
+    w: float
+
+    def __call__(self, lr):
+        z = np.random.default_rng(0).standard_normal((4, self.draws[0].L0.size))
+        out, vals = {}, []
+        for k, (name, law, d, sd) in enumerate(zip(("general", "domain"), self.laws, self.draws, self.sds)):
+            a = areas_numpy(lr, self.n_pt, law.lam, idx=[lr.size - 1], eps=law.eps)
+            a = Areas(*(float(np.asarray(v).reshape(-1)[-1]) for v in a))
+            m = float(law(a))
+            v = np.asarray(d(a)) + z[2 * k] * sd + z[2 * k + 1] * MODEL_SD * m
+            vals.append(v)
+            out[name] = {"loss": m, **_band(v)}
+        obj = self.w * vals[0] + (1 - self.w) * vals[1]
+        return {"loss": self.w * out["general"]["loss"] + (1 - self.w) * out["domain"]["loss"], **_band(obj), **out}
+
+    def curve(self, lr, t):
+        x = np.unique(np.linspace(t, lr.size, 200).round().astype(int))
+        g, d = (np.asarray(l(areas_numpy(lr, self.n_pt, l.lam, idx=x - 1, eps=l.eps))) for l in self.laws)
+        return x, self.w * g + (1 - self.w) * d
+
+
+def _band(v):
+    v = v[np.isfinite(v)]
+    lo, hi = np.quantile(v, [0.05, 0.95]) if v.size else (math.nan, math.nan)
+    return {"lo": float(lo), "hi": float(hi)}
