@@ -32,3 +32,13 @@ def need_module(name):
 
         return importlib.import_module(name)
     return pytest.importorskip(name)
+
+
+def need_installed(name):
+    """Like need_module, without importing it into this process (PyTorch stays out of pytest's)."""
+    import importlib.util
+
+    if importlib.util.find_spec(name) is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {name} is not installed (the test extra installs it)")
+        pytest.skip(f"{name} is not installed")
