@@ -277,7 +277,7 @@ def _newest_event_file(folder) -> str:
         if len(found) > 10_000:
             break
     if not found:
-        raise DataError(f"{folder}: a folder with no TensorBoard event files (*tfevents*) in it; give a log file")
+        raise DataError(f"{folder} is a folder with no TensorBoard event files (*tfevents*) in it; give a log file")
     return max(found, key=lambda f: (os.path.getmtime(f), f))
 
 

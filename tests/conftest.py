@@ -5,6 +5,13 @@ import jax
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+# The suite's own compilation cache (commands run in-process and as subprocesses enable it): an
+# entry left in ~/.cache by another JAX configuration or a concurrent writer aborted the process
+# when read (XLA's deserializer fails hard), so the tests never read one they did not write.
+if "CPTJAX_CACHE_DIR" not in os.environ and os.environ.get("CPTJAX_NO_CACHE", "") in ("", "0"):
+    import tempfile
+
+    os.environ["CPTJAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="cptjax-test-cache-")
 
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 DATA = SHARED / "data"

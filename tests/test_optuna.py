@@ -34,7 +34,6 @@ def objective(s):
 
 
 def worker(url, n):
-    cptjax.enable_compilation_cache()  # the two workers share what either compiled (and the suite's)
     s = sampler()
     study = optuna.load_study(study_name="cpt", storage=url, sampler=s)
     study.optimize(objective(s), n_trials=n)
