@@ -390,11 +390,16 @@ def _basins(prob, res, k, delta, max_iter):
 
 
 def _at_a_bound(kind, res) -> bool:
-    x = np.array([res.params[n] for n in _fit._spec(kind)[1]])
+    """Whether the shift term (E, β) ran to one of its limits (laws with Eq. 3's shift only: a PT
+    law's C or L0 at 0 is common and cheap to leave)."""
+    cls, names, _ = _fit._spec(kind)
+    if not cls.shift:
+        return False
+    x = np.array([res.params[n] for n in names])
     if not np.all(np.isfinite(x)):
         return False
     bound, beta_zero = _fit._at_bound(kind, np.asarray(_fit._to_theta_batch(kind, x[None]))[0])
-    return bool(bound.any() or beta_zero)
+    return bool(beta_zero or bound[[names.index("E"), names.index("beta")]].any())
 
 
 def _choose(prob, ok, runs, tried, delta, fallback=None):

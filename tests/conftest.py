@@ -49,3 +49,12 @@ def need_installed(name):
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true but {name} is not installed (the test extra installs it)")
         pytest.skip(f"{name} is not installed")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_jax_caches():
+    """Drop JAX's in-memory compiled executables after each test module: the suite compiles
+    thousands of kernels, and one pytest process holding all of them aborted inside XLA's compiler
+    near the end of a fresh-clone run (never in a module run alone)."""
+    yield
+    jax.clear_caches()
