@@ -146,8 +146,10 @@ def _plan(problems, chunk):
     """Pad the problems to one shape and choose the chunk: 32 per device on CPU (a chunk's working
     set stays in cache), 512 per device on accelerators (not tuned); laws with per-run extras
     (MPL: (point, decrement) pairs) keep a chunk's temporaries near 32 MB."""
-    kind, opts = problems[0].kind, problems[0].opts
-    if any(p.kind != kind or p.opts != opts for p in problems):
+    # The kernels see the law's options less λ and ε (they shape the features, not the
+    # computation): problems at different λ share one compilation and one batch.
+    kind, opts = problems[0].kind, _fit.kernel_opts(problems[0].opts)
+    if any(p.kind != kind or _fit.kernel_opts(p.opts) != opts for p in problems):
         raise InputError("fit_batch: all problems must use the same law and options")
     n_max = max(p.obs.size for p in problems)
     problems = _pad_extras([_repad(p, n_max) for p in problems])
@@ -279,10 +281,11 @@ def _fit_local(problems, delta, max_iter, chunk, init, progress, stats=True):
 
 
 def _results(kind, opts, arrays, delta):
-    """FitResults from per-problem arrays (θ, objective, status, iterations, statistics)."""
+    """FitResults from per-problem arrays (θ, objective, status, iterations, statistics);
+    ``opts``: each problem's law options (a list of them)."""
     x = np.asarray(_fit._to_natural_batch(kind, arrays["theta"]))  # all problems in one call
     stat_keys = [k for k in arrays if k not in ("theta", "f", "st", "it")]
-    return [_stats._finish(kind, opts, None, arrays["theta"][i], x[i], arrays["f"][i], arrays["st"][i],
+    return [_stats._finish(kind, opts[i], None, arrays["theta"][i], x[i], arrays["f"][i], arrays["st"][i],
                          arrays["it"][i], {k: arrays[k][i] for k in stat_keys}, delta)
             for i in range(arrays["theta"].shape[0])]
 
@@ -335,7 +338,7 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
     if not problems:
         return []
     problems = list(problems)
-    kind, opts = problems[0].kind, problems[0].opts
+    kind = problems[0].kind
     n_proc, rank = jax.process_count(), jax.process_index()
     if n_proc == 1:
         state, stats = _fit_local(problems, delta, max_iter, chunk, init, progress)
@@ -349,7 +352,7 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
         else:  # more processes than problems: this one only takes part in the gather
             arrays = _no_rows(problems[0], delta)
         arrays = _gather(arrays, len(problems), share)
-    out = _results(kind, opts, arrays, delta)
+    out = _results(kind, [p.opts for p in problems], arrays, delta)
     bad = [i for i, r in enumerate(out) if not r.finite]
     if throw and bad:
         raise FitError(f"{len(bad)} of {len(out)} fits ended non-finite (first: problem {bad[0]})")
@@ -360,7 +363,7 @@ def _basin_runs(prob, k, delta, max_iter, skip=0):
     """The solver alone (no statistics) from each of the ``k`` best distinct variable-projection
     starts of ``prob`` after the ``skip`` best: a list of one-problem solver states."""
     feats = tuple(map(jnp.asarray, prob.feats))
-    th = np.asarray(_fit._vp_starts_jit(prob.kind, prob.opts, feats, jnp.asarray(prob.obs),
+    th = np.asarray(_fit._vp_starts_jit(prob.kind, _fit.kernel_opts(prob.opts), feats, jnp.asarray(prob.obs),
                                         jnp.asarray(prob.mask), 4 * (k + skip), _fit.VP_POINTS_BASINS))
     picked = []
     for t in th:  # distinct: every coordinate of θ apart by > 5%, or a sign change
@@ -409,7 +412,7 @@ def _choose(prob, ok, runs, tried, delta, fallback=None):
     and warned about."""
     finite = [r for r in runs if r.st[0] != NONFINITE and np.isfinite(r.f[0])]
     top = min([f.objective for f in ok] + [float(r.f[0]) for r in finite], default=math.inf)
-    result = lambda r: _results(prob.kind, prob.opts, {"theta": r.theta, "f": r.f, "st": r.st, "it": r.it,
+    result = lambda r: _results(prob.kind, [prob.opts], {"theta": r.theta, "f": r.f, "st": r.st, "it": r.it,
                                                        **_statistics(_plan([prob], None), r.theta, delta)}, delta)[0]
     ok = ok + [result(r) for r in finite if r.f[0] <= top * (1 + BASIN_TIE) + 1e-12]
     if not ok:  # nothing finite: the first fit as it ended
@@ -522,8 +525,7 @@ def _profile_lam(runs, law, column, target, form, eps, delta, max_iter, pad_to=N
         raise InputError(f"lam='profile' needs an area law; {law!r} takes the schedule itself")
     probs = [make_problem(runs, law, column, target=target, form=form, lam=v, eps=eps, pad_to=pad_to)
              for v in LAM_GRID]
-    # Problems of different λ differ in a static option: one fit each (shared shapes).
-    fits = [fit_batch([p], delta=delta, max_iter=max_iter)[0] for p in probs]
+    fits = fit_batch(probs, delta=delta, max_iter=max_iter, throw=False)  # one batch: the λs share a kernel
     score = [f.objective if f.status != "non-finite" and math.isfinite(f.objective) else math.inf
              for f in fits]
     res = fits[int(np.argmin(score))]

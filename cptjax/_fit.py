@@ -135,6 +135,12 @@ def law_options(kind, target="general", form=None, lam=None, eps=None) -> tuple:
     return opts
 
 
+def kernel_opts(opts) -> tuple:
+    """A law's static options as its fitting kernels see them: without the areas' λ and ε, which
+    shape the features only (so fits at different λ share one compilation)."""
+    return tuple((n, v) for n, v in opts if n not in ("lam", "eps"))
+
+
 def make_problem(runs, kind: str, column: str, *, target: str = "general", form: str | None = None,
                  lam: float | None = None, eps: float = 0.0, pad_to: int | None = None) -> FitProblem:
     """Turn runs + one loss column into a problem. Features come from each run's dense schedule

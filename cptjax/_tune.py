@@ -27,15 +27,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _schedules
-from ._batch import fit
+from ._batch import fit, fit_batch
+from ._fit import make_problem
 from ._data import Run, load_run
-from ._design import cap_cov, evaluate, law_draws, pt_states
+from ._design import _cpt_losses, cap_cov, evaluate, law_draws, pt_states
 from ._laws import LawPair
 from .errors import FitError, InputError, InputTypeError
 
-__all__ = ["Recipe", "Space", "Trial", "Tuner", "Recommendation"]
+__all__ = ["Recipe", "Space", "Trial", "Tuner", "Recommendation", "LAMS"]
 
 FAMILIES = ("cosine", "wsd")
+LAMS = (0.95, 0.99, 0.995, 0.999)  # the law forms (momentum decays) the tuner chooses among
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,9 +185,13 @@ class Tuner:
         pt_log: the PT run's own log with both losses (a :class:`Run` or a log file), if you have
             it: fitted once with every trial, it pins the PT part of the law (L0, A, α, C) that
             CPT-only logs identify poorly.
-        lam: the areas' momentum decay λ (default the paper's 0.999), or ``"profile"`` (the best
-            of ``cptjax.LAM_GRID`` by the fit's objective; six fits per refit, and on the lab's
-            tuning table no better: experiments/lab/tune.py).
+        lam: fix the areas' momentum decay λ (e.g. the paper's 0.999), or ``"profile"`` (the
+            best of ``cptjax.LAM_GRID`` by the fit's objective). Default ``None``: the law form is
+            chosen at every refit among ``lams`` by how well each predicts held-out trials (see
+            ``chosen_lam`` and ``lam_scores``).
+        lams: the momentum decays λ to choose among (default ``LAMS``: their memories, 1/(1 − λ),
+            span 20–1000 steps; the paper's 0.999 suits long runs, the lab's 500-step CPT runs
+            are predicted far better at 0.99).
         verify: when the recommended recipe has not been run at full length, the next trial runs
             it (then Thompson sampling again): every recommendation is checked against a real run.
         seed: seeds the candidate draws, Thompson sampling and the parameter draws.
@@ -204,7 +210,7 @@ class Tuner:
                  candidates: Sequence[Recipe] | None = None, steps: int | None = None,
                  init_fraction: float = 0.5, noise: float = 0.005, n_candidates: int = 256,
                  n_draws: int = 128, columns=("general_loss", "domain_loss"), pt_log=None,
-                 lam=None, verify: bool = True, seed: int = 0):
+                 lam=None, lams: Sequence[float] = None, verify: bool = True, seed: int = 0):
         if space is None and not candidates:
             raise InputError("Tuner: give a search `space`, or `candidates` (a list of Recipe)")
         if candidates is not None and not all(isinstance(c, Recipe) for c in candidates):
@@ -223,6 +229,12 @@ class Tuner:
         self.rng = np.random.default_rng(seed)
         self.seed, self.n_draws, self.columns, self.lam = seed, int(n_draws), tuple(columns), lam
         self.verify = bool(verify)
+        self.lams = tuple(float(v) for v in (LAMS if lams is None else lams))
+        if not self.lams or not all(0 < v < 1 for v in self.lams):
+            raise InputError(f"Tuner: `lams` must be momentum decays in (0, 1), got {lams!r}")
+        if lam is not None and lam != "profile" and not (isinstance(lam, (int, float)) and 0 < lam < 1):
+            raise InputError(f"Tuner: `lam` must be a number in (0, 1), 'profile' or None, got {lam!r}")
+        self.chosen_lam, self.lam_scores = None, {}
         if candidates is not None:
             self.candidates = list(candidates)
             self._init = _spread(self.candidates)
@@ -317,14 +329,16 @@ class Tuner:
                    {c: np.asarray(log.losses[c], np.float64)[keep] for c in self.columns}, replay=0.0)
 
     # -- the law ------------------------------------------------------------------------------
-    def _fit(self):
-        runs = ([self.pt_run] if self.pt_run is not None else []) + [t.run for t in self.told]
+    def _fit(self, told, lam):
+        """The replay law fitted (one law per loss) on the PT log and the ``told`` trials at
+        momentum ``lam``: (LawPair, capped covariances), or ``None`` when a fit fails."""
+        runs = ([self.pt_run] if self.pt_run is not None else []) + [t.run for t in told]
         laws, covs = [], []
         for target, col in zip(("general", "domain"), self.columns):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
-                    res = fit(runs, "replay", col, target=target, basins=2, throw=True, lam=self.lam,
+                    res = fit(runs, "replay", col, target=target, basins=2, throw=True, lam=lam,
                               pad_to=_bucket(sum(int(np.isfinite(r.losses[col]).sum()) for r in runs)))
                 except FitError:
                     return None
@@ -332,13 +346,57 @@ class Tuner:
             covs.append(cap_cov(res.law, res.cov))
         return LawPair(*laws), tuple(covs)
 
+    def _choose_lam(self):
+        """The law form (momentum λ) that best predicts held-out trials: each λ of ``lams`` is
+        fitted without the last quarter of the trials (at least one) and scored by its squared
+        error on their measured objectives (each at its own last step). Until there are two trials
+        left to fit on, the last λ of ``lams``."""
+        if self.lam is not None or len(self.lams) == 1:
+            return self.lam if self.lam is not None else self.lams[0]
+        n = len(self.told)
+        h = max(1, n // 4)
+        if n - h < 2:
+            return self.lams[-1]
+        fit_on, held = self.told[:n - h], self.told[n - h:]
+        laws = self._fit_lams(fit_on)
+        scores = []
+        for law in laws:
+            if law is None:
+                scores.append(math.inf)
+                continue
+            states = pt_states(law, self.pt)
+            err = [self._predicted_at_last(law, states, t) - self._observed(t) for t in held]
+            scores.append(float(np.sum(np.square(err))) if np.all(np.isfinite(err)) else math.inf)
+        self.lam_scores = dict(zip(self.lams, scores))
+        return self.lams[int(np.argmin(scores))] if np.isfinite(scores).any() else self.lams[-1]
+
+    def _fit_lams(self, told) -> list:
+        """The replay law at every λ of ``lams`` on the PT log and ``told``: one batched fit per
+        loss (the λs share a kernel); a LawPair per λ, ``None`` where a fit failed."""
+        runs = ([self.pt_run] if self.pt_run is not None else []) + [t.run for t in told]
+        per_loss = []
+        for target, col in zip(("general", "domain"), self.columns):
+            pad = _bucket(sum(int(np.isfinite(r.losses[col]).sum()) for r in runs))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                probs = [make_problem(runs, "replay", col, target=target, lam=v, pad_to=pad) for v in self.lams]
+                per_loss.append(fit_batch(probs))
+        return [LawPair(g.law, d.law) if g.finite and d.finite else None for g, d in zip(*per_loss)]
+
+    def _predicted_at_last(self, law, states, t: _Told) -> float:
+        """The law's objective for a told trial at its last logged step."""
+        k = max(int(t.run.steps[-1]) - t.run.n_pt, 1)
+        sched = jnp.asarray(t.trial.recipe.schedule(self.steps, self.pt[-1]))
+        return float(_obj_at(law, states, sched, t.trial.recipe.replay, k - 1, self.lam1))
+
     def _predictions(self):
         """Predicted final objective, shape (draws, candidates); ``None`` before a fit."""
         if self._pred is not None:
             return self._pred
         if len(self.told) < 2:
             return None
-        fitted = self._fit()
+        self.chosen_lam = self._choose_lam()
+        fitted = self._fit(self.told, self.chosen_lam)
         if fitted is None:
             return None
         self.law, covs = fitted
@@ -352,29 +410,50 @@ class Tuner:
         obj = np.where(np.isfinite(out), out, np.nan)
         lo, hi = np.nanquantile(obj, 0.025, axis=0), np.nanquantile(obj, 0.975, axis=0)
         obj = np.clip(np.where(np.isnan(obj), hi, obj), lo, hi)
-        # The law is a model, not the truth: where full-length trials measured the objective, its
-        # residual there (measured − predicted) corrects the prediction of nearby recipes
-        # (kernel-weighted, shrunk towards 0), as a Gaussian process on the law's residuals would.
-        corr = self._residual_correction(mean[:, 0])
-        obj = obj + corr[None, :]
+        # The law is a model, not the truth: its residuals at the trials (measured − predicted,
+        # at each trial's last step) are modelled by a Gaussian process over the recipes, whose
+        # posterior mean corrects every candidate's prediction and whose posterior samples add the
+        # law's own misfit to the parameter draws (so the acquisition explores where the law has
+        # been wrong, not only where its parameters are uncertain).
+        mu, samples = self._residual_gp(states)
+        obj = obj + samples
         mean = np.asarray(mean).copy()
-        mean[:, 0] += corr
+        mean[:, 0] += mu
         self._pred, self._mean = obj, mean
         return self._pred
 
-    def _residual_correction(self, mean) -> np.ndarray:
-        full = [t for t in self.told if t.trial.steps >= self.steps and t.trial.recipe in self._index]
-        if not full:
-            return np.zeros(len(self.candidates))
-        idx = np.array([self._index[t.trial.recipe] for t in full])
-        res = np.array([self._observed(t) for t in full]) - mean[idx]
-        d2 = np.sum((self._z[:, None, :] - self._z[None, idx, :]) ** 2, axis=-1)
-        w = np.exp(-d2 / (2 * _LENGTH ** 2))
-        return (w @ res) / (w.sum(axis=1) + _SHRINK)
+    def _residual_gp(self, states):
+        """The residual GP's posterior mean over the candidates and ``n_draws`` joint samples."""
+        told = [t for t in self.told if t.trial.recipe in self._index]
+        m = len(self.candidates)
+        if not told:
+            return np.zeros(m), np.zeros((self.n_draws, m))
+        idx = np.array([self._index[t.trial.recipe] for t in told])
+        full = np.array([int(t.run.steps[-1]) - t.run.n_pt >= self.steps for t in told])
+        pred = np.array([self._predicted_at_last(self.law, states, t) for t in told])
+        res = np.array([self._observed(t) for t in told]) - pred
+        # a short trial's residual stands for the final one less surely
+        nv = np.where(full, 1.0, 4.0) * max(self.noise, 1e-6) ** 2
+        mu, cov = _gp_posterior(self._z[idx], self._z, res, nv)
+        rng = np.random.default_rng(self.seed + 7919 * len(self.told))
+        w, v = np.linalg.eigh(cov)
+        samples = rng.standard_normal((self.n_draws, m)) @ (v * np.sqrt(np.maximum(w, 0.0))).T
+        return mu, mu[None, :] + samples
 
     # -- results ------------------------------------------------------------------------------
+    def _recommended(self) -> int:
+        """The recommendation's index: among the candidates measured at full length, the lowest
+        predicted objective (law + residual GP, which averages their seed noise); before any
+        full-length trial, the law's lowest. A recipe the law prefers but no run has checked is
+        the next trial (``verify``), not the recommendation: where the law is biased, the
+        recommendation stays a measured recipe."""
+        full = sorted({self._index[t.trial.recipe] for t in self.told if t.trial.recipe in self._index
+                       and int(t.run.steps[-1]) - t.run.n_pt >= self.steps})
+        m = self._mean[:, 0]
+        return int(full[int(np.argmin(m[full]))]) if full else int(np.argmin(m))
+
     def best(self) -> Recommendation:
-        """The recommended recipe: lowest predicted objective of the fitted law, with the 90%
+        """The recommended recipe (see ``_recommended``): its predicted objective, the 90%
         interval over the parameter draws and P(best) = share of draws under which it is best."""
         pred = self._predictions()
         if pred is None:
@@ -385,7 +464,7 @@ class Tuner:
             o, t = min(obs, key=lambda x: x[0])
             return Recommendation(t.trial.recipe, o, (o, o), float("nan"), float("nan"), float("nan"),
                                   len(self.told))
-        i = int(np.argmin(self._mean[:, 0]))
+        i = self._recommended()
         col = pred[:, i]
         p_best = float(np.mean(np.argmin(pred, axis=1) == i))
         ok = col[np.isfinite(col)]
@@ -399,7 +478,7 @@ class Tuner:
         pred = self._predictions()
         if pred is None:
             return math.inf
-        i = int(np.argmin(self._mean[:, 0]))
+        i = self._recommended()
         gain = np.maximum(pred[:, i:i + 1] - pred, 0.0)
         gain = np.where(np.isfinite(gain), gain, 0.0)
         return float(gain.mean(axis=0).max())
@@ -418,8 +497,36 @@ class Tuner:
                  "observed_objective": self._observed(t)} for t in self.told]
 
 
-_LENGTH = 0.15  # the residual kernel's length scale, in the unit-scaled (log peak, replay) space
-_SHRINK = 0.5   # prior weight of "no correction" (one trial at distance 0 moves it by 2/3 of its residual)
+_LENGTHS = (0.15, 0.3, 0.6, 1.2)  # the residual GP's length scales tried, unit-scaled recipe space
+
+
+def _gp_posterior(z, zc, r, nv):
+    """A zero-mean GP with a squared-exponential kernel on the law's residuals ``r`` at recipes
+    ``z`` (noise variances ``nv``): the posterior mean and covariance at ``zc``. The signal
+    variance and length scale are the grid point of highest marginal likelihood (signal variances
+    from the noise's up to 4× the residuals' mean square)."""
+    d_oo = np.sum((z[:, None] - z[None]) ** 2, -1)
+    d_co = np.sum((zc[:, None] - z[None]) ** 2, -1)
+    d_cc = np.sum((zc[:, None] - zc[None]) ** 2, -1)
+    top = max(4 * float(np.mean(r ** 2)), float(np.mean(nv)))
+    best = None
+    for s2 in top * np.logspace(-3, 0, 7):
+        for ls in _LENGTHS:
+            K = s2 * np.exp(-d_oo / (2 * ls ** 2)) + np.diag(nv)
+            try:
+                L = np.linalg.cholesky(K)
+            except np.linalg.LinAlgError:
+                continue
+            a = np.linalg.solve(L.T, np.linalg.solve(L, r))
+            ll = -0.5 * r @ a - np.log(np.diag(L)).sum()
+            if best is None or ll > best[0]:
+                best = (ll, s2, ls, L, a)
+    if best is None:
+        return np.zeros(len(zc)), np.zeros((len(zc), len(zc)))
+    _, s2, ls, L, a = best
+    Ks = s2 * np.exp(-d_co / (2 * ls ** 2))
+    V = np.linalg.solve(L, Ks.T)
+    return Ks @ a, s2 * np.exp(-d_cc / (2 * ls ** 2)) - V.T @ V
 
 
 def _features(cands) -> np.ndarray:
@@ -448,6 +555,14 @@ def _final(law, states, sched, replay, lam1):
     return jnp.stack([o, g, d])
 
 
+def _obj_one_step(law, states, sched, replay, k, lam1):
+    """The objective at CPT step index ``k`` (traced) of ``sched`` after the PT ``states``."""
+    cond = {"replay": replay}
+    g, d = (_cpt_losses(l, s, sched, cond)[k] for l, s in zip(law, states))
+    return lam1 * g + (1 - lam1) * d
+
+
+_obj_at = jax.jit(_obj_one_step)
 # Compiled once per (candidates, draws) shape, not once per trial: the mean law over every
 # candidate, and the objective alone over draws x candidates.
 _over_candidates = jax.jit(jax.vmap(_final, in_axes=(None, None, 0, 0, None)))
