@@ -348,9 +348,10 @@ class Tuner:
 
     def _choose_lam(self):
         """The law form (momentum λ) that best predicts held-out trials: each λ of ``lams`` is
-        fitted without the last quarter of the trials (at least one) and scored by its squared
-        error on their measured objectives (each at its own last step). Until there are two trials
-        left to fit on, the last λ of ``lams``."""
+        fitted without the last quarter of the trials (at least one) and scored by the mean square
+        of its error on their measured objectives (λ1·general + (1 − λ1)·domain, each at the
+        trial's last logged step: what the tuner ranks recipes by). Until two trials are left to
+        fit on, the last λ of ``lams``."""
         if self.lam is not None or len(self.lams) == 1:
             return self.lam if self.lam is not None else self.lams[0]
         n = len(self.told)
@@ -366,7 +367,7 @@ class Tuner:
                 continue
             states = pt_states(law, self.pt)
             err = [self._predicted_at_last(law, states, t) - self._observed(t) for t in held]
-            scores.append(float(np.sum(np.square(err))) if np.all(np.isfinite(err)) else math.inf)
+            scores.append(float(np.mean(np.square(err))) if np.all(np.isfinite(err)) else math.inf)
         self.lam_scores = dict(zip(self.lams, scores))
         return self.lams[int(np.argmin(scores))] if np.isfinite(scores).any() else self.lams[-1]
 
@@ -563,6 +564,7 @@ def _obj_one_step(law, states, sched, replay, k, lam1):
 
 
 _obj_at = jax.jit(_obj_one_step)
+
 # Compiled once per (candidates, draws) shape, not once per trial: the mean law over every
 # candidate, and the objective alone over draws x candidates.
 _over_candidates = jax.jit(jax.vmap(_final, in_axes=(None, None, 0, 0, None)))

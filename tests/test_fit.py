@@ -69,6 +69,18 @@ def test_batch_equals_single_even_with_a_nan_lane():
         assert batch[i].objective == pytest.approx(solo.objective, rel=1e-12)
 
 
+def test_problems_at_different_lam_share_a_batch():
+    """λ shapes the features only: problems at λ = 0.99 and 0.999 fit in one batch, each equal to
+    its own fit, each law carrying its own λ."""
+    probs = [cptjax.make_problem(synthetic(s), "cpt", "loss", lam=v) for s, v in ((1, 0.99), (1, 0.999), (2, 0.99))]
+    batch = cptjax.fit_batch(probs)
+    for r, p in zip(batch, probs):
+        solo = cptjax.fit_batch([p])[0]
+        assert r.law.lam == dict(p.opts)["lam"]
+        np.testing.assert_allclose(list(r.params.values()), list(solo.params.values()), rtol=1e-9)
+    assert batch[0].objective != pytest.approx(batch[1].objective, rel=1e-6)  # λ mattered
+
+
 def test_progress_is_monotone_and_complete():
     probs = [cptjax.make_problem(synthetic(s), "cpt", "loss") for s in range(5)]
     seen = []
