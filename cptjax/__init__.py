@@ -80,6 +80,7 @@ _EXPORTS = {
     "Space": ("._tune", 'Space'),
     "Trial": ("._tune", 'Trial'),
     "Recommendation": ("._tune", 'Recommendation'),
+    "LAMS": ("._tune", 'LAMS'),
     "load_tune_study": ("._tune_study", 'load_tune_study'),
     "forecast": ("._forecast", 'forecast'),
     "forecast_cpt": ("._forecast_cpt", 'forecast_cpt'),
@@ -173,6 +174,7 @@ if TYPE_CHECKING:  # the same names, for static analysis (tests/test_api.py keep
     from ._tune import Space as Space
     from ._tune import Trial as Trial
     from ._tune import Recommendation as Recommendation
+    from ._tune import LAMS as LAMS
     from ._tune_study import load_tune_study as load_tune_study
     from ._forecast import forecast as forecast
     from ._forecast_cpt import forecast_cpt as forecast_cpt

@@ -1,12 +1,20 @@
 """A schedule-aware hyper-parameter optimiser for CPT recipes, in Optuna's ask-and-tell shape.
 
 Every trial is a whole curve of both losses. After each trial the tuner refits the replay law
-(Eq. 8, one law per validation set) on every curve seen so far, draws parameter sets from the
-fits' covariance, and predicts the final objective λ1·L_general + (1 − λ1)·L_domain of every
-candidate recipe under each draw. The next trial is chosen by Thompson sampling over those draws
-(the candidate that is best under one random draw: where the law is uncertain and where its
-optimum is, weighed by the draws themselves); ``best()`` returns the candidate with the lowest
-mean prediction, a 90% interval and the probability (over the draws) that it is the best.
+(Eq. 8, one law per validation set) on every curve seen so far and predicts the final objective
+λ1·L_general + (1 − λ1)·L_domain of every candidate recipe:
+
+- the law's form — the areas' momentum decay λ, one of ``LAMS`` — is the one that best predicts
+  held-out trials (each fitted without the last quarter of the trials, scored on them);
+- parameter sets are drawn from the fits' covariance;
+- the law's residuals at the trials (measured − predicted) are modelled by a Gaussian process over
+  the recipes: its mean corrects the predictions, its samples join the parameter draws.
+
+The next trial is chosen by Thompson sampling over those draws (the candidate that is best under
+one random draw: where the law is uncertain, where it has been wrong and where its optimum is);
+the law's own favourite is run at full length before it can be recommended (``verify``).
+``best()`` returns the best recipe measured at full length (by the corrected prediction, which
+averages seed noise), a 90% interval and the probability (over the draws) that it is the best.
 
 Multi-fidelity comes free: the law predicts a full run from its beginning, so the first trials —
 chosen to span the space (its corners and centre), not at random — are run for ``init_fraction``

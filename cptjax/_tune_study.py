@@ -1,4 +1,4 @@
-"""``cptjax tune STUDY.toml --out DIR``: the tuner's loop around the user's own trainer.
+"""``cptjax tune STUDY.toml --out DIR``: the tuner's loop around the user's own trainer, or the lab's.
 
 Each trial's CPT schedule is written per step (``cpt_step,lr``, the format of ``cptjax design``'s
 ``plan.csv``) and the study's ``train`` command template is run with ``{schedule}``, ``{replay}``,
@@ -7,6 +7,10 @@ back in any format cptjax reads. A failing command or a broken log is recorded a
 with the tail of its stderr, and the study goes on. ``DIR/journal.json`` records every trial, so a
 killed study resumes where it stopped (the tuner replays the journal: the same trials in the same
 order, given the seed); ``DIR/report.json`` holds the recommendation and every trial.
+
+With a ``[lab]`` table instead of ``train``, the trials train the lab's model (``cptjax lab``) on
+its corpora: the PT run once (its checkpoint in ``DIR/lab/.ckpt``), every trial a CPT branch from
+it with the trial's schedule and replay ratio, one at a time (the lab's training takes every core).
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import json
 import os
 import shlex
 import subprocess
+import threading
 import time
 import tomllib
 
 from ._schedules import to_csv
-from ._tune import Recipe, Space, Tuner
+from ._tune import Recipe, Space, Trial, Tuner
 from .errors import InputError
 from .files import atomic_write, dumps, read_text
 
@@ -36,6 +41,13 @@ seed = 0
 columns = ["general_loss", "domain_loss"]
 # Run from DIR/trials/NNN/; the command writes {log} (any format cptjax reads).
 train = "python train.py --lr-file {schedule} --replay {replay} --steps {steps} --seed {seed} --log {log}"
+# Or, instead of `train`, the lab's own model and corpora (cptjax lab):
+# [lab]
+# model = {preset = "cpu"}   # and any [model] key of a lab study
+# eval_interval = 50
+# eval_batches = 8
+# general = "prose.txt"      # optional: your corpora (default: CPython's prose and source)
+# domain = "code.txt"
 
 [space]
 peak = [2e-5, 1e-3]     # log scale
@@ -47,7 +59,8 @@ warmup = 50
 '''
 
 _KEYS = {"pt", "steps", "weight_general", "trials", "noise", "seed", "columns", "train", "space",
-         "candidates", "init_fraction", "timeout"}
+         "candidates", "init_fraction", "timeout", "lab"}
+_LAB_KEYS = {"model", "eval_interval", "eval_batches", "seed", "general", "domain"}
 
 
 def load_tune_study(path) -> dict:
@@ -60,11 +73,20 @@ def load_tune_study(path) -> dict:
     bad = sorted(set(d) - _KEYS)
     if bad:
         raise InputError(f"{path}: unknown key(s) {bad}; known: {sorted(_KEYS)}")
-    for k in ("pt", "steps", "train"):
+    for k in ("pt", "steps"):
         if k not in d:
             raise InputError(f"{path}: missing key {k!r}")
-    if not isinstance(d["train"], str) or "{log}" not in d["train"] or "{schedule}" not in d["train"]:
+    if ("train" in d) == ("lab" in d):
+        raise InputError(f"{path}: give either 'train' (your trainer's command template) or a [lab] table")
+    if "train" in d and (not isinstance(d["train"], str) or "{log}" not in d["train"]
+                         or "{schedule}" not in d["train"]):
         raise InputError(f"{path}: 'train' must be a command template with {{schedule}} and {{log}}")
+    if "lab" in d:
+        if not isinstance(d["lab"], dict) or set(d["lab"]) - _LAB_KEYS:
+            raise InputError(f"{path}: [lab] must be a table with keys among {sorted(_LAB_KEYS)}")
+        if not isinstance(d["pt"], str):
+            raise InputError(f"{path}: with [lab], 'pt' must be a schedule in text form")
+        _lab_study(d, Trial(0, Recipe("cosine", 1e-3), 2, 2), None, 0, where=f"{path}: [lab]")
     for k, lo in (("trials", 1), ("steps", 2)):
         if isinstance(d.get(k, lo), bool) or not isinstance(d.get(k, lo), int) or d.get(k, lo) < lo:
             raise InputError(f"{path}: {k!r} must be an integer >= {lo}, got {d.get(k)!r}")
@@ -80,11 +102,51 @@ def load_tune_study(path) -> dict:
     return d
 
 
+def _lab_study(study, trial, sched, seed, where="[lab]"):
+    """The lab study of one trial: the tune study's PT run, and one CPT branch with the trial's
+    schedule (the file ``sched``; ``None`` checks the settings only) and replay ratio."""
+    from ._lab import parse_study
+
+    lab, r = study["lab"], trial.recipe
+    name = f"trial{trial.number:03d}"
+    d = {"name": "tune", "seed": lab.get("seed", 0), "eval_interval": lab.get("eval_interval", 50),
+         "eval_batches": lab.get("eval_batches", 8), "model": lab.get("model", {}), "pt": {"pt": study["pt"]},
+         "cpt": {"steps": trial.steps, "schedules": {
+             name: f"file({sched})" if sched else f"constant(steps={trial.steps},peak={r.peak})"},
+                 "grid": [{"pt": ["pt"], "schedule": [name], "peak": [r.peak], "replay": [r.replay],
+                           "seed": [seed]}]}}
+    if not isinstance(d["model"], dict):
+        raise InputError(f"{where}: model must be a table")
+    return parse_study(d, where)
+
+
+_LAB_LOCK = threading.Lock()
+_CORPORA = {}  # read once per process
+
+
+def _lab_trial(study, out, sched, trial, seed):
+    """Train one trial with the lab (one at a time); its run file is the trial's log."""
+    from ._lab import load_corpora, run_study
+
+    lab = study["lab"]
+    st = _lab_study(study, trial, sched, seed)
+    with _LAB_LOCK:
+        try:
+            key = (lab.get("general"), lab.get("domain"))
+            corpora = _CORPORA[key] if key in _CORPORA else _CORPORA.setdefault(key, load_corpora(*key))
+            run_study(st, os.path.join(out, "lab"), corpora=corpora, quiet=True, only=[st.runs[0].name])
+        except InputError as e:
+            return None, f"lab: {e}"
+    return os.path.join(out, "lab", st.runs[0].name + ".csv"), None
+
+
 def _run_trial(study, folder, trial, pt_last, seed):
     os.makedirs(folder, exist_ok=True)
     sched = os.path.join(folder, "schedule.csv")
     lr = trial.schedule(pt_last)
     atomic_write(sched, to_csv(lr))
+    if "lab" in study:
+        return _lab_trial(study, os.path.dirname(os.path.dirname(folder)), os.path.abspath(sched), trial, seed)
     log = os.path.join(folder, "log.csv")
     r = trial.recipe
     cmd = study["train"].format(schedule=shlex.quote(sched), log=shlex.quote(log), replay=r.replay,

@@ -199,3 +199,44 @@ def test_residual_gp_interpolates_and_reverts_to_the_law():
     np.testing.assert_allclose(mu[:4], r, atol=1e-6)
     assert np.all(np.diag(cov)[:4] < 1e-8)
     assert abs(mu[4]) < 1e-9 and np.diag(cov)[4] > np.mean(r ** 2) / 1000
+
+
+LAB_STUDY = '''pt = "constant(steps=120,peak=5e-3,warmup=10)"
+steps = 40
+trials = 2
+noise = 0.0
+[space]
+peak = [1e-3, 5e-3]
+replay = [0.0, 0.5]
+[lab]
+model = {preset = "tiny"}
+eval_interval = 20
+eval_batches = 2
+'''
+
+
+def test_tune_study_with_the_lab_trainer(tmp_path):
+    """[lab] instead of a command: the PT run is trained once and every trial branches from its
+    checkpoint (the trials' logs repeat the PT run's evaluations exactly), with the trial's
+    schedule; a wrong [lab] key names the table."""
+    import json
+
+    f = tmp_path / "lab.toml"
+    f.write_text(LAB_STUDY)
+    rep = cptjax.run_tune_study(cptjax.load_tune_study(f), str(tmp_path / "out"))
+    assert len(rep["trials"]) == 2 and not any(t["error"] for t in rep["trials"])
+    pt = cptjax.load_run(tmp_path / "out" / "lab" / "pt-pt.csv")
+    for t in rep["trials"]:
+        run = cptjax.load_run(t["log"])
+        assert run.n_pt == 120 and run.steps[-1] == 120 + t["steps"]
+        np.testing.assert_array_equal(run.losses["general_loss"][:len(pt.steps)], pt.losses["general_loss"])
+        sched = np.loadtxt(tmp_path / "out" / "trials" / f"{t['number']:03d}" / "schedule.csv",
+                           delimiter=",", skiprows=1)[:, 1]
+        np.testing.assert_allclose(run.lr[120:], sched, rtol=1e-6)
+    assert json.loads((tmp_path / "out" / "lab" / "manifest.json").read_text())["model"]["d_model"] == 32
+    f.write_text(LAB_STUDY.replace("eval_batches = 2", "eval_batchez = 2"))
+    with pytest.raises(cptjax.InputError, match=r"\[lab\]"):
+        cptjax.load_tune_study(f)
+    f.write_text('train = "x {schedule} {log}"\n' + LAB_STUDY)
+    with pytest.raises(cptjax.InputError, match="either"):
+        cptjax.load_tune_study(f)
