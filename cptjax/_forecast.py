@@ -156,35 +156,15 @@ def forecast(log, *, column: str | None = None, budget: int | None = None, sched
             log has no annealing. ``None``: the prior.
         n_starts: rows of the cooldown-start table.
     """
-    if cooldown not in COOLDOWN_SHAPES:
-        raise InputError(f"forecast: cooldown must be one of {sorted(COOLDOWN_SHAPES)}, got {cooldown!r}")
-    shape = COOLDOWN_SHAPES[cooldown]
-    if not (isinstance(final, (int, float)) and 0 <= final < 1 and math.isfinite(final)):
-        raise InputError(f"forecast: final must be a fraction in [0, 1), got {final!r}")
-    if shape == "exp" and final <= 0:
-        raise InputError("forecast: an 'exp' cooldown needs final > 0")
-    full = None if schedule is None else (_schedules.parse(schedule) if isinstance(schedule, str)
-                                          else np.asarray(schedule, np.float64).ravel())
+    shape, full = _check_cooldown(cooldown, final), _full_schedule(schedule)
     log_run, column, budget, L = _so_far(_as_run(log, full), column, full, budget, cooldown_steps)
     t, lr_so_far = log_run.n_pt, log_run.lr
     res, law, source, notes, ref_law = _fit(log_run, column, reference)
     rng = np.random.default_rng(seed)
     law, draws, source = _annealing(law, res.cov, source, ref_law, log_run, budget or (t + L), n_draws, rng, notes)
     sd = float(res.rmse) if math.isfinite(res.rmse) else 0.0
-    eta_t = float(lr_so_far[-1])
-    futures = {}
-    if full is not None and full.size > t:
-        futures["continue the schedule"] = full
-    futures["stop now"] = lr_so_far
-    futures[f"cool down now ({cooldown}, {L} steps)"] = np.concatenate([lr_so_far, _cooldown(eta_t, L, shape, final)])
-    table, best = [], None
-    if budget is not None:
-        start_at = lambda k: np.concatenate([lr_so_far, np.full(k - t, eta_t), _cooldown(eta_t, budget - k, shape, final)])
-        for k in np.unique(np.linspace(t, budget - 1, n_starts).round().astype(int)):
-            m, lo, hi = _at_end(law, draws, start_at(k), sd)
-            table.append({"start": int(k), "loss": m, "lo": lo, "hi": hi})
-        best = min(table, key=lambda r: r["loss"])["start"]
-        futures[f"best cooldown start (step {best})"] = start_at(best)
+    score = lambda lr: dict(zip(("loss", "lo", "hi"), _at_end(law, draws, lr, sd)))
+    futures, table, best = _futures(lr_so_far, full, budget, L, cooldown, final, n_starts, score)
     alternatives, curves = [], {}
     for name, lr in futures.items():
         x = np.unique(np.linspace(t, lr.size, 200).round().astype(int))  # ends at lr.size
@@ -195,6 +175,61 @@ def forecast(log, *, column: str | None = None, budget: int | None = None, sched
     y = log_run.losses[column]
     return Forecast(t, float(y[-1]), int(budget) if budget else None, cooldown, float(final), law, source,
                     alternatives, table, best, res, notes, curves, (log_run.steps, y))
+
+
+def _check_cooldown(cooldown, final) -> str:
+    """The cooldown's shape name, after checking ``cooldown`` and ``final``."""
+    if cooldown not in COOLDOWN_SHAPES:
+        raise InputError(f"forecast: cooldown must be one of {sorted(COOLDOWN_SHAPES)}, got {cooldown!r}")
+    shape = COOLDOWN_SHAPES[cooldown]
+    if isinstance(final, bool) or not (isinstance(final, (int, float)) and 0 <= final < 1 and math.isfinite(final)):
+        raise InputError(f"forecast: final must be a fraction in [0, 1), got {final!r}")
+    if shape == "exp" and final <= 0:
+        raise InputError("forecast: an 'exp' cooldown needs final > 0")
+    return shape
+
+
+def _full_schedule(schedule):
+    """The run's whole planned schedule (text form or per-step array), or ``None``."""
+    if schedule is None:
+        return None
+    return _schedules.parse(schedule) if isinstance(schedule, str) else np.asarray(schedule, np.float64).ravel()
+
+
+def _futures(lr, full, budget, L, cooldown, final, n_starts, score):
+    """The futures of a log whose schedule so far is ``lr``: the schedule continued (when known),
+    stop now, cool down now over ``L`` steps, and — with a ``budget`` — the cooldown-start table
+    (``score(schedule)`` gives a row's numbers, with its ``loss``) and its best start. Returns
+    ({name: schedule}, table, best start)."""
+    t, eta_t, shape = lr.size, float(lr[-1]), COOLDOWN_SHAPES[cooldown]
+    futures = {}
+    if full is not None and full.size > t:
+        futures["continue the schedule"] = full
+    futures["stop now"] = lr
+    futures[f"cool down now ({cooldown}, {L} steps)"] = np.concatenate([lr, _cooldown(eta_t, L, shape, final)])
+    table, best = [], None
+    if budget is not None:
+        start_at = lambda k: np.concatenate([lr, np.full(k - t, eta_t), _cooldown(eta_t, budget - k, shape, final)])
+        for k in np.unique(np.linspace(t, budget - 1, n_starts).round().astype(int)):
+            table.append({"start": int(k), **score(start_at(k))})
+        best = min(table, key=lambda r: r["loss"])["start"]
+        futures[f"best cooldown start (step {best})"] = start_at(best)
+    return futures, table, best
+
+
+def _budget(full, budget, t, cooldown_steps):
+    """The forecast's budget (the schedule's length when it is given) and the length of "cool
+    down now", checked against the log's last step ``t``."""
+    if full is not None:
+        if full.size < t:
+            raise InputError(f"forecast: the schedule has {full.size} steps, the log reaches step {t}")
+        budget = full.size if budget is None else budget
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget <= t):
+        raise InputError(f"forecast: budget must be an integer step after the log's last step {t}, got {budget!r}")
+    L = int(cooldown_steps) if cooldown_steps is not None else max(1, round(0.2 * (budget or t)))
+    if L < 1:
+        raise InputError(f"forecast: cooldown_steps must be >= 1, got {cooldown_steps!r}")
+    return budget, L
 
 
 def _so_far(run, column, full, budget, cooldown_steps):
@@ -211,15 +246,7 @@ def _so_far(run, column, full, budget, cooldown_steps):
     lr_so_far = np.asarray(run.lr[:t], np.float64)
     if lr_so_far[-1] <= 0:
         raise InputError(f"forecast: the LR at step {t} is {lr_so_far[-1]}: the run has already cooled down to 0")
-    if full is not None:
-        if full.size < t:
-            raise InputError(f"forecast: the schedule has {full.size} steps, the log reaches step {t}")
-        budget = full.size if budget is None else budget
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget <= t):
-        raise InputError(f"forecast: budget must be an integer step after the log's last step {t}, got {budget!r}")
-    L = int(cooldown_steps) if cooldown_steps is not None else max(1, round(0.2 * (budget or t)))
-    if L < 1:
-        raise InputError(f"forecast: cooldown_steps must be >= 1, got {cooldown_steps!r}")
+    budget, L = _budget(full, budget, t, cooldown_steps)
     keep = (np.asarray(run.steps) <= t) & ok
     return Run(run.name, lr_so_far, t, np.asarray(run.steps)[keep], {column: y[keep]}), column, budget, L
 

@@ -23,12 +23,13 @@ import numpy as np
 
 from ._areas import Areas, areas_numpy
 from ._data import Run
-from ._forecast import COOLDOWN_SHAPES, MODEL_SD, Forecast, _annealed, _as_run, _cooldown
+from ._forecast import (MODEL_SD, Forecast, _annealed, _as_run, _budget, _check_cooldown, _full_schedule,
+                        _futures, _identified)
+from ._forecast import _draws as _param_draws
 from .errors import FitError, InputError
 
 __all__ = ["forecast_cpt"]
 
-_IDENTIFIED = 0.3
 LAW = "cpt-shared"
 
 
@@ -54,39 +55,17 @@ def forecast_cpt(log, *, general: str = "general_loss", domain: str = "domain_lo
     """
     if not (isinstance(weight_general, (int, float)) and 0 <= weight_general <= 1):
         raise InputError(f"forecast: weight_general (λ1) must be in [0, 1], got {weight_general!r}")
-    if cooldown not in COOLDOWN_SHAPES:
-        raise InputError(f"forecast: cooldown must be one of {sorted(COOLDOWN_SHAPES)}, got {cooldown!r}")
-    if not (isinstance(final, (int, float)) and 0 <= final < 1):
-        raise InputError(f"forecast: final must be a fraction in [0, 1), got {final!r}")
-    from . import _schedules
-
-    full = None if schedule is None else (_schedules.parse(schedule) if isinstance(schedule, str)
-                                          else np.asarray(schedule, np.float64).ravel())
+    _check_cooldown(cooldown, final)
+    full = _full_schedule(schedule)
     run = _as_run(log, full)
     so_far, t = _so_far(run, general, domain)
-    budget = _budget(full, budget, t)
-    L = int(cooldown_steps) if cooldown_steps is not None else max(1, round(0.2 * (budget or t)))
-    if L < 1:
-        raise InputError(f"forecast: cooldown_steps must be >= 1, got {cooldown_steps!r}")
+    budget, L = _budget(full, budget, t, cooldown_steps)
     laws, fits, source, notes = _fit_both(so_far, (general, domain), reference)
     rng = np.random.default_rng(seed)
     draws = [_draws(l, f.cov, n_draws, rng) for l, f in zip(laws, fits)]
     sds = [float(f.rmse) if math.isfinite(f.rmse) else 0.0 for f in fits]
     end = _Evaluator(laws, draws, sds, so_far.n_pt, weight_general)
-    eta_t, lr = float(so_far.lr[-1]), so_far.lr
-    shape = COOLDOWN_SHAPES[cooldown]
-    futures = {}
-    if full is not None and full.size > t:
-        futures["continue the schedule"] = full
-    futures["stop now"] = lr
-    futures[f"cool down now ({cooldown}, {L} steps)"] = np.concatenate([lr, _cooldown(eta_t, L, shape, final)])
-    table, best = [], None
-    if budget is not None:
-        start_at = lambda k: np.concatenate([lr, np.full(k - t, eta_t), _cooldown(eta_t, budget - k, shape, final)])
-        for k in np.unique(np.linspace(t, budget - 1, n_starts).round().astype(int)):
-            table.append({"start": int(k), **end(start_at(k))})
-        best = min(table, key=lambda r: r["loss"])["start"]
-        futures[f"best cooldown start (step {best})"] = start_at(best)
+    futures, table, best = _futures(so_far.lr, full, budget, L, cooldown, final, n_starts, end)
     alternatives = [{"name": name, "end": int(x.size), **end(x)} for name, x in futures.items()]
     curves = {name: end.curve(x, t) for name, x in futures.items()}
     ix, yg = so_far.points(general)
@@ -118,16 +97,6 @@ def _so_far(run, general, domain):
     keep = ok & (steps <= t)
     return Run(run.name, np.asarray(run.lr[:t], np.float64), run.n_pt, steps[keep],
                {general: run.losses[general][keep], domain: run.losses[domain][keep]}), t
-
-
-def _budget(full, budget, t):
-    if full is not None:
-        if full.size < t:
-            raise InputError(f"forecast: the schedule has {full.size} steps, the log reaches step {t}")
-        budget = full.size if budget is None else budget
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget <= t):
-        raise InputError(f"forecast: budget must be an integer step after the log's last step {t}, got {budget!r}")
-    return budget
 
 
 def _fit_both(so_far, columns, reference):
@@ -179,12 +148,6 @@ def _fit_both(so_far, columns, reference):
     return laws, fits, source, notes
 
 
-def _identified(law, cov) -> bool:
-    i = law.param_names().index("C")
-    var = float(np.asarray(cov)[i, i]) if cov is not None else math.inf
-    return law.C > 0 and math.isfinite(var) and var >= 0 and math.sqrt(var) < _IDENTIFIED * law.C
-
-
 def _relevel(law, C, run, column):
     """The law with C set, L0 moved so that its mean over the logged CPT points is unchanged."""
     ix, _ = run.points(column)
@@ -203,11 +166,8 @@ def _fix_c(cov, law):
 
 
 def _draws(law, cov, n, rng):
-    from ._design import cap_cov, param_draws
-
-    c = None if cov is None else cap_cov(law, np.nan_to_num(np.asarray(cov, np.float64), nan=0.0, posinf=0.0, neginf=0.0))
-    x = param_draws(law, c, n, rng)
-    return law.replace(**{k: x[:, i] for i, k in enumerate(law.param_names())})
+    """Parameter draws as one law whose leaves are arrays (n,)."""
+    return law.replace(**_param_draws(law, cov, n, rng))
 
 
 @dataclasses.dataclass

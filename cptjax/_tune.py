@@ -477,7 +477,10 @@ class Tuner:
         col = pred[:, i]
         p_best = float(np.mean(np.argmin(pred, axis=1) == i))
         ok = col[np.isfinite(col)]
-        lo, hi = (np.quantile(ok, [0.05, 0.95]) if ok.size else (np.nan, np.nan))
+        # the draws' spread, centred on the recommendation's own prediction (the draws' median
+        # sits off it where the law is nonlinear in its parameters, or the GP's mean moved it)
+        lo, hi = (np.quantile(ok, [0.05, 0.95]) - np.median(ok) + float(self._mean[i, 0])
+                  if ok.size else (np.nan, np.nan))
         return Recommendation(self.candidates[i], float(self._mean[i, 0]), (float(lo), float(hi)),
                               p_best, float(self._mean[i, 1]), float(self._mean[i, 2]), len(self.told))
 

@@ -37,6 +37,7 @@ steps = 1500            # CPT steps of the run being planned
 weight_general = 0.5    # lambda1 of lambda1*L_general + (1 - lambda1)*L_domain
 trials = 12             # at most this many trials
 noise = 0.005           # seed noise of the objective: stop when no trial is expected to gain more
+# lam = 0.99            # fix the law form (the areas' momentum decay); default: chosen by held-out trials
 seed = 0
 columns = ["general_loss", "domain_loss"]
 # Run from DIR/trials/NNN/; the command writes {log} (any format cptjax reads).
@@ -59,7 +60,7 @@ warmup = 50
 '''
 
 _KEYS = {"pt", "steps", "weight_general", "trials", "noise", "seed", "columns", "train", "space",
-         "candidates", "init_fraction", "timeout", "lab"}
+         "candidates", "init_fraction", "timeout", "lab", "lam"}
 _LAB_KEYS = {"model", "eval_interval", "eval_batches", "seed", "general", "domain"}
 
 
@@ -87,6 +88,9 @@ def load_tune_study(path) -> dict:
         if not isinstance(d["pt"], str):
             raise InputError(f"{path}: with [lab], 'pt' must be a schedule in text form")
         _lab_study(d, Trial(0, Recipe("cosine", 1e-3), 2, 2), None, 0, where=f"{path}: [lab]")
+    lam = d.get("lam")
+    if lam is not None and (isinstance(lam, bool) or not isinstance(lam, float) or not 0 < lam < 1):
+        raise InputError(f"{path}: 'lam' must be a number in (0, 1) (the areas' momentum decay), got {lam!r}")
     for k, lo in (("trials", 1), ("steps", 2)):
         if isinstance(d.get(k, lo), bool) or not isinstance(d.get(k, lo), int) or d.get(k, lo) < lo:
             raise InputError(f"{path}: {k!r} must be an integer >= {lo}, got {d.get(k)!r}")
@@ -184,7 +188,7 @@ def run_tune_study(study: dict, out: str, progress=None, workers: int = 1) -> di
     tuner = Tuner(study["_space"] if not study["_candidates"] else None, pt=study["pt"],
                   candidates=study["_candidates"], steps=study["steps"],
                   weight_general=study.get("weight_general", 0.5), noise=study.get("noise", 0.005),
-                  init_fraction=study.get("init_fraction", 0.5), seed=study.get("seed", 0),
+                  init_fraction=study.get("init_fraction", 0.5), seed=study.get("seed", 0), lam=study.get("lam"),
                   columns=tuple(study.get("columns", ("general_loss", "domain_loss"))))
     entries = journal[1:] if journal else []
     t0, spent, k, n_trials = time.perf_counter(), 0, 0, study.get("trials", 12)

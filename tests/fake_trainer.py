@@ -1,5 +1,5 @@
 """A stand-in for a user's trainer (tests of `cptjax tune`): reads the per-step CPT schedule, writes
-the replay preset's losses (+0.3% noise, seeded) every 20 steps as CSV, CPT steps from 1.
+the replay preset's losses (+0.3% noise, seeded) every 60 steps as CSV (few points: few compilations in the tuner), CPT steps from 1.
 `--fail-replay R` exits 1 (with a message on stderr) for that replay ratio."""
 import argparse
 import sys
@@ -23,7 +23,7 @@ if a.fail_replay is not None and abs(a.replay - a.fail_replay) < 1e-12:
     sys.exit("out of memory on the fake GPU")
 cpt = np.loadtxt(a.lr_file, delimiter=",", skiprows=1)[:, 1]
 lr, n_pt = S.join(S.parse(a.pt), cpt)
-idx = np.arange(n_pt + 19, lr.size, 20)
+idx = np.arange(n_pt + 59, lr.size, 60)
 rng = np.random.default_rng(a.seed)
 g, d = (np.asarray(v) * np.exp(0.003 * rng.standard_normal(idx.size))
         for v in cptjax.predict(cptjax.preset("replay"), lr, n_pt, idx=idx, replay=a.replay))
