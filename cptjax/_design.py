@@ -52,7 +52,13 @@ def _check(law, pt, cpt_steps, max_lr, weight_general, replay):
     if replay not in (None, "free") and not 0 <= float(replay) <= 1:
         raise InputError(f"`replay` must be 'free' or a ratio in [0, 1], got {replay!r}")
     if uses_replay and replay is None:
-        raise InputError("this law takes a replay ratio: pass replay='free' or a value in [0, 1]")
+        raise InputError("this law takes a replay ratio: pass replay='free' or a value in [0, 1] "
+                         "(the command line: --replay free, or --replay R)")
+    other = [u for l in law for u in l.uses if u != "replay"]
+    if other:
+        raise InputError(f"the {law.general.kind!r} law predicts across model sizes ({other[0]!r}); a "
+                         "design is for one model: fit the 'cpt' or 'replay' law to that model's runs "
+                         "(or use a preset of one model, e.g. setting-a or replay) and design with it")
     pt = np.asarray(pt, np.float64)
     if pt.ndim != 1 or pt.size == 0 or not np.isfinite(pt).all() or (pt < 0).any():
         raise InputError("the PT schedule must be a non-empty, finite, non-negative 1-D array")

@@ -254,7 +254,7 @@ class Tuner:
         self._scheds = jnp.asarray(np.stack([c.schedule(self.steps, self.pt[-1]) for c in self.candidates]))
         self._reps = jnp.asarray([c.replay for c in self.candidates])
         self._index = {c: i for i, c in enumerate(self.candidates)}
-        self._z = _features(self.candidates)
+        self._z = _features(self.candidates, self.candidates)
         self.told: list[_Told] = []
         self.asked = 0
         self._full = set()  # recipes asked at full length
@@ -432,18 +432,18 @@ class Tuner:
         return self._pred
 
     def _residual_gp(self, states):
-        """The residual GP's posterior mean over the candidates and ``n_draws`` joint samples."""
-        told = [t for t in self.told if t.trial.recipe in self._index]
-        m = len(self.candidates)
+        """The residual GP's posterior mean over the candidates and ``n_draws`` joint samples
+        (every told trial counts, a candidate or not: e.g. grid runs told to a continuous tuner)."""
+        told, m = self.told, len(self.candidates)
         if not told:
             return np.zeros(m), np.zeros((self.n_draws, m))
-        idx = np.array([self._index[t.trial.recipe] for t in told])
         full = np.array([int(t.run.steps[-1]) - t.run.n_pt >= self.steps for t in told])
         pred = np.array([self._predicted_at_last(self.law, states, t) for t in told])
         res = np.array([self._observed(t) for t in told]) - pred
         # a short trial's residual stands for the final one less surely
         nv = np.where(full, 1.0, 4.0) * max(self.noise, 1e-6) ** 2
-        mu, cov = _gp_posterior(self._z[idx], self._z, res, nv)
+        z = _features([t.trial.recipe for t in told], self.candidates)
+        mu, cov = _gp_posterior(z, self._z, res, nv)
         rng = np.random.default_rng(self.seed + 7919 * len(self.told))
         w, v = np.linalg.eigh(cov)
         samples = rng.standard_normal((self.n_draws, m)) @ (v * np.sqrt(np.maximum(w, 0.0))).T
@@ -541,15 +541,16 @@ def _gp_posterior(z, zc, r, nv):
     return Ks @ a, s2 * np.exp(-d_cc / (2 * ls ** 2)) - V.T @ V
 
 
-def _features(cands) -> np.ndarray:
+def _features(recipes, over) -> np.ndarray:
     """Recipes as points for the residual kernel: log peak and replay scaled to [0, 1] over the
-    candidates, the family (and its shape) one unit apart (no correction crosses families)."""
-    p = np.log([c.peak for c in cands])
-    r = np.array([c.replay for c in cands])
-    fam = np.array([FAMILIES.index(c.family) for c in cands], np.float64)
-    shape = np.array([c.decay if c.family == "wsd" else c.final for c in cands])
-    return np.stack([(p - p.min()) / max(np.ptp(p), 1e-12), (r - r.min()) / max(np.ptp(r), 1e-12),
-                     fam, shape], axis=1)
+    candidates ``over``, the family one unit apart, and its shape (WSD cooldown fraction, cosine
+    final fraction)."""
+    lp, r = np.log([c.peak for c in over]), np.array([c.replay for c in over])
+    p = np.log([c.peak for c in recipes])
+    fam = np.array([FAMILIES.index(c.family) for c in recipes], np.float64)
+    shape = np.array([c.decay if c.family == "wsd" else c.final for c in recipes])
+    return np.stack([(p - lp.min()) / max(np.ptp(lp), 1e-12),
+                     (np.array([c.replay for c in recipes]) - r.min()) / max(np.ptp(r), 1e-12), fam, shape], axis=1)
 
 
 def _bucket(n: int) -> int:

@@ -72,3 +72,13 @@ def test_output_into_a_closed_pipe_is_not_an_error():
                          env={**os.environ, "CPTJAX_NO_CACHE": "1"})
     out, err = p.communicate(timeout=120)
     assert out.count("\n") == 1 and "error" not in err, err
+
+
+def test_a_design_with_the_size_law_is_refused_with_the_reason():
+    """The size law (a model-size condition) cannot be designed with: an InputError that says
+    why and what to use, before any optimisation (it was an internal 'None is not a valid value')."""
+    pt = S.wsd(2000, 2e-4, warmup=100, decay=0.2, final=2e-5)
+    with pytest.raises(cptjax.InputError, match="model sizes"):
+        cptjax.design(cptjax.preset("size"), pt, 500, max_lr=2e-4, iterations=5)
+    with pytest.raises(cptjax.InputError, match="--replay"):
+        cptjax.design(cptjax.preset("replay"), pt, 500, max_lr=2e-4, iterations=5)
