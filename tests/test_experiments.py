@@ -131,3 +131,26 @@ def test_lab_closed_loop_report_matches_stored_results(tmp_path, monkeypatch, ep
     plan = {(r["mode"], r["weight_general"]): r for r in rows if r["kind"] == "plan"}
     # The free-form plan (dead tail) loses to the constrained default plan in real training.
     assert all(free[k]["measured_mean"] > plan[k]["measured_mean"] for k in plan if k[1] < 0.8)
+
+
+def test_tuning_table_matches_its_stored_runs():
+    """The tuning benchmark's stored table (experiments/lab/tune/runs) gives the seed noise, the
+    grid's best, the published recipes' regrets and the off-grid results that results/tune.json
+    (and the README) report, recomputed from the run files."""
+    from experiments.lab import tune as T
+
+    table = T.Table()
+    assert len(table.recipes) == 60 and all(len(c) == 2 for c in table.curves.values())
+    res = json.loads((T.HERE.parents[1] / "experiments" / "results" / "tune.json").read_text())
+    for w, e in res["weights"].items():
+        lam1 = float(w)
+        assert table.noise(lam1) == pytest.approx(e["seed_noise"], rel=1e-9)
+        assert table.best(lam1) == pytest.approx(e["best_objective"], rel=1e-12)
+        for name, p in e["published"].items():
+            assert table.objective(name, lam1) - table.best(lam1) == pytest.approx(p["regret"], abs=1e-12)
+        off = T.offgrid_result(table, lam1)
+        assert off["regret"] == pytest.approx(e["offgrid"]["regret"], abs=1e-12) and len(off["measured"]) == 3
+    # the CPT physics of the table: the domain loss falls, the general loss rises at replay 0
+    rec = next(r for r in table.recipes if r.replay == 0 and r.peak == max(T.PEAKS))
+    s, g, d = table.curves[rec][0]
+    assert d[-1] < d[0] - 0.2 and g.max() > g[0]
