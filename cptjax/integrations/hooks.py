@@ -30,9 +30,7 @@ import warnings
 
 import numpy as np
 
-from .._data import Run
-from .._forecast import forecast
-from ..errors import InputError
+from .. import InputError, Run, forecast  # public names only
 
 __all__ = ["ForecastHook", "forecast_metrics"]
 

@@ -47,8 +47,7 @@ try:
 except ImportError as e:  # pragma: no cover - the extra is not installed
     raise ImportError("cptjax.integrations.optuna needs Optuna: pip install 'cptjax[optuna]'") from e
 
-from .._tune import Recipe, Space, Trial, Tuner
-from ..errors import InputError, InputTypeError
+from .. import InputError, InputTypeError, Recipe, Space, Trial, Tuner  # public names only
 
 __all__ = ["CPTSampler", "suggest_recipe", "report_curves"]
 
@@ -194,7 +193,7 @@ def report_curves(trial: "optuna.Trial", steps, general, domain, *, weight_gener
 
 
 def _run(curves: dict, columns):
-    from .._data import Run
+    from .. import Run
 
     if not isinstance(curves, dict) or "steps" not in curves or any(c not in curves for c in columns):
         raise InputError(f"the stored curves need 'steps' and {list(columns)}")
