@@ -87,6 +87,9 @@ def load_tune_study(path) -> dict:
             raise InputError(f"{path}: [lab] must be a table with keys among {sorted(_LAB_KEYS)}")
         if not isinstance(d["pt"], str):
             raise InputError(f"{path}: with [lab], 'pt' must be a schedule in text form")
+        for k in ("general", "domain"):
+            if k in d["lab"] and not (isinstance(d["lab"][k], str) and os.path.isfile(d["lab"][k])):
+                raise InputError(f"{path}: lab.{k} must name a text file (the corpus), got {d['lab'][k]!r}")
         _lab_study(d, Trial(0, Recipe("cosine", 1e-3), 2, 2), None, 0, where=f"{path}: [lab]")
     lam = d.get("lam")
     if lam is not None and (isinstance(lam, bool) or not isinstance(lam, float) or not 0 < lam < 1):

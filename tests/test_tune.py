@@ -218,6 +218,9 @@ def test_tune_study_with_the_lab_trainer(tmp_path):
     f.write_text(LAB_STUDY.replace("eval_batches = 2", "eval_batchez = 2"))
     with pytest.raises(cptjax.InputError, match=r"\[lab\]"):
         cptjax.load_tune_study(f)
+    f.write_text(LAB_STUDY + "general = 5\n")
+    with pytest.raises(cptjax.InputError, match="lab.general"):
+        cptjax.load_tune_study(f)
     f.write_text('train = "x {schedule} {log}"\n' + LAB_STUDY)
     with pytest.raises(cptjax.InputError, match="either"):
         cptjax.load_tune_study(f)
