@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _schedules
+from ._areas import check_lam
 from ._batch import fit, fit_batch
 from ._fit import make_problem
 from ._data import Run, load_run
@@ -237,11 +238,11 @@ class Tuner:
         self.rng = np.random.default_rng(seed)
         self.seed, self.n_draws, self.columns, self.lam = seed, int(n_draws), tuple(columns), lam
         self.verify = bool(verify)
+        for v in (LAMS if lams is None else lams) if lam is None else ([] if lam == "profile" else [lam]):
+            check_lam(v)
         self.lams = tuple(float(v) for v in (LAMS if lams is None else lams))
-        if not self.lams or not all(0 < v < 1 for v in self.lams):
-            raise InputError(f"Tuner: `lams` must be momentum decays in (0, 1), got {lams!r}")
-        if lam is not None and lam != "profile" and not (isinstance(lam, (int, float)) and 0 < lam < 1):
-            raise InputError(f"Tuner: `lam` must be a number in (0, 1), 'profile' or None, got {lam!r}")
+        if not self.lams:
+            raise InputError("Tuner: `lams` must name at least one momentum decay")
         self.chosen_lam, self.lam_scores = None, {}
         if candidates is not None:
             self.candidates = list(candidates)
@@ -337,17 +338,21 @@ class Tuner:
                    {c: np.asarray(log.losses[c], np.float64)[keep] for c in self.columns}, replay=0.0)
 
     # -- the law ------------------------------------------------------------------------------
+    def _runs(self, told) -> list:
+        """The runs a fit sees: the PT log (when given) and the ``told`` trials."""
+        return ([self.pt_run] if self.pt_run is not None else []) + [t.run for t in told]
+
     def _fit(self, told, lam):
         """The replay law fitted (one law per loss) on the PT log and the ``told`` trials at
         momentum ``lam``: (LawPair, capped covariances), or ``None`` when a fit fails."""
-        runs = ([self.pt_run] if self.pt_run is not None else []) + [t.run for t in told]
+        runs = self._runs(told)
         laws, covs = [], []
         for target, col in zip(("general", "domain"), self.columns):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
                     res = fit(runs, "replay", col, target=target, basins=2, throw=True, lam=lam,
-                              pad_to=_bucket(sum(int(np.isfinite(r.losses[col]).sum()) for r in runs)))
+                              pad_to=_padded(runs, col))
                 except FitError:
                     return None
             laws.append(res.law)
@@ -382,19 +387,24 @@ class Tuner:
     def _fit_lams(self, told) -> list:
         """The replay law at every λ of ``lams`` on the PT log and ``told``: one batched fit per
         loss (the λs share a kernel); a LawPair per λ, ``None`` where a fit failed."""
-        runs = ([self.pt_run] if self.pt_run is not None else []) + [t.run for t in told]
+        runs = self._runs(told)
         per_loss = []
         for target, col in zip(("general", "domain"), self.columns):
-            pad = _bucket(sum(int(np.isfinite(r.losses[col]).sum()) for r in runs))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                probs = [make_problem(runs, "replay", col, target=target, lam=v, pad_to=pad) for v in self.lams]
+                probs = [make_problem(runs, "replay", col, target=target, lam=v, pad_to=_padded(runs, col))
+                         for v in self.lams]
                 per_loss.append(fit_batch(probs))
         return [LawPair(g.law, d.law) if g.finite and d.finite else None for g, d in zip(*per_loss)]
 
+    @staticmethod
+    def _reached(t: _Told) -> int:
+        """The CPT steps a told trial's log reached."""
+        return int(t.run.steps[-1]) - t.run.n_pt
+
     def _predicted_at_last(self, law, states, t: _Told) -> float:
         """The law's objective for a told trial at its last logged step."""
-        k = max(int(t.run.steps[-1]) - t.run.n_pt, 1)
+        k = max(self._reached(t), 1)
         sched = jnp.asarray(t.trial.recipe.schedule(self.steps, self.pt[-1]))
         return float(_obj_at(law, states, sched, t.trial.recipe.replay, k - 1, self.lam1))
 
@@ -437,7 +447,7 @@ class Tuner:
         told, m = self.told, len(self.candidates)
         if not told:
             return np.zeros(m), np.zeros((self.n_draws, m))
-        full = np.array([int(t.run.steps[-1]) - t.run.n_pt >= self.steps for t in told])
+        full = np.array([self._reached(t) >= self.steps for t in told])
         pred = np.array([self._predicted_at_last(self.law, states, t) for t in told])
         res = np.array([self._observed(t) for t in told]) - pred
         # a short trial's residual stands for the final one less surely
@@ -456,8 +466,8 @@ class Tuner:
         full-length trial, the law's lowest. A recipe the law prefers but no run has checked is
         the next trial (``verify``), not the recommendation: where the law is biased, the
         recommendation stays a measured recipe."""
-        full = sorted({self._index[t.trial.recipe] for t in self.told if t.trial.recipe in self._index
-                       and int(t.run.steps[-1]) - t.run.n_pt >= self.steps})
+        full = sorted({self._index[t.trial.recipe] for t in self.told
+                       if t.trial.recipe in self._index and self._reached(t) >= self.steps})
         m = self._mean[:, 0]
         return int(full[int(np.argmin(m[full]))]) if full else int(np.argmin(m))
 
@@ -551,6 +561,11 @@ def _features(recipes, over) -> np.ndarray:
     shape = np.array([c.decay if c.family == "wsd" else c.final for c in recipes])
     return np.stack([(p - lp.min()) / max(np.ptp(lp), 1e-12),
                      (np.array([c.replay for c in recipes]) - r.min()) / max(np.ptp(r), 1e-12), fam, shape], axis=1)
+
+
+def _padded(runs, col) -> int:
+    """The size bucket of the runs' finite points in loss column ``col``."""
+    return _bucket(sum(int(np.isfinite(r.losses[col]).sum()) for r in runs))
 
 
 def _bucket(n: int) -> int:

@@ -16,6 +16,7 @@ it with the trial's schedule and replay ratio, one at a time (the lab's training
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import json
 import os
 import shlex
@@ -24,6 +25,7 @@ import threading
 import time
 import tomllib
 
+from ._areas import check_lam
 from ._schedules import to_csv
 from ._tune import Recipe, Space, Trial, Tuner
 from .errors import InputError
@@ -91,9 +93,11 @@ def load_tune_study(path) -> dict:
             if k in d["lab"] and not (isinstance(d["lab"][k], str) and os.path.isfile(d["lab"][k])):
                 raise InputError(f"{path}: lab.{k} must name a text file (the corpus), got {d['lab'][k]!r}")
         _lab_study(d, Trial(0, Recipe("cosine", 1e-3), 2, 2), None, 0, where=f"{path}: [lab]")
-    lam = d.get("lam")
-    if lam is not None and (isinstance(lam, bool) or not isinstance(lam, float) or not 0 < lam < 1):
-        raise InputError(f"{path}: 'lam' must be a number in (0, 1) (the areas' momentum decay), got {lam!r}")
+    if d.get("lam") is not None:
+        try:
+            check_lam(d["lam"])
+        except InputError as e:
+            raise InputError(f"{path}: {e}") from None
     for k, lo in (("trials", 1), ("steps", 2)):
         if isinstance(d.get(k, lo), bool) or not isinstance(d.get(k, lo), int) or d.get(k, lo) < lo:
             raise InputError(f"{path}: {k!r} must be an integer >= {lo}, got {d.get(k)!r}")
@@ -128,32 +132,40 @@ def _lab_study(study, trial, sched, seed, where="[lab]"):
 
 
 _LAB_LOCK = threading.Lock()
-_CORPORA = {}  # read once per process
+
+
+@functools.lru_cache(maxsize=2)
+def _corpora(general, domain):
+    """The lab's corpora, read once per process (every trial of a study trains on them)."""
+    from ._lab import load_corpora
+
+    return load_corpora(general, domain)
 
 
 def _lab_trial(study, out, sched, trial, seed):
     """Train one trial with the lab (one at a time); its run file is the trial's log."""
-    from ._lab import load_corpora, run_study
+    from ._lab import run_study
 
     lab = study["lab"]
     st = _lab_study(study, trial, sched, seed)
     with _LAB_LOCK:
         try:
-            key = (lab.get("general"), lab.get("domain"))
-            corpora = _CORPORA[key] if key in _CORPORA else _CORPORA.setdefault(key, load_corpora(*key))
+            corpora = _corpora(lab.get("general"), lab.get("domain"))
             run_study(st, os.path.join(out, "lab"), corpora=corpora, quiet=True, only=[st.runs[0].name])
         except InputError as e:
             return None, f"lab: {e}"
     return os.path.join(out, "lab", st.runs[0].name + ".csv"), None
 
 
-def _run_trial(study, folder, trial, pt_last, seed):
+def _run_trial(study, out, j, trial, pt_last, seed):
+    """Run trial ``j`` in ``out/trials/NNN``: its log (a path) and error (``None`` when it ran)."""
+    folder = os.path.join(out, "trials", f"{j:03d}")
     os.makedirs(folder, exist_ok=True)
     sched = os.path.join(folder, "schedule.csv")
     lr = trial.schedule(pt_last)
     atomic_write(sched, to_csv(lr))
     if "lab" in study:
-        return _lab_trial(study, os.path.dirname(os.path.dirname(folder)), os.path.abspath(sched), trial, seed)
+        return _lab_trial(study, out, os.path.abspath(sched), trial, seed)
     log = os.path.join(folder, "log.csv")
     r = trial.recipe
     cmd = study["train"].format(schedule=shlex.quote(sched), log=shlex.quote(log), replay=r.replay,
@@ -202,7 +214,7 @@ def run_tune_study(study: dict, out: str, progress=None, workers: int = 1) -> di
         batch = [tuner.ask() for _ in range(min(workers, n_trials - k))]
         todo = [(j, t) for j, t in enumerate(batch, start=k) if j >= len(entries)]
         with concurrent.futures.ThreadPoolExecutor(max(1, len(todo))) as pool:
-            futs = {j: pool.submit(_run_trial, study, os.path.join(out, "trials", f"{j:03d}"), t,
+            futs = {j: pool.submit(_run_trial, study, out, j, t,
                                    float(tuner.pt[-1]), study.get("seed", 0) + j) for j, t in todo}
             for j, trial in enumerate(batch, start=k):
                 if j < len(entries):  # resume: the journal says what this trial gave
