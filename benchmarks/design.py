@@ -15,7 +15,7 @@ jax.config.update("jax_enable_x64", True)
 
 import cptjax  # noqa: E402
 from _timing import best_of  # noqa: E402
-from cptjax import _design  # noqa: E402
+from cptjax.planning import _design  # noqa: E402
 from cptjax import schedules as S  # noqa: E402
 
 LAW = cptjax.preset("setting-a")

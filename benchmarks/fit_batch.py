@@ -45,7 +45,7 @@ from scipy.optimize import minimize  # noqa: E402
 
 import cptjax  # noqa: E402
 from cptjax import schedules as S  # noqa: E402
-from cptjax._areas import areas_numpy  # noqa: E402
+from cptjax.laws import areas_numpy  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cptjax import _lab as L
+from cptjax.lab import _train as L
 
 
 def matmul_flops(n: int, reps: int = 10) -> float:

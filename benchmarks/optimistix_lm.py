@@ -1,4 +1,4 @@
-"""cptjax's Levenberg–Marquardt (cptjax/_solver.py) against optimistix.LevenbergMarquardt, both
+"""cptjax's Levenberg–Marquardt (cptjax/fitting/_solver.py) against optimistix.LevenbergMarquardt, both
 vmapped over the same problems from the same starts, on the same objective.
 
 Problems: benchmarks/fit_batch.py's synthetic Eq. 4 problems (3 runs × 250 points). Start: each
@@ -31,8 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import best_of  # noqa: E402
 from fit_batch import make_runs, problems  # noqa: E402
 
-from cptjax import _fit  # noqa: E402
-from cptjax._solver import huber, levenberg_marquardt  # noqa: E402
+from cptjax.fitting import _problem as _fit  # noqa: E402
+from cptjax.fitting._solver import huber, levenberg_marquardt  # noqa: E402
 
 DELTA = 1e-3
 

@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
 
 import cptjax  # noqa: E402
-from cptjax import _fit  # noqa: E402
+from cptjax.fitting import _problem as _fit  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # log10 ranges for the random starts (natural units); L0 relative to the lowest loss
@@ -77,7 +77,7 @@ def lab_problems():
 def hard_problems(n, seed=11):
     """``n`` hard synthetic Eq. 4 problems (module docstring), as (name, problem)."""
     from cptjax import schedules as S
-    from cptjax._areas import areas_numpy
+    from cptjax.laws import areas_numpy
 
     rng = np.random.default_rng(seed)
     pair = cptjax.preset("setting-a")

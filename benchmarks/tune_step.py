@@ -19,7 +19,7 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 
 import cptjax  # noqa: E402
-from cptjax import _tune  # noqa: E402
+from cptjax.tuning import _tuner as _tune  # noqa: E402
 from cptjax import schedules as S  # noqa: E402
 
 LAW = cptjax.preset("replay")

@@ -13,80 +13,82 @@ __version__ = "0.1.0"
 
 # name -> (module, attribute); attribute None: the module itself
 _EXPORTS = {
-    "schedules": ("._schedules", None),
-    "Areas": ("._areas", 'Areas'),
-    "areas": ("._areas", 'areas'),
-    "momentum": ("._areas", 'momentum'),
-    "CPTLaw": ("._laws", 'CPTLaw'),
-    "LAWS": ("._laws", 'LAWS'),
-    "Param": ("._laws", 'Param'),
-    "SharedCPTLaw": ("._laws", 'SharedCPTLaw'),
-    "replay_factors": ("._laws", 'replay_factors'),
-    "LawPair": ("._laws", 'LawPair'),
-    "LossPair": ("._laws", 'LossPair'),
-    "MultiPowerLaw": ("._laws", 'MultiPowerLaw'),
-    "MPLCPTLaw": ("._laws", 'MPLCPTLaw'),
-    "OpenCPTLaw": ("._laws", 'OpenCPTLaw'),
-    "PTLaw": ("._laws", 'PTLaw'),
-    "ReplayCPTLaw": ("._laws", 'ReplayCPTLaw'),
-    "SizeCPTLaw": ("._laws", 'SizeCPTLaw'),
-    "law_from_dict": ("._laws", 'law_from_dict'),
-    "predict": ("._laws", 'predict'),
-    "warmup_end": ("._laws", 'warmup_end'),
-    "PRESETS": ("._presets", 'PRESETS'),
-    "preset": ("._presets", 'preset'),
-    "replay_beta": ("._presets", 'replay_beta'),
+    "schedules": (".schedules", None),
+    "Areas": (".laws", 'Areas'),
+    "areas": (".laws", 'areas'),
+    "momentum": (".laws", 'momentum'),
+    "AreaLaw": (".laws", 'AreaLaw'),
+    "ScheduleLaw": (".laws", 'ScheduleLaw'),
+    "CPTLaw": (".laws", 'CPTLaw'),
+    "LAWS": (".laws", 'LAWS'),
+    "Param": (".laws", 'Param'),
+    "SharedCPTLaw": (".laws", 'SharedCPTLaw'),
+    "replay_factors": (".laws", 'replay_factors'),
+    "LawPair": (".laws", 'LawPair'),
+    "LossPair": (".laws", 'LossPair'),
+    "MultiPowerLaw": (".laws", 'MultiPowerLaw'),
+    "MPLCPTLaw": (".laws", 'MPLCPTLaw'),
+    "OpenCPTLaw": (".laws", 'OpenCPTLaw'),
+    "PTLaw": (".laws", 'PTLaw'),
+    "ReplayCPTLaw": (".laws", 'ReplayCPTLaw'),
+    "SizeCPTLaw": (".laws", 'SizeCPTLaw'),
+    "law_from_dict": (".laws", 'law_from_dict'),
+    "predict": (".laws", 'predict'),
+    "warmup_end": (".laws", 'warmup_end'),
+    "PRESETS": (".laws", 'PRESETS'),
+    "preset": (".laws", 'preset'),
+    "replay_beta": (".laws", 'replay_beta'),
     "DataError": (".errors", 'DataError'),
     "DataWarning": (".errors", 'DataWarning'),
     "InputError": (".errors", 'InputError'),
     "InputTypeError": (".errors", 'InputTypeError'),
     "FitError": (".errors", 'FitError'),
     "errors": (".errors", None),
-    "Run": ("._data", 'Run'),
-    "load_run": ("._data", 'load_run'),
-    "FitResult": ("._stats", 'FitResult'),
-    "fit": ("._batch", 'fit'),
-    "fit_batch": ("._batch", 'fit_batch'),
-    "make_problem": ("._fit", 'make_problem'),
-    "Plan": ("._design", 'Plan'),
-    "baselines": ("._design", 'baselines'),
-    "design": ("._design", 'design'),
-    "evaluate": ("._design", 'evaluate'),
-    "Evaluation": ("._design", 'Evaluation'),
-    "check_law": ("._laws", 'check_law'),
-    "optax_schedule": ("._design", 'optax_schedule'),
-    "pareto": ("._design", 'pareto'),
-    "law_draws": ("._design", 'law_draws'),
-    "compare": ("._design", 'compare'),
-    "critical_point": ("._analysis", 'critical_point'),
-    "loss_potential": ("._analysis", 'loss_potential'),
-    "optimal_vs_weight": ("._analysis", 'optimal_vs_weight'),
-    "turning_length": ("._analysis", 'turning_length'),
-    "lab": ("._lab", None),
+    "Run": (".data", 'Run'),
+    "load_run": (".data", 'load_run'),
+    "FitResult": (".fitting", 'FitResult'),
+    "fit": (".fitting", 'fit'),
+    "fit_batch": (".fitting", 'fit_batch'),
+    "make_problem": (".fitting", 'make_problem'),
+    "Plan": (".planning", 'Plan'),
+    "baselines": (".planning", 'baselines'),
+    "design": (".planning", 'design'),
+    "evaluate": (".planning", 'evaluate'),
+    "Evaluation": (".planning", 'Evaluation'),
+    "check_law": (".laws", 'check_law'),
+    "optax_schedule": (".planning", 'optax_schedule'),
+    "pareto": (".planning", 'pareto'),
+    "law_draws": (".planning", 'law_draws'),
+    "compare": (".planning", 'compare'),
+    "critical_point": (".laws", 'critical_point'),
+    "loss_potential": (".laws", 'loss_potential'),
+    "optimal_vs_weight": (".laws", 'optimal_vs_weight'),
+    "turning_length": (".laws", 'turning_length'),
+    "lab": (".lab", None),
     "files": (".files", None),
-    "metrics": ("._stats", 'metrics'),
-    "load_law": ("._lawfile", 'load_law'),
-    "LawSource": ("._lawfile", 'LawSource'),
-    "design_report": ("._report", 'design_report'),
-    "DesignReport": ("._report", 'DesignReport'),
-    "DESIGN_FILES": ("._report", 'DESIGN_FILES'),
-    "prediction_report": ("._prediction", 'prediction_report'),
-    "PredictionReport": ("._prediction", 'PredictionReport'),
-    "run_errors": ("._prediction", 'run_errors'),
-    "plot_fit": ("._plot", 'plot_fit'),
+    "metrics": (".fitting", 'metrics'),
+    "load_law": (".fitting", 'load_law'),
+    "LawSource": (".fitting", 'LawSource'),
+    "design_report": (".planning", 'design_report'),
+    "DesignReport": (".planning", 'DesignReport'),
+    "DESIGN_FILES": (".planning", 'DESIGN_FILES'),
+    "prediction_report": (".planning", 'prediction_report'),
+    "PredictionReport": (".planning", 'PredictionReport'),
+    "run_errors": (".planning", 'run_errors'),
+    "plot_fit": (".plotting", 'plot_fit'),
     "enable_compilation_cache": ("._cache", 'enable_compilation_cache'),
-    "Tuner": ("._tune", 'Tuner'),
-    "Recipe": ("._tune", 'Recipe'),
-    "Space": ("._tune", 'Space'),
-    "Trial": ("._tune", 'Trial'),
-    "Recommendation": ("._tune", 'Recommendation'),
-    "LAMS": ("._tune", 'LAMS'),
-    "load_tune_study": ("._tune_study", 'load_tune_study'),
-    "forecast": ("._forecast", 'forecast'),
-    "forecast_cpt": ("._forecast_cpt", 'forecast_cpt'),
-    "watch": ("._forecast", 'watch'),
-    "Forecast": ("._forecast", 'Forecast'),
-    "run_tune_study": ("._tune_study", 'run_tune_study'),
+    "Tuner": (".tuning", 'Tuner'),
+    "Recipe": (".tuning", 'Recipe'),
+    "Space": (".tuning", 'Space'),
+    "Trial": (".tuning", 'Trial'),
+    "Recommendation": (".tuning", 'Recommendation'),
+    "LAMS": (".tuning", 'LAMS'),
+    "load_tune_study": (".tuning", 'load_tune_study'),
+    "forecast": (".forecasting", 'forecast'),
+    "forecast_cpt": (".forecasting", 'forecast_cpt'),
+    "watch": (".forecasting", 'watch'),
+    "Forecast": (".forecasting", 'Forecast'),
+    "run_tune_study": (".tuning", 'run_tune_study'),
 }
 
 __all__ = sorted(_EXPORTS)
@@ -107,77 +109,79 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # the same names, for static analysis (tests/test_api.py keeps them in step)
-    from . import _schedules as schedules
-    from ._areas import Areas as Areas
-    from ._areas import areas as areas
-    from ._areas import momentum as momentum
-    from ._laws import CPTLaw as CPTLaw
-    from ._laws import LAWS as LAWS
-    from ._laws import Param as Param
-    from ._laws import SharedCPTLaw as SharedCPTLaw
-    from ._laws import replay_factors as replay_factors
-    from ._laws import LawPair as LawPair
-    from ._laws import LossPair as LossPair
-    from ._laws import MultiPowerLaw as MultiPowerLaw
-    from ._laws import MPLCPTLaw as MPLCPTLaw
-    from ._laws import OpenCPTLaw as OpenCPTLaw
-    from ._laws import PTLaw as PTLaw
-    from ._laws import ReplayCPTLaw as ReplayCPTLaw
-    from ._laws import SizeCPTLaw as SizeCPTLaw
-    from ._laws import law_from_dict as law_from_dict
-    from ._laws import predict as predict
-    from ._laws import warmup_end as warmup_end
-    from ._presets import PRESETS as PRESETS
-    from ._presets import preset as preset
-    from ._presets import replay_beta as replay_beta
+    from . import schedules as schedules
+    from .laws import Areas as Areas
+    from .laws import areas as areas
+    from .laws import momentum as momentum
+    from .laws import AreaLaw as AreaLaw
+    from .laws import ScheduleLaw as ScheduleLaw
+    from .laws import CPTLaw as CPTLaw
+    from .laws import LAWS as LAWS
+    from .laws import Param as Param
+    from .laws import SharedCPTLaw as SharedCPTLaw
+    from .laws import replay_factors as replay_factors
+    from .laws import LawPair as LawPair
+    from .laws import LossPair as LossPair
+    from .laws import MultiPowerLaw as MultiPowerLaw
+    from .laws import MPLCPTLaw as MPLCPTLaw
+    from .laws import OpenCPTLaw as OpenCPTLaw
+    from .laws import PTLaw as PTLaw
+    from .laws import ReplayCPTLaw as ReplayCPTLaw
+    from .laws import SizeCPTLaw as SizeCPTLaw
+    from .laws import law_from_dict as law_from_dict
+    from .laws import predict as predict
+    from .laws import warmup_end as warmup_end
+    from .laws import PRESETS as PRESETS
+    from .laws import preset as preset
+    from .laws import replay_beta as replay_beta
     from .errors import DataError as DataError
     from .errors import DataWarning as DataWarning
     from .errors import InputError as InputError
     from .errors import InputTypeError as InputTypeError
     from .errors import FitError as FitError
     from . import errors as errors
-    from ._data import Run as Run
-    from ._data import load_run as load_run
-    from ._stats import FitResult as FitResult
-    from ._batch import fit as fit
-    from ._batch import fit_batch as fit_batch
-    from ._fit import make_problem as make_problem
-    from ._design import Plan as Plan
-    from ._design import baselines as baselines
-    from ._design import design as design
-    from ._design import evaluate as evaluate
-    from ._design import Evaluation as Evaluation
-    from ._laws import check_law as check_law
-    from ._design import optax_schedule as optax_schedule
-    from ._design import pareto as pareto
-    from ._design import law_draws as law_draws
-    from ._design import compare as compare
-    from ._analysis import critical_point as critical_point
-    from ._analysis import loss_potential as loss_potential
-    from ._analysis import optimal_vs_weight as optimal_vs_weight
-    from ._analysis import turning_length as turning_length
+    from .data import Run as Run
+    from .data import load_run as load_run
+    from .fitting import FitResult as FitResult
+    from .fitting import fit as fit
+    from .fitting import fit_batch as fit_batch
+    from .fitting import make_problem as make_problem
+    from .planning import Plan as Plan
+    from .planning import baselines as baselines
+    from .planning import design as design
+    from .planning import evaluate as evaluate
+    from .planning import Evaluation as Evaluation
+    from .laws import check_law as check_law
+    from .planning import optax_schedule as optax_schedule
+    from .planning import pareto as pareto
+    from .planning import law_draws as law_draws
+    from .planning import compare as compare
+    from .laws import critical_point as critical_point
+    from .laws import loss_potential as loss_potential
+    from .laws import optimal_vs_weight as optimal_vs_weight
+    from .laws import turning_length as turning_length
     from . import _lab as lab
     from . import files as files
-    from ._stats import metrics as metrics
-    from ._lawfile import load_law as load_law
-    from ._lawfile import LawSource as LawSource
-    from ._report import design_report as design_report
-    from ._report import DesignReport as DesignReport
-    from ._report import DESIGN_FILES as DESIGN_FILES
-    from ._prediction import prediction_report as prediction_report
-    from ._prediction import PredictionReport as PredictionReport
-    from ._prediction import run_errors as run_errors
-    from ._plot import plot_fit as plot_fit
+    from .fitting import metrics as metrics
+    from .fitting import load_law as load_law
+    from .fitting import LawSource as LawSource
+    from .planning import design_report as design_report
+    from .planning import DesignReport as DesignReport
+    from .planning import DESIGN_FILES as DESIGN_FILES
+    from .planning import prediction_report as prediction_report
+    from .planning import PredictionReport as PredictionReport
+    from .planning import run_errors as run_errors
+    from .plotting import plot_fit as plot_fit
     from ._cache import enable_compilation_cache as enable_compilation_cache
-    from ._tune import Tuner as Tuner
-    from ._tune import Recipe as Recipe
-    from ._tune import Space as Space
-    from ._tune import Trial as Trial
-    from ._tune import Recommendation as Recommendation
-    from ._tune import LAMS as LAMS
-    from ._tune_study import load_tune_study as load_tune_study
-    from ._forecast import forecast as forecast
-    from ._forecast_cpt import forecast_cpt as forecast_cpt
-    from ._forecast import watch as watch
-    from ._forecast import Forecast as Forecast
-    from ._tune_study import run_tune_study as run_tune_study
+    from .tuning import Tuner as Tuner
+    from .tuning import Recipe as Recipe
+    from .tuning import Space as Space
+    from .tuning import Trial as Trial
+    from .tuning import Recommendation as Recommendation
+    from .tuning import LAMS as LAMS
+    from .tuning import load_tune_study as load_tune_study
+    from .forecasting import forecast as forecast
+    from .forecasting import forecast_cpt as forecast_cpt
+    from .forecasting import watch as watch
+    from .forecasting import Forecast as Forecast
+    from .tuning import run_tune_study as run_tune_study

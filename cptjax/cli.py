@@ -10,8 +10,7 @@ import sys
 import threading
 import time
 
-from .files import (atomic_dir, atomic_write, check_output_dir, check_output_file, check_outputs, dumps,
-                  schedule_files)
+from .files import atomic_dir, atomic_write, check_output_dir, check_output_file, check_outputs, dumps, schedule_files
 
 
 DEFAULT_PT = "wsd(steps=40000,peak=2e-4,warmup=500,decay=0.2,final=2e-5)"
@@ -357,7 +356,7 @@ def cmd_lab(args) -> int:
 
 def cmd_tune(args) -> int:
     if args.print_example:
-        from cptjax._tune_study import TUNE_EXAMPLE
+        from cptjax.tuning import TUNE_EXAMPLE
 
         print(TUNE_EXAMPLE, end="")
         return 0

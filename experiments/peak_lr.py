@@ -15,7 +15,7 @@ def main():
     peaks = np.linspace(0.25e-4, 2e-4, 6 if a.quick else 15)
     steps = [20000, 80000] if a.quick else [20000, 40000, 60000, 80000]
     pt = S.wsd(40000, 2e-4, warmup=500, decay=0.2, final=2e-5)
-    data_range = 60000  # joined steps of the runs behind the preset (cptjax._presets.DATA_RANGE)
+    data_range = 60000  # joined steps of the runs behind the preset (cptjax.laws._presets.DATA_RANGE)
     res = {"peaks": peaks, "general": {}, "domain": {}, "data_range": data_range, "extrapolated": []}
     fig, ax = plt.subplots(1, 3, figsize=(16, 4))
     for T in steps:

@@ -53,7 +53,7 @@ def test_matches_loop_on_random_schedules(seed):
 def test_numpy_areas_match_loop(lam):
     """areas_numpy (make_problem's dispatch-free path; blocked closed-form momentum) against the
     plain loop, every λ regime (truncated sum, one block, many blocks, nested carries)."""
-    from cptjax._areas import areas_numpy
+    from cptjax.laws import areas_numpy
 
     rng = np.random.default_rng(int(lam * 1e5))
     for T in (1, 7, 2500, 30001):
@@ -155,7 +155,7 @@ def test_bad_input(lr, n_pt, needle):
 
 
 def test_continue_areas_matches_joined():
-    from cptjax._areas import continue_areas, pt_state
+    from cptjax.laws import continue_areas, pt_state
 
     pt, cpt = V2_PT[:5000], V2_CPT[:3000]
     lr, n = S.join(pt, cpt)
@@ -188,7 +188,7 @@ def test_lr_weighted_s2_matches_a_loop(eps):
     np.testing.assert_allclose(a.s2_cpt, out_c, rtol=1e-9, atol=1e-15)
     np.testing.assert_allclose(cptjax.areas(lr, n, lam, eps=eps, method="associative").s2_cpt, out_c,
                                rtol=1e-9, atol=1e-15)
-    from cptjax._areas import continue_areas, pt_state
+    from cptjax.laws import continue_areas, pt_state
 
     c = continue_areas(lr[n:], pt_state(lr[:n], lam, eps=eps), lam, eps=eps)
     np.testing.assert_allclose(c.s2_cpt, np.asarray(out_c)[n:], rtol=1e-9, atol=1e-15)

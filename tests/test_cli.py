@@ -135,7 +135,7 @@ def test_design_from_two_fit_files_reports_uncertainty(tmp_path, capsys):
     cpts = [S.cosine(2000, 2e-4), S.wsd(2000, 1e-4, decay=0.3)]
     assert ranges[0]["s1_cpt"][1] == pytest.approx(max(float(c.sum()) for c in cpts), rel=1e-9)
     assert isinstance(rep["warnings"], list)
-    from cptjax._report import _outside_areas
+    from cptjax.planning._report import _outside_areas
 
     pt = S.wsd(4000, 2e-4, warmup=100, decay=0.2, final=2e-5)
     assert _outside_areas(law, pt, cpts[0][:1500], ranges) == []

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import cptjax
-from cptjax import _fit
+from cptjax.fitting import _problem as _fit
 from cptjax import schedules as S
 
 LAW = cptjax.preset("setting-a")
@@ -194,7 +194,7 @@ def test_heavy_mpl_fit_searches_a_thinned_copy_and_reaches_the_full_search_optim
     copy and polishes its optima on every point: the objective equals the search on all points
     (1e-6 relative, or lower) and so do the parameters, on noisy curves (the optimum is not the
     truth)."""
-    from cptjax import _batch
+    from cptjax.fitting import _batch
 
     law = cptjax.preset("mpl-100m")
     rng = np.random.default_rng(seed)
@@ -225,7 +225,7 @@ def test_mpl_fit_features_equal_the_law():
     for r in runs:
         r.losses["loss"] = np.full(r.steps.size, 3.0)
     probs = [cptjax.make_problem(runs, "mpl", "loss"), cptjax.make_problem(runs[1:2], "mpl", "loss")]
-    from cptjax import _batch
+    from cptjax.fitting import _batch
 
     padded = _batch._pad_extras([_batch._repad(p, probs[0].obs.size) for p in probs])
     want = [np.concatenate([np.asarray(law(r.lr, r.steps - 1)) for r in rs]) for rs in (runs, runs[1:2])]

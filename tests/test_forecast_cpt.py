@@ -12,7 +12,7 @@ import pytest
 
 import cptjax
 from cptjax import schedules as S
-from cptjax._laws import SharedCPTLaw
+from cptjax import SharedCPTLaw
 
 jax.config.update("jax_enable_x64", True)
 

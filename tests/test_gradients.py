@@ -75,7 +75,7 @@ def test_mpl_pair_sums_written_derivative_equals_autodiff():
     """The fitter's MPL sum over (point, decrement) pairs has its derivative written out (one
     segment sum per parameter instead of a tangent per pair): forward, reverse and second order
     equal autodiff through the plain expression (1e-10 relative), in the parameters and the data."""
-    from cptjax import _laws
+    from cptjax.laws import _laws
 
     rng = np.random.default_rng(0)
     n, p = 7, 400

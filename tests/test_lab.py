@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import cptjax
-from cptjax import _corpora as C
-from cptjax import _lab as L
+from cptjax.lab import _corpora as C
+from cptjax.lab import _train as L
 from cptjax import cli
 
 STUDY = """

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import cptjax
-from cptjax._presets import FIG12_WITH_0 as FIG12, FIG19
+from cptjax.laws._presets import FIG12_WITH_0 as FIG12, FIG19
 
 
 def test_all_presets_load_and_signs():
@@ -44,7 +44,7 @@ def test_replay_beta_is_a_least_squares_optimum(form):
 def test_replay_swap_evidence():
     """LAW.md Eq. 8: the swapped shift factors explain Fig. 12's per-ratio shift curves (≤ 0.2%
     of their sum of squares unexplained, β ≈ 0.0055 / 0.50), the printed ones do not (33% / 59%)."""
-    from cptjax._presets import replay_shift_fit
+    from cptjax.laws._presets import replay_shift_fit
 
     sw_g, sw_d = replay_shift_fit("general", "swapped"), replay_shift_fit("domain", "swapped")
     pr_g, pr_d = replay_shift_fit("general", "printed"), replay_shift_fit("domain", "printed")

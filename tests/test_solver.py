@@ -1,10 +1,10 @@
-"""The generic Levenberg–Marquardt solver (cptjax._solver) on problems with known answers."""
+"""The generic Levenberg–Marquardt solver (cptjax.fitting._solver) on problems with known answers."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cptjax._solver import RESULTS, levenberg_marquardt
+from cptjax.fitting import RESULTS, levenberg_marquardt
 
 
 def _problem(seed):

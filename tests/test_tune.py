@@ -171,7 +171,7 @@ def test_residual_gp_interpolates_and_reverts_to_the_law():
     """With (near) noiseless residuals the posterior mean passes through them and its variance
     vanishes there; far from every trial the mean returns to 0 (the law) and the variance to the
     signal variance."""
-    from cptjax._tune import _gp_posterior
+    from cptjax.tuning._tuner import _gp_posterior
 
     z = np.array([[0.0, 0.0], [0.5, 0.0], [0.0, 0.5], [0.5, 0.5]])
     r = np.array([0.02, -0.01, 0.015, 0.005])

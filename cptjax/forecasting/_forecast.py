@@ -24,11 +24,11 @@ import warnings
 
 import numpy as np
 
-from . import _schedules
-from ._areas import areas_numpy
-from ._data import Run, load_run
-from .errors import FitError, InputError, InputTypeError
-from .files import atomic_write, dumps
+from .. import schedules as _schedules
+from ..laws import areas_numpy
+from ..data import Run, load_run
+from ..errors import FitError, InputError, InputTypeError
+from ..files import atomic_write, dumps
 
 __all__ = ["forecast", "watch", "Forecast", "COOLDOWN_SHAPES", "PRIOR_Q"]
 
@@ -106,9 +106,9 @@ class Forecast:
 
     def plot(self, path) -> None:
         """The curve so far, the fitted law, each alternative's forecast with its band."""
-        from ._plot import _plt, save as save_fig
+        from ..plotting import pyplot, save as save_fig
 
-        fig, ax = _plt().subplots(figsize=(7, 4.5))
+        fig, ax = pyplot().subplots(figsize=(7, 4.5))
         steps, loss = self.curve
         ax.plot(steps, loss, ".", ms=2, color="0.5", label="log")
         for (name, (x, y)), a in zip(self.schedules.items(), self.alternatives):
@@ -133,7 +133,7 @@ def _cooldown(start_lr, n, shape, final):
     if n <= 0:
         return np.zeros(0)
     v = np.arange(1, n + 1, dtype=np.float64) / n
-    return _schedules._cooldown(start_lr, final * start_lr, v, shape)
+    return _schedules.cooldown_curve(start_lr, final * start_lr, v, shape)
 
 
 def forecast(log, *, column: str | None = None, budget: int | None = None, schedule=None,
@@ -304,9 +304,9 @@ def _as_run(log, full) -> Run:
 
 
 def _fit(log_run, column, reference):
-    from ._batch import fit
-    from ._laws import PTLaw
-    from ._lawfile import load_law
+    from ..fitting import fit
+    from ..laws import PTLaw
+    from ..fitting import load_law
 
     runs, ref_law, notes, source = [log_run], None, [], "log"
     if reference is not None:
@@ -359,7 +359,7 @@ def _identified(law, cov) -> bool:
 
 def _draws(law, cov, n, rng) -> dict:
     """Parameter draws (capped at 50% relative sd, as the tuner's) as {name: array (n,)}."""
-    from ._design import cap_cov, param_draws
+    from ..planning import cap_cov, param_draws
 
     names = law.param_names()
     c = None if cov is None else cap_cov(law, np.nan_to_num(np.asarray(cov, np.float64), nan=0.0, posinf=0.0, neginf=0.0))
@@ -405,7 +405,7 @@ def watch(path, *, column: str | None = None, every: int = 20, poll: float = 5.0
     """
     import time
 
-    from .errors import DataError
+    from ..errors import DataError
 
     if not (isinstance(every, int) and every >= 1):
         raise InputError(f"watch: every must be an integer >= 1, got {every!r}")

@@ -1,5 +1,5 @@
 """Levenberg–Marquardt with Huber/IRLS weights for any residual function (the maths of the
-fitter; the residuals and starts live in ``_fit``, the batch driver and ``fit()`` in ``_batch``,
+fitter; the residuals and starts live in ``_problem``, the batch driver and ``fit()`` in ``_batch``,
 the statistics and ``FitResult`` in ``_stats``).
 
 The solver sees only ``rj(θ) -> (r, Jᵀ)``: residuals (n,) and the transposed Jacobian (p, n). Its

@@ -85,7 +85,8 @@ def linear(steps: int, peak: float, warmup: int = 0, final: float = 0.0) -> np.n
     return _with_warmup(steps, peak, warmup, lambda u: peak + (final - peak) * u)
 
 
-def _cooldown(peak: float, final: float, u: np.ndarray, shape: str) -> np.ndarray:
+def cooldown_curve(peak: float, final: float, u: np.ndarray, shape: str) -> np.ndarray:
+    """The LR of a cooldown from ``peak`` to ``final`` at fractions ``u`` in [0, 1] of its length."""
     if shape == "linear":
         return peak + (final - peak) * u
     if shape == "exp":  # geometric interpolation peak → final
@@ -122,7 +123,7 @@ def wsd(steps: int, peak: float, warmup: int = 0, decay: float = 0.2, final: flo
     lr = _with_warmup(steps, peak, warmup, lambda u: np.full_like(u, peak))
     if n_decay:
         v = np.arange(1, n_decay + 1, dtype=np.float64) / n_decay
-        lr[steps - n_decay:] = _cooldown(peak, final, v, shape)
+        lr[steps - n_decay:] = cooldown_curve(peak, final, v, shape)
     return lr
 
 

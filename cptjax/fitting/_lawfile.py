@@ -10,11 +10,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._laws import LawPair, law_from_dict
-from ._presets import preset, preset_data_range, preset_lr_max
+from ..laws import LawPair, law_from_dict
+from ..laws import preset, preset_data_range, preset_lr_max
 from ._stats import FitResult
-from .errors import InputError
-from .files import read_text
+from ..errors import InputError
+from ..files import read_text
 
 __all__ = ["load_law", "LawSource"]
 

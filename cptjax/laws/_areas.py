@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["Areas", "areas", "areas_numpy", "momentum"]
 
@@ -78,15 +78,17 @@ def check_schedule(lr, n_pt=None, name: str = "lr") -> None:
             raise InputError(f"`n_pt` must be an integer in [0, {T}] (the schedule length), got {n_pt!r}")
 
 
-def check_lam(lam) -> None:
-    """The momentum decay λ must be in [0, 1) (S2 grows as 1/(1 − λ)); traced λ is not checked."""
+def check_lam(lam, *, law: bool = False) -> None:
+    """The momentum decay λ must be in [0, 1) (S2 grows as 1/(1 − λ)); a law's in (0, 1) (``law``:
+    a law is fitted and carried with it). Traced λ is not checked."""
     if _is_concrete(lam):
         try:
-            ok = 0 <= float(lam) < 1
+            ok = (0 < float(lam) < 1) if law else (0 <= float(lam) < 1)
         except (TypeError, ValueError):
             ok = False
-        if not ok:
-            raise InputError(f"`lam` (the momentum decay λ) must be a number in [0, 1), got {lam!r}")
+        if not ok or isinstance(lam, bool):
+            span = "(0, 1)" if law else "[0, 1)"
+            raise InputError(f"`lam` (the momentum decay λ) must be a number in {span}, got {lam!r}")
 
 
 def widen(lr):

@@ -17,11 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _laws
-from ._data import DataError, Run, load_run
+from .. import laws as _laws
+from ..data import Run, load_run
 from ._solver import MU0, RESULTS, huber, levenberg_marquardt
 from ._solver import spd_solve as _spd_solve
-from .errors import InputError, InputTypeError
+from ..errors import DataError, InputError, InputTypeError
 
 __all__ = ["FitProblem", "make_problem", "objective",
            "CONVERGED", "MAX_ITERATIONS", "NONFINITE", "STATUS"]

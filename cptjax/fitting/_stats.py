@@ -13,11 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _laws
-from .errors import InputError
-from ._fit import STATUS, _at_bound, _build, _cpt_residuals_and_jacobian, _predict_points, _residuals, _spec, _to_natural
-from ._areas import areas_numpy
-from .files import atomic_write, dumps, read_text
+from .. import laws as _laws
+from ..errors import InputError
+from ._problem import STATUS, _at_bound, _build, _cpt_residuals_and_jacobian, _predict_points, _residuals, _spec, _to_natural
+from ..laws import areas_numpy
+from ..files import atomic_write, dumps, read_text
 from ._solver import huber
 
 __all__ = ["FitResult", "metrics", "provenance"]

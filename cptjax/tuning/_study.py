@@ -25,11 +25,11 @@ import threading
 import time
 import tomllib
 
-from ._areas import check_lam
-from ._schedules import to_csv
-from ._tune import Recipe, Space, Trial, Tuner
-from .errors import InputError
-from .files import atomic_write, dumps, read_text
+from ..laws import check_lam
+from ..schedules import to_csv
+from ._tuner import Recipe, Space, Trial, Tuner
+from ..errors import InputError
+from ..files import atomic_write, dumps, read_text
 
 __all__ = ["load_tune_study", "run_tune_study", "TUNE_EXAMPLE"]
 
@@ -95,7 +95,7 @@ def load_tune_study(path) -> dict:
         _lab_study(d, Trial(0, Recipe("cosine", 1e-3), 2, 2), None, 0, where=f"{path}: [lab]")
     if d.get("lam") is not None:
         try:
-            check_lam(d["lam"])
+            check_lam(d["lam"], law=True)
         except InputError as e:
             raise InputError(f"{path}: {e}") from None
     for k, lo in (("trials", 1), ("steps", 2)):
@@ -116,7 +116,7 @@ def load_tune_study(path) -> dict:
 def _lab_study(study, trial, sched, seed, where="[lab]"):
     """The lab study of one trial: the tune study's PT run, and one CPT branch with the trial's
     schedule (the file ``sched``; ``None`` checks the settings only) and replay ratio."""
-    from ._lab import parse_study
+    from ..lab import parse_study
 
     lab, r = study["lab"], trial.recipe
     name = f"trial{trial.number:03d}"
@@ -137,14 +137,14 @@ _LAB_LOCK = threading.Lock()
 @functools.lru_cache(maxsize=2)
 def _corpora(general, domain):
     """The lab's corpora, read once per process (every trial of a study trains on them)."""
-    from ._lab import load_corpora
+    from ..lab import load_corpora
 
     return load_corpora(general, domain)
 
 
 def _lab_trial(study, out, sched, trial, seed):
     """Train one trial with the lab (one at a time); its run file is the trial's log."""
-    from ._lab import run_study
+    from ..lab import run_study
 
     lab = study["lab"]
     st = _lab_study(study, trial, sched, seed)
@@ -193,7 +193,6 @@ def _progress(progress, tuner, trial, e, j, n_trials, t0):
 def run_tune_study(study: dict, out: str, progress=None, workers: int = 1) -> dict:
     """Run (or resume) a tune study in folder ``out``; returns the report. ``workers``: trials run
     at once (each batch is asked together; the tuner does not propose a recipe that is running)."""
-    os.makedirs(out, exist_ok=True)
     jpath = os.path.join(out, "journal.json")
     journal = json.loads(read_text(jpath, "journal")) if os.path.exists(jpath) else []
     # What the trials depend on (not ``trials``: asking a study for more trials resumes it).
@@ -205,6 +204,9 @@ def run_tune_study(study: dict, out: str, progress=None, workers: int = 1) -> di
                   weight_general=study.get("weight_general", 0.5), noise=study.get("noise", 0.005),
                   init_fraction=study.get("init_fraction", 0.5), seed=study.get("seed", 0), lam=study.get("lam"),
                   columns=tuple(study.get("columns", ("general_loss", "domain_loss"))))
+    if not journal:  # the folder is made, saying what it was made with, before any trial runs
+        os.makedirs(out, exist_ok=True)
+        atomic_write(jpath, dumps([{"settings": settings}], indent=1))
     entries = journal[1:] if journal else []
     t0, spent, k, n_trials = time.perf_counter(), 0, 0, study.get("trials", 12)
     workers = max(1, int(workers))
@@ -256,11 +258,11 @@ def _figure(tuner, entries, path):
     curves of both losses with the recommended recipe's predicted curves."""
     import numpy as np
 
-    from ._laws import predict
-    from ._plot import _plt, save
-    from ._schedules import join
+    from ..laws import predict
+    from ..plotting import pyplot, save
+    from ..schedules import join
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(1, 3, figsize=(15, 4))
     spent, obs = np.cumsum([e["steps"] for e in entries]), {t.trial.number: tuner._observed(t) for t in tuner.told}
     xs = [s for s, e in zip(spent, entries) if e["number"] in obs]

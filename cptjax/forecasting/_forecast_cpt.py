@@ -21,12 +21,11 @@ import warnings
 
 import numpy as np
 
-from ._areas import Areas, areas_numpy
-from ._data import Run
-from ._forecast import (MODEL_SD, Forecast, _annealed, _as_run, _budget, _check_cooldown, _full_schedule,
-                        _futures, _identified)
+from ..laws import Areas, areas_numpy
+from ..data import Run
+from ._forecast import MODEL_SD, Forecast, _annealed, _as_run, _budget, _check_cooldown, _full_schedule, _futures, _identified
 from ._forecast import _draws as _param_draws
-from .errors import FitError, InputError
+from ..errors import FitError, InputError
 
 __all__ = ["forecast_cpt"]
 
@@ -73,7 +72,7 @@ def forecast_cpt(log, *, general: str = "general_loss", domain: str = "domain_lo
     observed = weight_general * yg[-1] + (1 - weight_general) * yd[-1]
     notes.append(f"CPT forecast: law {LAW} on both losses, objective = {weight_general:g}·{general} + "
                  f"{1 - weight_general:g}·{domain}")
-    from ._laws import LawPair
+    from ..laws import LawPair
 
     return Forecast(t, float(observed), int(budget) if budget else None, cooldown, float(final),
                     LawPair(*laws), source, alternatives, table, best, fits[0], notes, curves,
@@ -101,9 +100,9 @@ def _so_far(run, general, domain):
 
 def _fit_both(so_far, columns, reference):
     """Each loss's law with C from the log, the reference runs (fitted jointly) or a reference pair."""
-    from ._batch import fit
-    from ._lawfile import load_law
-    from ._laws import LawPair
+    from ..fitting import fit
+    from ..fitting import load_law
+    from ..laws import LawPair
 
     runs, pair, source, notes = [so_far], None, "log", []
     if isinstance(reference, (str, bytes)) or hasattr(reference, "__fspath__"):

@@ -18,13 +18,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _schedules
-from ._areas import areas_numpy
-from ._design import Plan, _cpt_losses, compare, design, law_draws, pareto, pt_states
-from .files import atomic_dir, atomic_write, dumps
-from ._lawfile import LawSource, load_law
-from ._laws import LawPair
-from .errors import InputError
+from .. import schedules as _schedules
+from ..laws import areas_numpy
+from ._design import Plan, cpt_losses, compare, design, law_draws, pareto, pt_states
+from ..files import atomic_dir, atomic_write, dumps
+from ..fitting import LawSource, load_law
+from ..laws import LawPair
+from ..errors import InputError
 
 __all__ = ["design_report", "DesignReport", "FRONT_WEIGHTS", "DESIGN_FILES"]
 
@@ -57,7 +57,7 @@ class DesignReport:
         """Write the report folder atomically (every file or none): plan.csv/.npy/.json,
         free_plan.*, plan_pytorch.py, report.json (with ``files``) and design.png. Returns the
         paths written."""
-        from . import _plot
+        from .. import plotting as _plot
 
         files = [os.path.join(folder, f) for f in DESIGN_FILES]
         with atomic_dir(folder) as tmp:
@@ -108,7 +108,7 @@ def _bands(law, pt, plan, draws):
     at = (np.unique(np.linspace(0, T - 1, min(T, 200)).round().astype(int))
           if any(l.needs_schedule for l in law) else np.arange(T))
     cond = {"replay": plan.replay} if "replay" in law.general.uses else {}
-    cur = jax.vmap(lambda lp: [_cpt_losses(l, s, jnp.asarray(plan.schedule), cond, at)
+    cur = jax.vmap(lambda lp: [cpt_losses(l, s, jnp.asarray(plan.schedule), cond, at)
                                for l, s in zip(lp, states)])(draws)
     return tuple(np.interp(np.arange(T), at, np.nanquantile(np.asarray(c), q, axis=0))
                  for c in cur for q in (0.05, 0.95))
@@ -117,6 +117,25 @@ def _bands(law, pt, plan, draws):
 def _say(progress, msg):
     if progress is not None:
         progress(msg)
+
+
+def _uncertainty(pair, pt, plan, free, cpt_steps, max_lr, warmup, replay, weight_general, draws, progress):
+    """The plan against the best baseline, a plain cosine and the free-form plan under parameter
+    draws and law variants (:func:`compare`), and the plan's 90% bands (with draws)."""
+    best = min(plan.baselines.values(), key=lambda b: b["objective"])
+    cos = _schedules.cosine(cpt_steps, max_lr, warmup=warmup, final=0.0)
+    cos = _schedules.rewarm(cos[warmup:], min(float(pt[-1]), max_lr), warmup)
+    r0 = None if replay is None else (plan.replay if replay == "free" else replay)
+    scheds = {"plan": plan.schedule, "best baseline": np.asarray(best["schedule"]), "cosine": cos,
+              "free-form plan": free.schedule}
+    reps = {"plan": plan.replay, "best baseline": best["replay"], "cosine": r0, "free-form plan": free.replay}
+    _say(progress, "uncertainty: " + ("256 parameter draws from the fits' covariance and " if draws is not None else "")
+         + "law variants (momentum decay lambda)")
+    unc = compare(pair, pt, scheds, weight_general=weight_general, replays=reps, draws=draws,
+                  reference=("plan", "best baseline"))
+    unc["best_baseline"] = best["name"]
+    bands = _bands(pair, pt, plan, draws) if draws is not None else None
+    return unc, bands
 
 
 def design_report(law, pt, cpt_steps: int, *, max_lr: float = 2e-4, weight_general: float = 0.5,
@@ -174,20 +193,9 @@ def design_report(law, pt, cpt_steps: int, *, max_lr: float = 2e-4, weight_gener
                          "law's parameters and the PT schedule")
     front_d = [{"weight_general": w, "general": p.general, "domain": p.domain, "objective": p.objective,
                 "replay": p.replay} for w, p in zip(weights, front)]
-    best = min(plan.baselines.values(), key=lambda b: b["objective"])
-    cos = _schedules.cosine(cpt_steps, max_lr, warmup=warmup, final=0.0)
-    cos = _schedules.rewarm(cos[warmup:], min(float(pt[-1]), max_lr), warmup)
-    r0 = None if replay is None else (plan.replay if replay == "free" else replay)
-    scheds = {"plan": plan.schedule, "best baseline": np.asarray(best["schedule"]), "cosine": cos,
-              "free-form plan": free.schedule}
-    reps = {"plan": plan.replay, "best baseline": best["replay"], "cosine": r0, "free-form plan": free.replay}
-    _say(progress, "uncertainty: " + ("256 parameter draws from the fits' covariance and " if has_cov else "")
-         + "law variants (momentum decay lambda)")
-    unc = compare(pair, pt, scheds, weight_general=weight_general, replays=reps, draws=draws,
-                  reference=("plan", "best baseline"))
-    unc["best_baseline"] = best["name"]
+    unc, bands = _uncertainty(pair, pt, plan, free, cpt_steps, max_lr, warmup, replay, weight_general,
+                              draws, progress)
     warns += _outside_areas(pair, pt, plan.schedule, src.area_range)
-    bands = _bands(pair, pt, plan, draws) if draws is not None else None
     meta = {"law": src.name, "pt": pt_text if pt_text is not None else f"array({pt.size} steps)",
             "cpt_steps": cpt_steps, "max_lr": max_lr}
     return DesignReport(plan, free, front_d, unc, warns, bands, meta)

@@ -19,11 +19,11 @@ from jax import lax
 
 import numpy as np
 
-from ._areas import Areas, areas, areas_numpy, check_lam, check_schedule, widen
-from .errors import InputError, InputTypeError
+from ._areas import Areas, areas, areas_numpy, check_lam, check_schedule, continue_areas, pt_state, widen
+from ..errors import InputError, InputTypeError
 
 __all__ = ["Param", "PTLaw", "CPTLaw", "SharedCPTLaw", "ReplayCPTLaw", "SizeCPTLaw", "OpenCPTLaw",
-           "MultiPowerLaw", "MPLCPTLaw", "LawPair", "LossPair", "predict", "law_from_dict", "replay_factors", "LAWS"]
+           "MultiPowerLaw", "MPLCPTLaw", "AreaLaw", "ScheduleLaw", "LawPair", "LossPair", "predict", "law_from_dict", "replay_factors", "LAWS"]
 
 
 class Param(NamedTuple):
@@ -57,7 +57,7 @@ def _law(cls=None, *, meta=()):
         # annotates): a law lists its parameters once, in ``params``.
         own = dict(cls.__dict__.get("__annotations__", {}))
         cls.__annotations__ = {**{p.name: Any for p in cls.params}, **own}
-        if not getattr(cls, "needs_schedule", False):
+        if issubclass(cls, AreaLaw):
             # Area laws carry the momentum decay λ their areas are computed with (a static option:
             # fitted by profiling, saved in JSON, used by predict and design).
             # And the LR weight ε of S2 (App. J: S2 = Σ m_i·η_i^ε; 0 = the plain S2).
@@ -81,10 +81,12 @@ class _Base:
     parameter; ``@_law`` makes them the dataclass fields, in that order), ``uses`` (extra
     conditions it takes: "replay", "size"), ``shift``
     (True when it has Eq. 3's shift term with fields B, E, beta — fitted as B·β, see
-    ``cptjax._fit``), ``meta`` (static options, e.g. the replay law's target).
+    ``cptjax.fitting``), ``meta`` (static options, e.g. the replay law's target).
 
-    Area laws are called as ``law(areas, *, replay=None, size=None)``; the laws that need the
-    schedule itself (``needs_schedule``) as ``law(lr, idx)``.
+    Two protocols fill it in: :class:`AreaLaw` (called as ``law(areas, *, replay=None,
+    size=None)``) and :class:`ScheduleLaw` (``law(lr, idx)``; ``needs_schedule`` is True); both
+    give ``on_schedule`` (what :func:`predict` calls), and the CPT laws ``pt_state`` and
+    ``continue_at`` (what the design calls).
     """
 
     kind: ClassVar[str]
@@ -124,6 +126,32 @@ class _Base:
                 raise InputError(f"{type(self).__name__}: `{name}` must be one of {allowed}, "
                                  f"got {getattr(self, name)!r}")
 
+class AreaLaw(_Base):
+    """The protocol of the area laws: ``law(areas, *, replay=None, size=None)``, a pure function of
+    the four areas of :func:`~cptjax.areas` (computed with the law's own momentum decay ``lam`` and
+    S2 weight ``eps``). A concrete law fills in ``kind``, ``params`` and ``__call__``."""
+
+    def pt_state(self, pt):
+        """The PT history summarised for :meth:`continue_at`: the areas' state after ``pt``."""
+        return pt_state(pt, self.lam, eps=self.eps)
+
+    def continue_at(self, cpt, state, at=None, **cond):
+        """The loss at CPT indices ``at`` (default every CPT step) of the CPT schedule ``cpt``
+        after a PT ``state`` (:meth:`pt_state`)."""
+        c = self(continue_areas(cpt, state, self.lam, eps=self.eps), **cond)
+        return c if at is None else c[at]
+
+    def pt_curve(self, pt, state, **cond):
+        """The loss at every step of the PT schedule ``pt`` (``state``: its :meth:`pt_state`)."""
+        pt = jnp.asarray(pt)
+        return self(areas(pt, pt.shape[-1], self.lam, eps=self.eps), **cond)
+
+    def on_schedule(self, a, lr, idx, replay, size, eta0, warmup, n_pt):
+        """The law on a whole schedule, given its areas ``a`` (see :func:`predict`)."""
+        if idx is not None:
+            a = a.at(idx)
+        return self(a, replay=replay, size=size)
+
     # -- fitting: per-point features of a run, and the law evaluated on them ------------------
     @classmethod
     def features(cls, lr, n_pt, ix, lam, replay, size, run_index, eps=0.0):
@@ -147,6 +175,21 @@ class _Base:
         return self(Areas(s1p, s1c, s2p, s2c), **{u: {"replay": rep, "size": size}[u] for u in self.uses})
 
 
+
+
+class ScheduleLaw(_Base):
+    """The protocol of the laws that need the schedule itself (a sum over its LR decrements):
+    ``law(lr, idx, *, n_pt=None, eta0=None, warmup=-1)``; fitted on (point, decrement) pairs
+    (``features``/``at_points``), and, for CPT laws, continued after a PT history
+    (``pt_state``/``continue_at``)."""
+
+    needs_schedule: ClassVar[bool] = True
+
+    def on_schedule(self, a, lr, idx, replay, size, eta0, warmup, n_pt):
+        """The law on a whole schedule (``a``, the areas, is unused)."""
+        return self(lr, idx, n_pt=n_pt, eta0=eta0, warmup=warmup)
+
+
 def _shift(B, E, beta, s1_cpt):
     """Distribution-shift factor B·(1 − (1 + E·S1_cpt)^(−β)) (Eq. 3)."""
     return -B * jnp.expm1(-beta * jnp.log1p(E * s1_cpt))  # the same, accurate for small β
@@ -165,7 +208,7 @@ _SHIFT_PARAMS = (Param("B", positive=False, linear=True, start=(-0.5, 0.5)),
 
 
 @_law
-class PTLaw(_Base):
+class PTLaw(AreaLaw):
     r"""Eq. 1, the annealing law: :math:`L = L_0 + A S_1^{-\alpha} - C S_2` on the joined areas."""
 
     kind: ClassVar[str] = "pt"
@@ -177,7 +220,7 @@ class PTLaw(_Base):
 
 
 @_law
-class CPTLaw(_Base):
+class CPTLaw(AreaLaw):
     r"""Eq. 4, the CPT law:
 
     .. math:: L = L_0 + A(S_1^{pt}+S_1^{cpt})^{-\alpha} - C_1 S_2^{pt} - C_2 S_2^{cpt}
@@ -197,7 +240,7 @@ class CPTLaw(_Base):
 
 
 @_law
-class SharedCPTLaw(_Base):
+class SharedCPTLaw(AreaLaw):
     r"""Eq. 4 with one annealing coefficient for both phases (C1 = C2 = C), so that a CPT
     re-warmup (negative S2_cpt) undoes the PT anneal at the rate it was earned:
 
@@ -234,7 +277,7 @@ def replay_factors(a1, a2, replay, target: str, form: str = "swapped"):
 
 
 @_law(meta=("target", "form"))
-class ReplayCPTLaw(_Base):
+class ReplayCPTLaw(AreaLaw):
     r"""Eq. 8, the CPT law with replay ratio r = r_pt (share of PT data in the CPT mix),
     r_cpt = 1 − r.  ``target`` is ``"general"`` or ``"domain"`` (the two sets differ in form);
     ``form`` is ``"swapped"`` (default, see :func:`replay_factors`) or ``"printed"``:
@@ -262,7 +305,7 @@ class ReplayCPTLaw(_Base):
 
 
 @_law
-class SizeCPTLaw(_Base):
+class SizeCPTLaw(AreaLaw):
     r"""Eq. 7, with model size N (millions of non-embedding parameters, inferred):
     :math:`\dots - C_1 S_2^{pt} N^{\gamma_1} - C_2 S_2^{cpt} N^{\gamma_2} + \dots + F N^{-\gamma_3}`."""
 
@@ -282,7 +325,7 @@ class SizeCPTLaw(_Base):
 
 
 @_law
-class OpenCPTLaw(_Base):
+class OpenCPTLaw(AreaLaw):
     r"""Paper §6, a PT model with unknown history: S1_pt is the fitted parameter ``S1pt``, the PT
     final LR is taken as 0 (compute the CPT areas with ``eta0=0``: CPT re-warms from 0) and S2_pt
     is absorbed into L0:
@@ -420,7 +463,7 @@ def _log(x):
 
 
 @_law
-class MultiPowerLaw(_Base):
+class MultiPowerLaw(ScheduleLaw):
     r"""The Multi-Power Law (Luo et al. 2025), for comparison:
 
     .. math:: L(t) = L_0 + A S_1(t)^{-\alpha} - B\sum_{k\le t}(\eta_{k-1}-\eta_k)\,
@@ -443,7 +486,6 @@ class MultiPowerLaw(_Base):
                         Param("C", grid=(0.5, 2.0), start=(1.0, 2.0)),
                         Param("beta", grid=(0.4, 0.6), start=(0.5,)),
                         Param("gamma", grid=(0.4, 0.6), start=(0.6,)))
-    needs_schedule: ClassVar[bool] = True
 
     def __call__(self, lr, idx=None, *, n_pt=None, eta0=None, warmup=-1, chunk: int = 128):
         lr = jnp.asarray(lr)
@@ -501,7 +543,7 @@ class History(NamedTuple):
 
 
 @_law
-class MPLCPTLaw(_Base):
+class MPLCPTLaw(ScheduleLaw):
     r"""Eq. 4 with the Multi-Power Law's annealing term in place of the annealing areas S2 (an
     annealing law that gives zero-LR steps no credit):
 
@@ -532,7 +574,6 @@ class MPLCPTLaw(_Base):
                         Param("rho", grid=(0.6,), start=(0.6,)),
                         Param("gamma", grid=(0.6,), start=(0.6,)))
     shift: ClassVar[bool] = True
-    needs_schedule: ClassVar[bool] = True
     extra_pad: ClassVar[tuple] = (0.0, -1e300, 0.0, 0.0, 0.0)
     join_extras = staticmethod(MultiPowerLaw.join_extras)
 
@@ -561,7 +602,11 @@ class MPLCPTLaw(_Base):
         return History(*map(jnp.asarray, (pt[-1], s1[-1], s1, pt.max(), pt.size, d[k], _log(pt[k]),
                                           (s1 - pt)[k], k)))
 
-    def continue_at(self, cpt, h: History, at=None, *, chunk: int = 128):
+    def pt_curve(self, pt, h: History, **cond):
+        """The loss at every step of the PT schedule ``pt`` from its history ``h``."""
+        return self.continue_at(None, h, np.arange(len(pt)))
+
+    def continue_at(self, cpt, h: History, at=None, *, chunk: int = 128, **cond):
         """The loss at CPT indices ``at`` (0-based; default every CPT step) of the CPT schedule
         ``cpt`` after the PT history ``h``; ``cpt=None``: at PT indices ``at`` of the history alone."""
         peak = h.peak if cpt is None else jnp.maximum(h.peak, jnp.max(cpt))
@@ -662,11 +707,7 @@ def law_from_dict(d):
 
 @jax.jit
 def _eval_one(law, a, lr, idx, replay, size, eta0, warmup, n_pt):
-    if law.needs_schedule:
-        return law(lr, idx, n_pt=n_pt, eta0=eta0, warmup=warmup)
-    if idx is not None:
-        a = a.at(idx)
-    return law(a, replay=replay, size=size)
+    return law.on_schedule(a, lr, idx, replay, size, eta0, warmup, n_pt)
 
 
 def check_law(law, name: str = "law") -> None:
@@ -727,7 +768,7 @@ def predict(law, lr, n_pt=None, *, idx=None, replay=None, size=None, lam=None, e
         if i.size and (i.min() < 0 or i.max() >= lr.shape[-1]):
             raise InputError(f"`idx` must be array indices in [0, {lr.shape[-1] - 1}]")
     # Areas once per momentum decay (each law's own λ unless ``lam`` overrides it).
-    lams = {id(l): (lam if lam is not None else l.lam, l.eps) for l in laws if not l.needs_schedule}
+    lams = {id(l): (lam if lam is not None else l.lam, l.eps) for l in laws if isinstance(l, AreaLaw)}
     a = {v: areas(lr, n_pt, v[0], eta0, pt_warmup=pt_warmup, eps=v[1]) for v in set(lams.values())}
     n = lr.shape[-1] if n_pt is None else n_pt
     out = [_eval_one(l, a.get(lams.get(id(l))), lr, idx, replay, size, eta0, -1, n) for l in laws]

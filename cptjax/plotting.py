@@ -9,7 +9,8 @@ import numpy as np
 from .errors import InputError
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,14 +33,14 @@ def save(fig, path) -> None:
     except ValueError as e:
         raise InputError(f"plot {path}: {e}") from None
     finally:
-        _plt().close(fig)
+        pyplot().close(fig)
     atomic_write(path, buf.getvalue())
 
 
 def prediction(steps, lr, curves: dict, n_pt: int | None, path, title: str = "", observed=None):
     """Loss curves (one line per entry of ``curves``, at ``steps``) with the LR (every step) below
     and the transfer point marked; ``observed`` = {name: (steps, loss)} adds data points."""
-    plt = _plt()
+    plt = pyplot()
     fig, (ax, axl) = plt.subplots(2, 1, figsize=(8, 6), sharex=True,
                                   gridspec_kw={"height_ratios": [3, 1]})
     for name, y in curves.items():
@@ -71,7 +72,7 @@ def prediction(steps, lr, curves: dict, n_pt: int | None, path, title: str = "",
 
 def fit(series, path, title: str = ""):
     """Data vs fit per run, residual panel below. ``series`` = [(name, steps, observed, fitted)]."""
-    plt = _plt()
+    plt = pyplot()
     fig, (ax, axr) = plt.subplots(2, 1, figsize=(8, 6), sharex=True,
                                   gridspec_kw={"height_ratios": [3, 1]})
     for i, (name, s, y, f) in enumerate(series):
@@ -96,7 +97,7 @@ def fit(series, path, title: str = ""):
 def design(plan, front, path, free=None, bands=None):
     """Schedule (plan, free-form plan) vs baselines, predicted curves (with a 90% band over the
     parameter draws when ``bands`` = (general lo, hi, domain lo, hi)), and the Pareto front."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
     t = np.arange(1, plan.schedule.size + 1)
     ax[0].plot(t, plan.schedule, "k", lw=2, label=f"plan ({plan.source})")
@@ -135,8 +136,8 @@ def design(plan, front, path, free=None, bands=None):
 
 def plot_fit(res, runs, path, title: str = "") -> None:
     """Data against a fit (:class:`FitResult`) for each run, with a residual panel."""
-    from ._laws import predict
-    from ._stats import unique_names
+    from .laws import predict
+    from .fitting import unique_names
 
     series = []
     for r, name in zip(runs, unique_names([r.name for r in runs])):

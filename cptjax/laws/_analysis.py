@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _schedules as S
+from .. import schedules as S
 from ._areas import areas
 from ._laws import LawPair, predict, replay_factors
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["loss_potential", "critical_point", "turning_length", "optimal_vs_weight"]
 

@@ -19,7 +19,7 @@ import tokenize
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["Corpus", "stdlib_files", "general_corpus", "domain_corpus", "files_corpus"]
 

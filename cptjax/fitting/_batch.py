@@ -15,10 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _fit, _laws, _stats
-from ._fit import MAX_ITERATIONS, NONFINITE, make_problem
+from . import _problem as _fit
+from .. import laws as _laws
+from . import _stats
+from ._problem import MAX_ITERATIONS, NONFINITE, make_problem
 from ._stats import FitResult, provenance
-from .errors import FitError, InputError
+from ..errors import FitError, InputError
 
 __all__ = ["fit", "fit_batch"]
 
@@ -534,6 +536,35 @@ def _profile_lam(runs, law, column, target, form, eps, delta, max_iter, pad_to=N
     return res
 
 
+def _check_search(delta, max_iter, basins):
+    if not (isinstance(delta, (int, float)) and delta > 0):
+        raise InputError(f"`delta` must be > 0, got {delta!r}")
+    for name, v, lo in (("max_iter", max_iter, 1), ("basins", basins, 0)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise InputError(f"`{name}` must be an integer >= {lo}, got {v!r}")
+
+
+def _search(runs, law, column, target, form, lam, eps, basins, coarse, delta, max_iter, pad_to):
+    """The best fit of one problem (λ profile, coarse-to-fine, basins): ``(FitResult, problem)``."""
+    if isinstance(lam, str):
+        if lam != "profile":
+            raise InputError(f"`lam` must be a number in (0, 1) or 'profile', got {lam!r}")
+        res = _profile_lam(runs, law, column, target, form, eps, delta, max_iter, pad_to)
+        prob = make_problem(runs, law, column, target=target, form=form, lam=res.law.lam, eps=eps, pad_to=pad_to)
+        if basins > 1:
+            res = _basins(prob, res, basins, delta, max_iter)
+    else:  # the basins reuse this problem: the same static options, so the same compilations
+        prob = make_problem(runs, law, column, target=target, form=form, lam=lam, eps=eps, pad_to=pad_to)
+        # A heavy problem searches on a thinned copy first (coarse=None: above COARSE_ABOVE pairs).
+        thin = None if coarse is False else _coarse(prob, column, 0 if coarse else None)
+        res = None if thin is None else _coarse_to_fine(prob, thin, basins, delta, max_iter)
+        if res is None:
+            res = fit_batch([prob], delta=delta, max_iter=max_iter)[0]
+            if basins > 1:
+                res = _basins(prob, res, basins, delta, max_iter)
+    return res, prob
+
+
 def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = None,
         form: str | None = None, delta: float = 1e-3, max_iter: int = 200,
         lam: float | str | None = None, eps: float = 0.0, basins: int = 4,
@@ -576,28 +607,9 @@ def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = No
     The result carries its provenance (``res.provenance``: runs, data range, LR and CPT-area
     spans), saved with ``res.save(path)`` and read back by ``FitResult.load`` / ``load_law``.
     """
-    if not (isinstance(delta, (int, float)) and delta > 0):
-        raise InputError(f"`delta` must be > 0, got {delta!r}")
-    for name, v, lo in (("max_iter", max_iter, 1), ("basins", basins, 0)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise InputError(f"`{name}` must be an integer >= {lo}, got {v!r}")
-    target = target or "general"
-    if isinstance(lam, str):
-        if lam != "profile":
-            raise InputError(f"`lam` must be a number in (0, 1) or 'profile', got {lam!r}")
-        res = _profile_lam(runs, law, column, target, form, eps, delta, max_iter, pad_to)
-        prob = make_problem(runs, law, column, target=target, form=form, lam=res.law.lam, eps=eps, pad_to=pad_to)
-        if basins > 1:
-            res = _basins(prob, res, basins, delta, max_iter)
-    else:  # the basins reuse this problem: the same static options, so the same compilations
-        prob = make_problem(runs, law, column, target=target, form=form, lam=lam, eps=eps, pad_to=pad_to)
-        # A heavy problem searches on a thinned copy first (coarse=None: above COARSE_ABOVE pairs).
-        thin = None if coarse is False else _coarse(prob, column, 0 if coarse else None)
-        res = None if thin is None else _coarse_to_fine(prob, thin, basins, delta, max_iter)
-        if res is None:
-            res = fit_batch([prob], delta=delta, max_iter=max_iter)[0]
-            if basins > 1:
-                res = _basins(prob, res, basins, delta, max_iter)
+    _check_search(delta, max_iter, basins)
+    res, prob = _search(runs, law, column, target or "general", form, lam, eps, basins, coarse, delta,
+                        max_iter, pad_to)
     res.column = column
     res.provenance = provenance(res.law, prob.runs, column)
     if throw and not res.finite:

@@ -34,14 +34,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _schedules
-from ._areas import check_lam
-from ._batch import fit, fit_batch
-from ._fit import make_problem
-from ._data import Run, load_run
-from ._design import _cpt_losses, cap_cov, evaluate, law_draws, pt_states
-from ._laws import LawPair
-from .errors import FitError, InputError, InputTypeError
+from .. import schedules as _schedules
+from ..laws import check_lam
+from ..fitting import fit, fit_batch
+from ..fitting import make_problem
+from ..data import Run, load_run
+from ..planning import cpt_losses, cap_cov, evaluate, law_draws, pt_states
+from ..laws import LawPair
+from ..errors import FitError, InputError, InputTypeError
 
 __all__ = ["Recipe", "Space", "Trial", "Tuner", "Recommendation", "LAMS"]
 
@@ -239,7 +239,7 @@ class Tuner:
         self.seed, self.n_draws, self.columns, self.lam = seed, int(n_draws), tuple(columns), lam
         self.verify = bool(verify)
         for v in (LAMS if lams is None else lams) if lam is None else ([] if lam == "profile" else [lam]):
-            check_lam(v)
+            check_lam(v, law=True)
         self.lams = tuple(float(v) for v in (LAMS if lams is None else lams))
         if not self.lams:
             raise InputError("Tuner: `lams` must name at least one momentum decay")
@@ -586,7 +586,7 @@ def _final(law, states, sched, replay, lam1):
 def _obj_one_step(law, states, sched, replay, k, lam1):
     """The objective at CPT step index ``k`` (traced) of ``sched`` after the PT ``states``."""
     cond = {"replay": replay}
-    g, d = (_cpt_losses(l, s, sched, cond)[k] for l, s in zip(law, states))
+    g, d = (cpt_losses(l, s, sched, cond)[k] for l, s in zip(law, states))
     return lam1 * g + (1 - lam1) * d
 
 

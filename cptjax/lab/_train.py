@@ -30,9 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import _schedules
-from .files import atomic_write, dumps
-from .errors import InputError
+from .. import schedules as _schedules
+from ..files import atomic_write, dumps
+from ..errors import InputError
 
 __all__ = ["ModelConfig", "MODELS", "Study", "RunSpec", "load_study", "run_study", "train_run",
            "init_params", "loss_fn", "DEFAULT_STUDY", "QUICK_STUDY"]
@@ -342,7 +342,7 @@ def parse_study(d: dict, where: str = "study", model: str | None = None) -> Stud
 
 def load_study(path, model: str | None = None) -> Study:
     """Read a study TOML file (``tomllib``); errors name the file and the key."""
-    from .files import read_text
+    from ..files import read_text
 
     path = os.fspath(path)
     text = read_text(path, "study file", limit=1 << 20)
@@ -568,7 +568,7 @@ def _old_manifest(mpath):
         return None
     import json
 
-    from .files import read_text
+    from ..files import read_text
 
     try:
         old = json.loads(read_text(mpath, "manifest", limit=64 << 20))
@@ -607,7 +607,6 @@ def run_study(study: Study, out_dir, *, corpora=None, quiet=False, only=None) ->
     """Train every run of a study that has no run file yet (PT first, then its CPT branches);
     write ``manifest.json``. Returns the manifest."""
     corpora = corpora or load_corpora()
-    os.makedirs(out_dir, exist_ok=True)
     fns = _make_fns(study.model)
     pts = [r for r in study.pt_runs() if only is None or r.name in only or
            any(c.pt_name == r.pt_name for c in study.runs if c.name in only)]
@@ -626,7 +625,9 @@ def run_study(study: Study, out_dir, *, corpora=None, quiet=False, only=None) ->
     }
     mpath = os.path.join(out_dir, "manifest.json")
     merged = _same_settings(_old_manifest(mpath), manifest, out_dir)
-    # Written before any training, so that a killed study's folder already says what it was made with.
+    # Written before any training, so that a killed study's folder already says what it was made
+    # with; the folder is made only here, so that an interrupt before it leaves none.
+    os.makedirs(out_dir, exist_ok=True)
     atomic_write(mpath, dumps(merged, indent=2))
     evals = _eval_batches(corpora, study.model, study.eval_batches)  # the same for every run
     for r in pts + cpts:

@@ -12,7 +12,7 @@ import functools
 import numpy as np
 
 from ._laws import CPTLaw, LawPair, MultiPowerLaw, ReplayCPTLaw, SizeCPTLaw
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["preset", "PRESETS", "replay_beta"]
 

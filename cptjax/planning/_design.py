@@ -22,11 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import _schedules
-from ._areas import areas, continue_areas, pt_state
-from .files import atomic_write, dumps
-from ._laws import LawPair, LossPair, check_law
-from .errors import InputError, InputTypeError
+from .. import schedules as _schedules
+from ..files import atomic_write, dumps
+from ..laws import LawPair, LossPair, check_law
+from ..errors import InputError, InputTypeError
 
 __all__ = ["Plan", "design", "baselines", "evaluate", "pareto", "optax_schedule", "law_draws", "compare"]
 
@@ -68,16 +67,13 @@ def _check(law, pt, cpt_steps, max_lr, weight_general, replay):
 def pt_states(law, pt):
     """The fixed PT history summarised once per law of the pair (area laws: their areas' state,
     each with its own λ; schedule laws, e.g. :class:`~cptjax.MPLCPTLaw`: its decrements)."""
-    return tuple(l.pt_state(pt) if l.needs_schedule else pt_state(pt, l.lam, eps=l.eps) for l in law)
+    return tuple(l.pt_state(pt) for l in law)
 
 
-def _cpt_losses(l, state, cpt, cond, at=None):
+def cpt_losses(l, state, cpt, cond, at=None):
     """One law's loss at CPT indices ``at`` (default every CPT step) after a PT ``state``: area
     laws through the continued areas (every step is cheap), schedule laws at ``at`` only."""
-    if l.needs_schedule:
-        return l.continue_at(cpt, state, at)
-    c = l(continue_areas(cpt, state, l.lam, eps=l.eps), **cond)
-    return c if at is None else c[at]
+    return l.continue_at(cpt, state, at, **cond)
 
 
 class Evaluation(NamedTuple):
@@ -116,15 +112,14 @@ def evaluate(law, pt, cpt, replay=None, last_k=1, weight_general=0.5, weight_dom
     at = jnp.asarray([h - 1 for h in last_k]) if isinstance(last_k, tuple) else jnp.arange(T - last_k, T)
     states = pt if isinstance(pt, tuple) else pt_states(law, pt)
     if curves:
-        cur = [_cpt_losses(l, s, cpt, cond) for l, s in zip(law, states)]
+        cur = [cpt_losses(l, s, cpt, cond) for l, s in zip(law, states)]
         gk, dk = (jnp.mean(c[at]) for c in cur)
         if not isinstance(pt, tuple):  # prepend the PT history's own curve
-            ptc = [(l.continue_at(None, s, np.arange(len(pt))) if l.needs_schedule else
-                    l(areas(jnp.asarray(pt), len(pt), l.lam, eps=l.eps), **cond)) for l, s in zip(law, states)]
+            ptc = [l.pt_curve(pt, s, **cond) for l, s in zip(law, states)]
             cur = [jnp.concatenate([p, c]) for p, c in zip(ptc, cur)]
         out = LossPair(*cur)
     else:
-        gk, dk = (jnp.mean(_cpt_losses(l, s, cpt, cond, at)) for l, s in zip(law, states))
+        gk, dk = (jnp.mean(cpt_losses(l, s, cpt, cond, at)) for l, s in zip(law, states))
         out = None
     wd = 1 - weight_general if weight_domain is None else weight_domain
     return Evaluation(weight_general * gk + wd * dk, gk, dk, out)
@@ -561,18 +556,9 @@ def _weights(weight_general, ood):
     return (1 - share) * wg + share * cg, (1 - share) * wd + share * cd
 
 
-def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, shape="wsd",
-           monotone=True, final=None, draws=None, knots=64, last_k=1, ood=None, iterations=3000, learning_rate=0.05,
-           tol=1e-9, data_range=None, progress=None) -> list:
-    """Plans for several λ1 at once: one vmapped optimisation over the weights, one baseline grid
-    evaluated once and selected per weight. Returns a list of :class:`Plan` (one per weight)."""
-    weights = list(weights) if isinstance(weights, (list, tuple, np.ndarray)) else None
-    if not weights:
-        raise InputError("`weights` must be a non-empty list of λ1 values in [0, 1]")
-    for w in weights:
-        if isinstance(w, bool) or not isinstance(w, (int, float, np.floating, np.integer)) or not math.isfinite(w):
-            raise InputError(f"`weights`: each λ1 must be a number in [0, 1], got {w!r}")
-        pt = _check(law, pt, cpt_steps, max_lr, w, replay)
+def _check_options(pt, cpt_steps, max_lr, warmup, final, last_k, ood, shape, knots, iterations,
+                   learning_rate, data_range):
+    """Check :func:`pareto`'s options (naming each); returns ``last_k`` as an int or a tuple."""
     if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
         raise InputError(f"`iterations` must be an integer >= 1, got {iterations!r}")
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
@@ -599,6 +585,46 @@ def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, shape=
         raise InputError(f"`shape` must be 'wsd', 'cosine' or 'free', got {shape!r}")
     if not (isinstance(knots, int) and knots >= 2):
         raise InputError(f"`knots` must be an integer >= 2, got {knots!r}")
+    return last_k
+
+
+def _plan(law, pt, p, cfg, table, w, pair, replay, max_lr, shape, done):
+    """One weight's :class:`Plan`: the optimised schedule, or the best baseline when it is better."""
+    sched = np.asarray(_build_schedule(p, cfg, float(pt[-1])))
+    r = float(jax.nn.sigmoid(p["rho"])) if cfg.free_replay else (None if replay is None else float(replay))
+    wg, wd = pair
+    obj, g, d, curves = evaluate(law, pt, sched, r, cfg.last_k, wg, wd)
+    base = _select(table, wg, wd)
+    name, b = min(base.items(), key=lambda kv: kv[1]["objective"])
+    plan = Plan(sched, r, float(obj), float(g), float(d), curves, base, float(w), "gradient",
+                pt.size, done, shape=shape)
+    if not np.isfinite(plan.objective) or plan.objective > b["objective"]:
+        obj, g, d, curves = evaluate(law, pt, b["schedule"], b["replay"], cfg.last_k, wg, wd)
+        plan = Plan(np.asarray(b["schedule"]), b["replay"], float(obj), float(g), float(d),
+                    curves, base, float(w), b["name"], pt.size, done,
+                    note=f"gradient search ended worse than the best baseline ({b['name']}); "
+                         "reporting the baseline", shape=shape)
+    if not (np.isfinite(plan.objective) and np.isfinite(plan.general) and np.isfinite(plan.domain)):
+        raise InputError(f"design: no finite loss for any schedule at λ1 = {w:g} (max_lr {max_lr:g}, "
+                         f"replay {replay!r}): the law gives none for these settings")
+    plan.diagnostics = diagnostics(law, pt, plan, cfg.last_k, wg, wd)
+    return plan
+
+
+def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, shape="wsd",
+           monotone=True, final=None, draws=None, knots=64, last_k=1, ood=None, iterations=3000, learning_rate=0.05,
+           tol=1e-9, data_range=None, progress=None) -> list:
+    """Plans for several λ1 at once: one vmapped optimisation over the weights, one baseline grid
+    evaluated once and selected per weight. Returns a list of :class:`Plan` (one per weight)."""
+    weights = list(weights) if isinstance(weights, (list, tuple, np.ndarray)) else None
+    if not weights:
+        raise InputError("`weights` must be a non-empty list of λ1 values in [0, 1]")
+    for w in weights:
+        if isinstance(w, bool) or not isinstance(w, (int, float, np.floating, np.integer)) or not math.isfinite(w):
+            raise InputError(f"`weights`: each λ1 must be a number in [0, 1], got {w!r}")
+        pt = _check(law, pt, cpt_steps, max_lr, w, replay)
+    last_k = _check_options(pt, cpt_steps, max_lr, warmup, final, last_k, ood, shape, knots, iterations,
+                            learning_rate, data_range)
     pairs = [_weights(w, ood) for w in weights]
     n_main = cpt_steps - warmup
     lam = getattr(law.general, "lam", 0.0)  # schedule laws have no momentum memory: 10% alone
@@ -610,26 +636,5 @@ def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, shape=
     params, done = _optimise(law if draws is None else draws, pt, pairs, replay, cfg, iterations, tol,
                              progress, states_law=law)
     table = _grid_table(law, pt, cpt_steps, max_lr, replay, warmup, final, cfg.last_k)
-    plans = []
-    for i, w in enumerate(weights):
-        p = jax.tree.map(lambda x: x[i], params)
-        sched = np.asarray(_build_schedule(p, cfg, float(pt[-1])))
-        r = float(jax.nn.sigmoid(p["rho"])) if cfg.free_replay else (None if replay is None else float(replay))
-        wg, wd = pairs[i]
-        obj, g, d, curves = evaluate(law, pt, sched, r, cfg.last_k, wg, wd)
-        base = _select(table, wg, wd)
-        name, b = min(base.items(), key=lambda kv: kv[1]["objective"])
-        plan = Plan(sched, r, float(obj), float(g), float(d), curves, base, float(w), "gradient",
-                    pt.size, done, shape=shape)
-        if not np.isfinite(plan.objective) or plan.objective > b["objective"]:
-            obj, g, d, curves = evaluate(law, pt, b["schedule"], b["replay"], cfg.last_k, wg, wd)
-            plan = Plan(np.asarray(b["schedule"]), b["replay"], float(obj), float(g), float(d),
-                        curves, base, float(w), b["name"], pt.size, done,
-                        note=f"gradient search ended worse than the best baseline ({b['name']}); "
-                             "reporting the baseline", shape=shape)
-        if not (np.isfinite(plan.objective) and np.isfinite(plan.general) and np.isfinite(plan.domain)):
-            raise InputError(f"design: no finite loss for any schedule at λ1 = {w:g} (max_lr {max_lr:g}, "
-                             f"replay {replay!r}): the law gives none for these settings")
-        plan.diagnostics = diagnostics(law, pt, plan, cfg.last_k, wg, wd)
-        plans.append(plan)
-    return plans
+    return [_plan(law, pt, jax.tree.map(lambda x: x[i], params), cfg, table, w, pairs[i], replay, max_lr,
+                  shape, done) for i, w in enumerate(weights)]

@@ -2,7 +2,7 @@
 column and row."""
 
 from __future__ import annotations
-from .files import read_text
+from ..files import read_text
 
 import csv
 import dataclasses
@@ -15,8 +15,8 @@ import warnings
 
 import numpy as np
 
-from . import _schedules
-from .errors import DataError, DataWarning, InputError
+from .. import schedules as _schedules
+from ..errors import DataError, DataWarning, InputError
 
 __all__ = ["Run", "load_run", "DataError", "DataWarning"]
 

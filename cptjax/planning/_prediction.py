@@ -7,11 +7,11 @@ import dataclasses
 
 import numpy as np
 
-from . import _schedules
-from .files import atomic_write, dumps
-from ._laws import LawPair, LossPair, predict
-from ._stats import metrics
-from .errors import InputError
+from .. import schedules as _schedules
+from ..files import atomic_write, dumps
+from ..laws import LawPair, LossPair, predict
+from ..fitting import metrics
+from ..errors import InputError
 
 __all__ = ["prediction_report", "PredictionReport", "run_errors", "default_steps"]
 
@@ -57,7 +57,7 @@ class PredictionReport:
         atomic_write(path, "step,cpt_step,lr," + ",".join(self.curves) + "\n" + body + "\n")
 
     def plot(self, path, title: str = "") -> None:
-        from . import _plot
+        from .. import plotting as _plot
 
         _plot.prediction(self.steps, self.lr, self.curves, self.n_pt, path, title=title)
 
