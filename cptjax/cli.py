@@ -256,10 +256,9 @@ def _check_design_args(args):
     if args.warmup >= args.cpt_steps:
         raise _Fail(f"--warmup ({args.warmup}) must be shorter than --cpt-steps ({args.cpt_steps})")
     _number("--knots", args.knots, 2)
-    _number("--iterations", args.iterations, 1)
+    _number("--iterations", args.iterations, 1, 100_000)
     _number("--robust", args.robust, 0, 4096)
-    if args.cpt_steps > 10_000_000:
-        raise _Fail(f"--cpt-steps {args.cpt_steps} is above the limit of 10,000,000 steps")
+    _number("--cpt-steps", args.cpt_steps, 2, 200_000)
     if args.replay is None or args.replay == "free":
         replay = args.replay
     else:
@@ -680,13 +679,14 @@ def _watch_signals():
             sig = data[0]
             if sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 break
-        from .files import cleanup_partial
+        from .files import cleanup_partial, set_written
 
-        cleanup_partial()
+        cleanup_partial()  # waits for renames in progress
         name = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}.get(sig, "hung up")
+        done = ("its outputs had all been written (the set is complete)" if set_written() else
+                "no output was left half-written (a command's outputs are written together or not at all)")
         try:
-            sys.stderr.write(f"\ncptjax: {name}; no output was left half-written (a command's outputs "
-                             "are written together or not at all)\n")
+            sys.stderr.write(f"\ncptjax: {name}; {done}\n")
             sys.stderr.flush()
         except OSError:  # the terminal that hung up
             pass

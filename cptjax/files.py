@@ -108,6 +108,14 @@ def check_output_dir(path, what: str = "output folder") -> str:
 _STAGED: list | None = None  # inside output_set(): (temporary, destination) pairs to commit together
 
 
+SET_WRITTEN = False  # the last output set was renamed into place in full (for the signal message)
+
+
+def set_written() -> bool:
+    """Whether the last :func:`output_set` was renamed into place in full."""
+    return SET_WRITTEN
+
+
 @contextlib.contextmanager
 def output_set():
     """Make every :func:`atomic_write` and :func:`atomic_dir` inside one set of outputs: each is
@@ -115,9 +123,10 @@ def output_set():
     without an error — a command's JSON, CSV and figure are all there or none is. An interrupt
     that arrives while they are renamed waits for the renames (they hold the lock that
     :func:`cleanup_partial` takes), so it never leaves half a set."""
-    global _STAGED
+    global _STAGED, SET_WRITTEN
     outer, _STAGED = _STAGED, []
     staged = _STAGED
+    SET_WRITTEN = False
     try:
         yield
     except BaseException:
@@ -131,6 +140,7 @@ def output_set():
         for tmp, dest in staged:
             _commit(tmp, dest)
             _PARTIAL.discard(tmp)
+        SET_WRITTEN = bool(staged)
 
 
 def _remove(p):
@@ -265,7 +275,7 @@ def check_outputs(outputs, inputs) -> None:
     for what, out in outs:
         for src in ins:
             if _same(out, src):
-                raise InputError(f"{what} {out}: is one of the inputs ({src}); writing it would "
+                raise InputError(f"{what if out in what else f'{what} {out}'}: is one of the inputs ({src}); writing it would "
                                  "destroy that input: give another output path")
     for i, (w1, o1) in enumerate(outs):
         for w2, o2 in outs[i + 1:]:

@@ -29,6 +29,8 @@ _SHAPES = ("linear", "exp", "cosine", "sqrt")
 # Longest schedule built here: 10^7 steps (80 MB per float64 array; the areas need ~5 such arrays
 # and a fit or design a few more). Longer runs are rare and better logged at a coarser step.
 MAX_STEPS = 10_000_000
+MAX_LR = 10.0  # no optimiser's learning rate is above this; a larger one is a units mistake
+MIN_PEAK = 1e-12  # nor is a schedule's largest LR below this one
 
 
 def _check(steps, peak, warmup, final=None, name="schedule"):
@@ -200,10 +202,23 @@ def join(pt, cpt) -> tuple[np.ndarray, int]:
         >>> lr, n_pt = join(constant(3, 1.0), constant(2, 0.5)); n_pt
         3
     """
-    pt, cpt = np.asarray(pt, np.float64).ravel(), np.asarray(cpt, np.float64).ravel()
+    pt, cpt = _lr_array(pt, "pt"), _lr_array(cpt, "cpt")
     if pt.size == 0:
         raise InputError("join: the PT schedule is empty")
     return np.concatenate([pt, cpt]), int(pt.size)
+
+
+def _lr_array(x, name) -> np.ndarray:
+    """``x`` as a 1-D float64 LR array: real numbers, finite and non-negative (an error names ``name``)."""
+    a = np.asarray(x)
+    if a.dtype == bool or a.dtype.kind not in "fiu":
+        raise InputError(f"join: `{name}` must be an array of LRs (real numbers), got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    if a.ndim != 1:
+        raise InputError(f"join: `{name}` must be a 1-D per-step LR array, got shape {a.shape}")
+    if not np.isfinite(a).all() or (a < 0).any():
+        raise InputError(f"join: `{name}` has a negative or non-finite LR")
+    return a
 
 
 def from_file(path) -> np.ndarray:
@@ -222,6 +237,13 @@ def from_file(path) -> np.ndarray:
     raw = read_bytes(p, f"file({path})", limit=256 << 20)
     try:
         if p.suffix == ".npy":
+            buf = io.BytesIO(raw)
+            version = np.lib.format.read_magic(buf)
+            fmt = np.lib.format
+            shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(buf)
+            if math.prod(shape) > MAX_STEPS or math.prod(shape) * dtype.itemsize > len(raw):
+                raise InputError(f"file({path}): its header claims shape {shape}: above the limit of "
+                                 f"{MAX_STEPS:,} steps, or more than the file holds")
             arr = np.load(io.BytesIO(raw), allow_pickle=False)
         elif p.suffix == ".json":  # a plan file from `cptjax design` (or any {"schedule": [...]})
             import json

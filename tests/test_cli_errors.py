@@ -170,7 +170,7 @@ def test_fit_json_is_strict_and_warnings_once(files, tmp_path):
 def test_sigint_exits_130_and_leaves_nothing(tmp_path, delay):
     """Ctrl-C at any moment (during start-up/compilation, or in the optimisation loop): exit 130,
     one line, no output folder and no temporary left."""
-    p = subprocess.Popen([sys.executable, "-m", "cptjax.cli", "design", "--iterations", "1000000",
+    p = subprocess.Popen([sys.executable, "-m", "cptjax.cli", "design", "--iterations", "100000",
                           "--out", str(tmp_path / "d")], cwd=tmp_path, env=ENV,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(delay)
@@ -183,7 +183,7 @@ def test_sigint_exits_130_and_leaves_nothing(tmp_path, delay):
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_sigterm_and_sighup_leave_nothing(tmp_path, sig, code):
-    p = subprocess.Popen([sys.executable, "-m", "cptjax.cli", "design", "--iterations", "1000000",
+    p = subprocess.Popen([sys.executable, "-m", "cptjax.cli", "design", "--iterations", "100000",
                           "--out", str(tmp_path / "d")], cwd=tmp_path, env=ENV,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(4.0)

@@ -4,6 +4,7 @@ column and row."""
 from __future__ import annotations
 from ..files import read_text
 
+import collections
 import csv
 import dataclasses
 import io
@@ -154,8 +155,8 @@ def _jsonl_rows(path, text):
             continue
         try:
             d = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as e:
-            raise DataError(f"{path}: line {i}: not valid JSON ({e.msg})") from None
+        except (ValueError, RecursionError) as e:
+            raise DataError(f"{path}: line {i}: not valid JSON ({getattr(e, 'msg', None) or str(e)[:100]})") from None
         if not isinstance(d, dict):
             raise DataError(f"{path}: line {i}: expected a JSON object per line")
         recs.append(_flatten(d))
@@ -256,7 +257,7 @@ def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None
     if path.endswith(".json"):
         try:
             d = json.loads(_open_text(path))
-        except (json.JSONDecodeError, RecursionError) as e:
+        except (ValueError, RecursionError) as e:
             raise DataError(f"{path}: not valid JSON ({e})") from None
         if isinstance(d, dict) and "log_history" in d:
             return _hf_run(path, name, d, loss_columns, **kw)
@@ -297,13 +298,19 @@ def _cptjax_json_run(path, name, d, *, schedule, n_pt, size, replay, total_steps
         raise DataError(f"{path}: bad 'lr' / 'schedule' ({e})") from None
     if not isinstance(d["losses"], dict) or not isinstance(d["steps"], list):
         raise DataError(f"{path}: 'losses' must be an object of lists and 'steps' a list")
+    if not d["losses"]:
+        raise DataError(f"{path}: 'losses' has no columns")
+    if any(isinstance(x, bool) for x in d["steps"]) or (isinstance(d.get("lr"), list)
+                                                        and any(isinstance(x, bool) for x in d["lr"])):
+        raise DataError(f"{path}: 'steps' and 'lr' must be numbers, not true/false")
     try:
-        cols = {k: np.array([math.nan if x is None else x for x in v], np.float64)
+        # a true/false (or null) where a loss belongs is left out, counted below, never read as 1/0
+        cols = {k: np.array([math.nan if x is None or isinstance(x, bool) else x for x in v], np.float64)
                 for k, v in d["losses"].items()}
         steps = np.asarray(d["steps"], np.float64)
     except (TypeError, ValueError):
         raise DataError(f"{path}: 'steps' and every loss must be lists of numbers") from None
-    nan_json = {k: int(sum(1 for x in v if isinstance(x, float) and math.isnan(x)))
+    nan_json = {k: int(sum(1 for x in v if isinstance(x, bool) or (isinstance(x, float) and math.isnan(x))))
                 for k, v in d["losses"].items()}
     if steps.ndim != 1 or not np.all(np.isfinite(steps)) or np.any(steps != np.round(steps)):
         raise DataError(f"{path}: 'steps' must be a list of integers")
@@ -313,6 +320,9 @@ def _cptjax_json_run(path, name, d, *, schedule, n_pt, size, replay, total_steps
     for k, v in cols.items():
         if v.shape != steps.shape:
             raise DataError(f"{path}: loss {k!r} has {v.size} values for {steps.size} steps")
+    if np.unique(steps).size < steps.size:  # a resumed run: the last row of each step is kept
+        cols = {k: _last_per_step(steps, v)[1] for k, v in cols.items()}
+        steps = np.unique(steps)
     meta = {}
     for key in ("n_pt", "size", "replay"):
         v = d.get(key)
@@ -334,7 +344,9 @@ def _csv_run(path, name, text, step_column, lr_column, loss_columns, *, schedule
     size = meta.get("size", size) if size is None else size
     header, reader = _header_and_rows(path, name, text)
     sc, lc, loss_columns = _columns(path, header, step_column, lr_column, loss_columns, schedule)
-    idx = {c: header.index(c) for c in header}
+    idx = {}
+    for i, c in enumerate(header):
+        idx.setdefault(c, i)
     rows_steps, rows_lr, rows_loss = [], [], {c: [] for c in loss_columns}
     nan_cells = {c: 0 for c in loss_columns}
     no_step = []  # rows whose step is not a finite number (e.g. an 'inf' or 'nan' cell)
@@ -409,7 +421,8 @@ def _header_and_rows(path, name, text):
 
 def _columns(path, header, step_column, lr_column, loss_columns, schedule):
     """The step, LR and loss columns of a header (given, or found by name), each checked."""
-    twice = sorted({h for h in header if h and header.count(h) > 1})
+    counts = collections.Counter(header)
+    twice = sorted(h for h, n in counts.items() if h and n > 1)
     if twice:
         raise DataError(f"{path}: column(s) {twice} appear more than once in the header: rename them")
     sc = step_column or next((c for c in _STEP_NAMES if c in header), None)
@@ -512,6 +525,15 @@ def _hf_run(path, name, d, loss_columns, **kw):
     if not cols:
         raise DataError(f"{path}: no loss in 'log_history' (looked for 'loss' and 'eval_*loss')")
     steps, lrs, losses = [], [], {c: [] for c in cols}
+    odd = collections.Counter()  # values present but not numbers: left out, and said so
+
+    def number(key, v):
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+        if v is not None:
+            odd[key] += 1
+        return math.nan
+
     for i, e in enumerate(hist):
         if not isinstance(e, dict) or "step" not in e:
             continue
@@ -519,11 +541,13 @@ def _hf_run(path, name, d, loss_columns, **kw):
         if isinstance(st, bool) or not isinstance(st, (int, float)) or not math.isfinite(st) or st != round(st):
             raise DataError(f"{path}: log_history[{i}]: 'step' must be a whole number, got {st!r}")
         steps.append(int(st))
-        lr = e.get("learning_rate", e.get("lr"))  # a custom Trainer may log "lr"
-        lrs.append(float(lr) if isinstance(lr, (int, float)) and not isinstance(lr, bool) else math.nan)
+        lr_key = "learning_rate" if "learning_rate" in e else "lr"  # a custom Trainer may log "lr"
+        lrs.append(number(lr_key, e.get(lr_key)))
         for c in cols:
-            v = e.get(c)
-            losses[c].append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan)
+            losses[c].append(number(c, e.get(c)))
+    if odd:
+        warnings.warn(f"{path}: log_history values that are not numbers were left out: "
+                      + ", ".join(f"{n} × {k!r}" for k, n in sorted(odd.items())), DataWarning, stacklevel=3)
     missing = [c for c in cols if all(math.isnan(v) for v in losses[c])]
     if missing:
         raise DataError(f"{path}: no values for loss column(s) {missing}")
@@ -647,6 +671,9 @@ def _finish(path, name, lr, n_pt, steps, cols, size, replay, report):
     if not (lr > 0).any():
         raise DataError(f"{path}: the LR is zero at every step, so the areas are zero and no law can "
                         "be fitted (is the LR logged, and in raw units such as 2e-4?)")
+    if not _schedules.MIN_PEAK < lr.max() <= _schedules.MAX_LR:
+        raise DataError(f"{path}: the largest LR is {lr.max():g}, outside ({_schedules.MIN_PEAK:g}, "
+                        f"{_schedules.MAX_LR:g}]: is the LR column in raw units (such as 2e-4)?")
     if isinstance(n_pt, float) and not (math.isfinite(n_pt) and n_pt == int(n_pt)):
         raise DataError(f"{path}: n_pt must be an integer, got {n_pt}")
     n_pt = lr.size if n_pt is None else int(n_pt)

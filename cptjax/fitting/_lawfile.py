@@ -43,10 +43,13 @@ def _one(spec) -> LawSource:
     text = read_text(spec, "law file", limit=64 << 20)
     try:
         d = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:
         raise InputError(f"{spec}: not valid JSON ({str(e)[:200]})") from None
     if isinstance(d, dict) and isinstance(d.get("law"), dict):  # a fit file
         fit = FitResult.from_dict(d, source=spec)
+        if fit.status == "non-finite" or not all(np.isfinite(list(fit.params.values()))):
+            raise InputError(f"{spec}: this fit did not reach finite parameters (status {fit.status}): "
+                             "refit before using it as a law")
         p = fit.provenance
         cov = fit.cov if np.all(np.isfinite(fit.cov)) else None
         return LawSource(fit.law, cov, p.get("data_range"),

@@ -18,6 +18,7 @@ from ..errors import InputError
 from ._problem import STATUS, _at_bound, _build, _cpt_residuals_and_jacobian, _predict_points, _residuals, _spec, _to_natural
 from ..laws import areas_numpy
 from ..files import atomic_write, dumps, read_text
+from ..schedules import MAX_LR, MAX_STEPS
 from ._solver import huber
 
 __all__ = ["FitResult", "metrics", "provenance"]
@@ -182,7 +183,7 @@ class FitResult:
         text = read_text(path, what="fit file")
         try:
             d = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as e:
+        except (ValueError, RecursionError) as e:
             raise InputError(f"{path}: not valid JSON ({str(e)[:200]})") from None
         return cls.from_dict(d, source=os.fspath(path))
 
@@ -256,22 +257,32 @@ def _finish(kind, opts, column, theta, x, f, st, it, stats, delta):
                      float(stats["max_rel"]), dict(zip(names, map(float, se))), cov, warn, delta)
 
 
-def _num(d, key, source, *, lo=None, integer=False, optional=False):
+def _finite(x) -> bool:
+    """A JSON number that is a finite float (an integer of 400 digits is not)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:
+        return False
+
+
+def _num(d, key, source, *, lo=None, hi=None, integer=False, optional=False):
     v = d.get(key)
     if v is None and optional:
         return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-            or (integer and v != int(v)) or (lo is not None and v < lo):
+    if not _finite(v) or (integer and v != int(v)) or (lo is not None and v < lo) or (hi is not None and v > hi):
         raise InputError(f"{source}: {key!r} must be a finite {'integer' if integer else 'number'}"
-                         + (f" >= {lo}" if lo is not None else "") + f", got {v!r}")
+                         + (f" >= {lo}" if lo is not None else "") + (f" and <= {hi:g}" if hi is not None else "")
+                         + f", got {str(v)[:40]}")
     return int(v) if integer else float(v)
 
 
-def _pair(v, source, key):
-    if not (isinstance(v, list) and len(v) == 2 and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
-            and v[0] <= v[1]):
-        raise InputError(f"{source}: {key!r} must be a pair [low, high] of finite numbers, got {v!r}")
+def _pair(v, source, key, lo=None, hi=None):
+    if not (isinstance(v, list) and len(v) == 2 and all(_finite(x) for x in v) and v[0] <= v[1]
+            and (lo is None or v[0] >= lo) and (hi is None or v[1] <= hi)):
+        span = f" within [{lo:g}, {hi:g}]" if lo is not None and hi is not None else ""
+        raise InputError(f"{source}: {key!r} must be a pair [low, high] of finite numbers{span}, got {str(v)[:80]}")
     return [float(x) for x in v]
 
 
@@ -283,9 +294,11 @@ def check_provenance(d, source) -> dict:
             raise InputError(f"{source}: 'runs' must be a list of run names")
         out["runs"] = d["runs"]
     if "data_range" in d:
-        out["data_range"] = _num(d, "data_range", source, lo=1, integer=True)
+        out["data_range"] = _num(d, "data_range", source, lo=1, hi=MAX_STEPS, integer=True)
     if "lr_range" in d:
-        out["lr_range"] = _pair(d["lr_range"], source, "lr_range")
+        out["lr_range"] = _pair(d["lr_range"], source, "lr_range", 0.0, MAX_LR)
+        if out["lr_range"][1] <= 0:
+            raise InputError(f"{source}: 'lr_range' must end above 0 (the largest LR fitted on), got {d['lr_range']}")
     if "area_range" in d:
         a = d["area_range"]
         if a is not None:

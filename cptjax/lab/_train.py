@@ -16,6 +16,7 @@ A run file is the CSV that ``cptjax fit`` reads, with ``# n_pt:`` and ``# replay
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import itertools
 import math
@@ -63,12 +64,31 @@ class ModelConfig:
             raise InputError(f"model.clip (the gradient-norm clip) must be a number > 0, got {self.clip!r}")
         if not (isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay <= 1):
             raise InputError(f"model.weight_decay must be a number in [0, 1], got {self.weight_decay!r}")
-        for f, hi in (("d_model", 8192), ("n_layer", 128), ("n_head", 128), ("seq_len", 65536), ("batch", 65536)):
+        for f, hi in (("d_model", 8192), ("n_layer", 128), ("n_head", 128), ("seq_len", 65536), ("batch", 65536),
+                      ("vocab", 1 << 20)):
             if getattr(self, f) > hi:
                 raise InputError(f"model.{f} = {getattr(self, f)} is above the lab's limit of {hi}")
         if self.d_model % self.n_head:
             raise InputError(f"model.d_model ({self.d_model}) must be a multiple of model.n_head "
                              f"({self.n_head})")
+
+    def memory_bytes(self) -> int:
+        """A rough float32 training footprint: parameters, gradients and Adam's two moments, and
+        the activations kept for the backward pass (per layer ~16·d per token plus the attention
+        weights, and the logits)."""
+        tok = self.batch * self.seq_len
+        act = (tok * self.n_layer * 16 * self.d_model
+               + 2 * self.batch * self.n_head * self.seq_len ** 2 * self.n_layer + 3 * tok * self.vocab)
+        return 4 * (4 * self.n_params() + act)
+
+    def check_memory(self, where: str = "model") -> None:
+        """Refuse, before any allocation, a model whose footprint exceeds what this process may use
+        (physical memory, or the address-space limit when one is set)."""
+        need, have = self.memory_bytes(), _memory_available()
+        if have and need > 0.8 * have:
+            big = ", ".join(f"model.{f} = {getattr(self, f)}" for f in ("vocab", "d_model", "n_layer", "seq_len", "batch"))
+            raise InputError(f"{where}: the model needs ~{need / 2**30:.1f} GiB to train ({big}), more than the "
+                             f"{have / 2**30:.1f} GiB this machine allows; make it smaller")
 
     def n_params(self) -> int:
         d = self.d_model
@@ -80,6 +100,24 @@ class ModelConfig:
         N = self.n_params() - self.seq_len * self.d_model
         tok = self.batch * self.seq_len
         return tok * (6 * N + 12 * self.n_layer * self.seq_len * self.d_model)
+
+
+def _memory_available() -> int | None:
+    """Bytes this process may allocate: the smaller of physical memory and RLIMIT_AS (None: unknown)."""
+    out = []
+    try:
+        out.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        pass
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft not in (resource.RLIM_INFINITY, -1) and soft > 0:
+            out.append(soft)
+    except (ImportError, OSError, ValueError):
+        pass
+    return min(out) if out else None
 
 
 MODELS = {
@@ -281,7 +319,10 @@ def _model(d, where, model):
     if base is None:
         raise InputError(f"{where}: model.preset must be one of {sorted(MODELS)}")
     m.pop("preset", None)
-    return dataclasses.replace(base, **m)
+    try:
+        return dataclasses.replace(base, **m)
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
 
 
 def _grid_runs(g, w, pt, scheds, steps, seed0, where):
@@ -290,6 +331,8 @@ def _grid_runs(g, w, pt, scheds, steps, seed0, where):
     peaks = _numbers(_require(g, "peak", list, w), float, f"{w}: peak", 0)
     replays = _numbers(g.get("replay", [0.0]), float, f"{w}: replay")
     seeds = _numbers(g.get("seed", [seed0]), int, f"{w}: seed", 0)
+    if any(v >= 2**31 for v in seeds):
+        raise InputError(f"{w}: seed {max(seeds)} is above the limit of 2^31 - 1")
     if any(not 0 <= r <= 1 for r in replays):
         raise InputError(f"{w}: replay {next(r for r in replays if not 0 <= r <= 1)!r} is not in [0, 1]")
     for p_name in _require(g, "pt", list, w):
@@ -315,9 +358,12 @@ def parse_study(d: dict, where: str = "study", model: str | None = None) -> Stud
     for key, lo in (("seed", 0), ("eval_interval", 1), ("eval_batches", 1)):
         if key in d:
             _numbers([d[key]], int, f"{where}: {key}", lo)
+    if d.get("seed", 0) >= 2**31:
+        raise InputError(f"{where}: seed = {d['seed']} is above the limit of 2^31 - 1")
     if d.get("eval_batches", 8) > 1024:
         raise InputError(f"{where}: eval_batches = {d['eval_batches']} is above the limit of 1024")
     cfg = _model(d, where, model)
+    cfg.check_memory(where)
     pt = _require(d, "pt", dict, where)
     if not pt:
         raise InputError(f"{where}: [pt] needs at least one named PT schedule")
@@ -336,6 +382,10 @@ def parse_study(d: dict, where: str = "study", model: str | None = None) -> Stud
     for gi, g in enumerate(_require(cpt, "grid", list, f"{where}: [cpt]")):
         for r in _grid_runs(g, f"{where}: cpt.grid[{gi}]", pt, scheds, steps, d.get("seed", 0), where):
             runs.setdefault(r.name, r)
+    shortest = min(_parse_in(pt[r.pt_name], where).size for r in runs.values()) if runs else steps
+    if d.get("eval_interval", 100) > shortest // 2:
+        raise InputError(f"{where}: eval_interval = {d['eval_interval']} leaves fewer than 3 evaluations in the "
+                         f"shortest PT run ({shortest} steps): the laws need a curve; use at most {max(shortest // 2, 1)}")
     return Study(d.get("name", "study"), cfg, dict(pt), tuple(runs.values()), int(d.get("seed", 0)),
                  int(d.get("eval_interval", 100)), int(d.get("eval_batches", 8)))
 
@@ -559,7 +609,16 @@ def load_corpora(general=None, domain=None, ood=None):
 
 
 _SETTINGS = ("model", "seed", "eval_interval", "eval_batches", "corpora")
-_RUN_KEYS = ("pt_schedule", "cpt", "replay", "seed")
+_RUN_KEYS = ("pt_schedule", "cpt", "replay", "seed", "lr_sha256")
+
+
+def _digest(*texts) -> str:
+    """A digest of the schedules' values (not their text: ``file(...)`` may change under a name)."""
+    h = hashlib.sha256()
+    for t in texts:
+        if t is not None:
+            h.update(np.ascontiguousarray(_schedules.parse(t), np.float64).tobytes())
+    return h.hexdigest()[:16]
 
 
 def _old_manifest(mpath):
@@ -621,7 +680,8 @@ def run_study(study: Study, out_dir, *, corpora=None, quiet=False, only=None) ->
         "corpora": {k: c.describe() for k, c in corpora.items()},
         "runs": [{"file": r.name + ".csv", "pt": r.pt_name, "pt_schedule": r.pt, "cpt": r.cpt,
                   "family": r.family, "peak": r.peak, "replay": r.replay if r.cpt else None,
-                  "seed": r.seed, "kind": "cpt" if r.cpt else "pt"} for r in pts + cpts],
+                  "seed": r.seed, "kind": "cpt" if r.cpt else "pt", "lr_sha256": _digest(r.pt, r.cpt)}
+                 for r in pts + cpts],
     }
     mpath = os.path.join(out_dir, "manifest.json")
     merged = _same_settings(_old_manifest(mpath), manifest, out_dir)

@@ -15,6 +15,7 @@ import numpy as np
 from jax import lax
 
 from ..errors import InputError
+from ..schedules import MAX_LR, MIN_PEAK
 
 __all__ = ["Areas", "areas", "areas_numpy", "momentum"]
 
@@ -58,6 +59,8 @@ def check_schedule(lr, n_pt=None, name: str = "lr") -> None:
     """Validate a concrete schedule and ``n_pt`` (skipped for traced values)."""
     if _is_concrete(lr):
         a = np.asarray(lr)
+        if a.dtype == bool or not (jnp.issubdtype(a.dtype, jnp.floating) or jnp.issubdtype(a.dtype, jnp.integer)):
+            raise InputError(f"`{name}` must be an array of real numbers (learning rates), got dtype {a.dtype}")
         if a.dtype == np.float64 and not jax.config.jax_enable_x64:
             _warn_float32()
         if a.ndim not in (1, 2):
@@ -71,6 +74,10 @@ def check_schedule(lr, n_pt=None, name: str = "lr") -> None:
         if (a < 0).any():
             raise InputError(f"`{name}` has a negative LR at step {int(np.argmax(a < 0)) + 1} "
                              f"({a[np.argmax(a < 0)]:g})")
+        top = float(a.max())
+        if top > MAX_LR or 0 < top < MIN_PEAK:
+            raise InputError(f"`{name}`: its largest LR is {top:g}, outside ({MIN_PEAK:g}, {MAX_LR:g}]: is it "
+                             "in raw units (such as 2e-4)?")
     if n_pt is not None and _is_concrete(n_pt) and _is_concrete(lr):
         T = np.shape(lr)[-1]
         n = np.asarray(n_pt)

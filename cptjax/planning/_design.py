@@ -24,13 +24,15 @@ import optax
 
 from .. import schedules as _schedules
 from ..files import atomic_write, dumps
-from ..laws import LawPair, LossPair, check_law
+from ..laws import LawPair, LossPair, check_law, check_schedule
 from ..errors import InputError, InputTypeError
 
 __all__ = ["Plan", "design", "baselines", "evaluate", "pareto", "optax_schedule", "law_draws", "compare"]
 
 
-MAX_LR = 10.0  # no optimiser's learning rate is above this; a larger one is a units mistake
+MAX_LR = _schedules.MAX_LR
+MAX_CPT_STEPS = 200_000  # a design report holds ~6 KB per CPT step (1.2 GB here at the limit)
+MAX_ITERATIONS = 100_000
 
 
 def _check(law, pt, cpt_steps, max_lr, weight_general, replay):
@@ -42,13 +44,15 @@ def _check(law, pt, cpt_steps, max_lr, weight_general, replay):
         raise InputError(f"`max_lr` must be in (0, {MAX_LR:g}] (a learning rate in raw units), got {max_lr!r}")
     if not 0 <= weight_general <= 1:
         raise InputError(f"`weight_general` (λ1) must be in [0, 1], got {weight_general!r}")
-    if not (isinstance(cpt_steps, int) and cpt_steps >= 2):
-        raise InputError(f"`cpt_steps` must be an integer >= 2, got {cpt_steps!r}")
+    if isinstance(cpt_steps, bool) or not (isinstance(cpt_steps, (int, np.integer)) and 2 <= cpt_steps <= MAX_CPT_STEPS):
+        raise InputError(f"`cpt_steps` must be an integer in [2, {MAX_CPT_STEPS:,}] (a design's memory grows "
+                         f"~6 KB per step), got {cpt_steps!r}")
     uses_replay = "replay" in law.general.uses
     if replay == "free" and not uses_replay:
         raise InputError("replay='free' needs a law with a replay ratio (e.g. preset 'replay'); "
                          f"this law is {law.general.kind!r}")
-    if replay not in (None, "free") and not 0 <= float(replay) <= 1:
+    if replay not in (None, "free") and not (isinstance(replay, (int, float, np.floating)) and not isinstance(replay, bool)
+                                             and 0 <= float(replay) <= 1):
         raise InputError(f"`replay` must be 'free' or a ratio in [0, 1], got {replay!r}")
     if uses_replay and replay is None:
         raise InputError("this law takes a replay ratio: pass replay='free' or a value in [0, 1] "
@@ -58,9 +62,14 @@ def _check(law, pt, cpt_steps, max_lr, weight_general, replay):
         raise InputError(f"the {law.general.kind!r} law predicts across model sizes ({other[0]!r}); a "
                          "design is for one model: fit the 'cpt' or 'replay' law to that model's runs "
                          "(or use a preset of one model, e.g. setting-a or replay) and design with it")
-    pt = np.asarray(pt, np.float64)
+    pt = _schedules.parse(pt) if isinstance(pt, str) else pt  # text form, as the command line takes it
+    try:
+        pt = np.asarray(pt, np.float64)
+    except (TypeError, ValueError):
+        raise InputError("`pt` (the PT schedule) must be a per-step LR array or a schedule in text form") from None
     if pt.ndim != 1 or pt.size == 0 or not np.isfinite(pt).all() or (pt < 0).any():
         raise InputError("the PT schedule must be a non-empty, finite, non-negative 1-D array")
+    check_schedule(pt, name="pt")
     return pt
 
 
@@ -559,8 +568,8 @@ def _weights(weight_general, ood):
 def _check_options(pt, cpt_steps, max_lr, warmup, final, last_k, ood, shape, knots, iterations,
                    learning_rate, data_range):
     """Check :func:`pareto`'s options (naming each); returns ``last_k`` as an int or a tuple."""
-    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
-        raise InputError(f"`iterations` must be an integer >= 1, got {iterations!r}")
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or not 1 <= iterations <= MAX_ITERATIONS:
+        raise InputError(f"`iterations` must be an integer in [1, {MAX_ITERATIONS:,}], got {iterations!r}")
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
         raise InputError(f"`learning_rate` (Adam's step) must be a finite number > 0, got {learning_rate!r}")
     if not 0 <= warmup < cpt_steps:

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import hashlib
 import json
+import math
 import os
 import shlex
 import subprocess
 import threading
 import time
 import tomllib
+
+import numpy as np
 
 from ..laws import check_lam
 from ..schedules import to_csv
@@ -84,6 +88,13 @@ def load_tune_study(path) -> dict:
     if "train" in d and (not isinstance(d["train"], str) or "{log}" not in d["train"]
                          or "{schedule}" not in d["train"]):
         raise InputError(f"{path}: 'train' must be a command template with {{schedule}} and {{log}}")
+    if "train" in d:
+        try:
+            d["train"].format(**{k: "x" for k in _FIELDS})
+        except (KeyError, IndexError, ValueError) as e:
+            raise InputError(f"{path}: 'train': not a valid template ({type(e).__name__}: {e}); its fields "
+                             f"are {{{'}, {'.join(_FIELDS)}}}, literal braces are written {{{{ }}}}") from None
+    _check_settings(path, d)
     if "lab" in d:
         if not isinstance(d["lab"], dict) or set(d["lab"]) - _LAB_KEYS:
             raise InputError(f"{path}: [lab] must be a table with keys among {sorted(_LAB_KEYS)}")
@@ -92,7 +103,6 @@ def load_tune_study(path) -> dict:
         for k in ("general", "domain"):
             if k in d["lab"] and not (isinstance(d["lab"][k], str) and os.path.isfile(d["lab"][k])):
                 raise InputError(f"{path}: lab.{k} must name a text file (the corpus), got {d['lab'][k]!r}")
-        _lab_study(d, Trial(0, Recipe("cosine", 1e-3), 2, 2), None, 0, where=f"{path}: [lab]")
     if d.get("lam") is not None:
         try:
             check_lam(d["lam"], law=True)
@@ -101,6 +111,8 @@ def load_tune_study(path) -> dict:
     for k, lo in (("trials", 1), ("steps", 2)):
         if isinstance(d.get(k, lo), bool) or not isinstance(d.get(k, lo), int) or d.get(k, lo) < lo:
             raise InputError(f"{path}: {k!r} must be an integer >= {lo}, got {d.get(k)!r}")
+    if "lab" in d:
+        _lab_study(d, Trial(0, Recipe("cosine", 1e-3), d["steps"], d["steps"]), None, 0, where=f"{path}: [lab]")
     try:
         space = d.get("space", {})
         if not isinstance(space, dict):
@@ -111,6 +123,35 @@ def load_tune_study(path) -> dict:
     except (TypeError, InputError) as e:
         raise InputError(f"{path}: {e}") from None
     return d
+
+
+_FIELDS = ("schedule", "log", "replay", "steps", "seed", "peak", "trial")
+
+
+def _check_settings(path, d):
+    """The study's scalar settings, each named when wrong (before any trial runs)."""
+    def bad(key, want, v):
+        raise InputError(f"{path}: {key!r} must be {want}, got {v!r}")
+
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    seeds = [("seed", d.get("seed", 0))]
+    if isinstance(d.get("lab"), dict):
+        seeds.append(("lab.seed", d["lab"].get("seed", 0)))
+    for key, v in seeds:
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**31:
+            bad(key, "an integer in [0, 2^31)", v)
+    if "timeout" in d and not (num(d["timeout"]) and d["timeout"] > 0):
+        bad("timeout", "a number of seconds > 0", d["timeout"])
+    if "noise" in d and not (num(d["noise"]) and d["noise"] >= 0):
+        bad("noise", "a finite number >= 0 (the seed noise of the objective)", d["noise"])
+    for key in ("weight_general", "init_fraction"):
+        if key in d and not (num(d[key]) and 0 <= d[key] <= 1):
+            bad(key, "a number in [0, 1]", d[key])
+    if "columns" in d and not (isinstance(d["columns"], list) and len(d["columns"]) == 2
+                               and all(isinstance(c, str) and c for c in d["columns"])):
+        bad("columns", "a list of two column names [general, domain]", d["columns"])
+    if not isinstance(d.get("candidates", []), list) or not all(isinstance(c, dict) for c in d.get("candidates", [])):
+        bad("candidates", "a list of tables (one recipe each)", d.get("candidates"))
 
 
 def _lab_study(study, trial, sched, seed, where="[lab]"):
@@ -159,7 +200,7 @@ def _lab_trial(study, out, sched, trial, seed):
 
 def _run_trial(study, out, j, trial, pt_last, seed):
     """Run trial ``j`` in ``out/trials/NNN``: its log (a path) and error (``None`` when it ran)."""
-    folder = os.path.join(out, "trials", f"{j:03d}")
+    folder = os.path.abspath(os.path.join(out, "trials", f"{j:03d}"))  # the trainer runs in it
     os.makedirs(folder, exist_ok=True)
     sched = os.path.join(folder, "schedule.csv")
     lr = trial.schedule(pt_last)
@@ -176,8 +217,13 @@ def _run_trial(study, out, j, trial, pt_last, seed):
     except subprocess.TimeoutExpired:
         return None, f"timed out after {study.get('timeout')} s"
     if p.returncode != 0:
-        return None, f"exit code {p.returncode}: {p.stderr[-500:]}"
+        last = [ln for ln in p.stderr.splitlines() if ln.strip()][-1:] or ["(no stderr)"]
+        return None, f"exit code {p.returncode}: {last[0][-300:]} (the trainer's stderr)"
     return log, None
+
+
+def _fmt(x) -> str:
+    return f"{x:.4g}" if math.isfinite(x) else "n/a (no law fitted yet)"
 
 
 def _progress(progress, tuner, trial, e, j, n_trials, t0):
@@ -186,7 +232,7 @@ def _progress(progress, tuner, trial, e, j, n_trials, t0):
     progress(f"trial {j + 1}/{n_trials}: {trial.recipe.name()} for {trial.steps} steps"
              f"{' FAILED: ' + e['error'][:120] if e['error'] else ''}; best so far "
              f"{b.recipe.name() + f' (predicted {b.objective:.4f})' if b else '-'}; predicted "
-             f"gain left {tuner.expected_gain():.4g}; {rate * 60:.2f} trials/min, ETA "
+             f"gain left {_fmt(tuner.expected_gain())}; {rate * 60:.2f} trials/min, ETA "
              f"{(n_trials - j - 1) / rate:.0f} s")
 
 
@@ -197,17 +243,21 @@ def run_tune_study(study: dict, out: str, progress=None, workers: int = 1) -> di
     journal = json.loads(read_text(jpath, "journal")) if os.path.exists(jpath) else []
     # What the trials depend on (not ``trials``: asking a study for more trials resumes it).
     settings = {k: study[k] for k in sorted(study) if not k.startswith("_") and k != "trials"}
-    if journal and journal[0].get("settings") != settings:
-        raise InputError(f"{out}: holds a tune study made with other settings; use another --out")
     tuner = Tuner(study["_space"] if not study["_candidates"] else None, pt=study["pt"],
                   candidates=study["_candidates"], steps=study["steps"],
                   weight_general=study.get("weight_general", 0.5), noise=study.get("noise", 0.005),
                   init_fraction=study.get("init_fraction", 0.5), seed=study.get("seed", 0), lam=study.get("lam"),
                   columns=tuple(study.get("columns", ("general_loss", "domain_loss"))))
+    # the PT's values, not its text: a `file(...)` schedule may change under the same name
+    settings["pt_sha256"] = hashlib.sha256(np.ascontiguousarray(tuner.pt).tobytes()).hexdigest()[:16]
+    if journal and journal[0].get("settings") != settings:
+        raise InputError(f"{out}: holds a tune study made with other settings; use another --out")
     if not journal:  # the folder is made, saying what it was made with, before any trial runs
         os.makedirs(out, exist_ok=True)
         atomic_write(jpath, dumps([{"settings": settings}], indent=1))
     entries = journal[1:] if journal else []
+    while entries and entries[-1]["error"]:  # a resumed study retries the trials that failed last
+        entries.pop()
     t0, spent, k, n_trials = time.perf_counter(), 0, 0, study.get("trials", 12)
     workers = max(1, int(workers))
     while k < n_trials:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 import warnings
 from typing import NamedTuple, Sequence
 
@@ -35,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import schedules as _schedules
+from ..schedules import MAX_LR
 from ..laws import check_lam
 from ..fitting import fit, fit_batch
 from ..fitting import make_problem
@@ -67,12 +69,14 @@ class Recipe:
     def __post_init__(self):
         if self.family not in FAMILIES:
             raise InputError(f"Recipe: family must be one of {FAMILIES}, got {self.family!r}")
-        for name, v, hi in (("peak", self.peak, math.inf), ("replay", self.replay, 1),
+        for name, v, hi in (("peak", self.peak, MAX_LR), ("replay", self.replay, 1),
                             ("decay", self.decay, 1), ("final", self.final, 1)):
             if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0 <= v <= hi \
                     or not math.isfinite(v) or (name == "peak" and v == 0):
                 raise InputError(f"Recipe: {name} must be a finite number in {'(0' if name == 'peak' else '[0'}, "
-                                 f"{hi}], got {v!r}")
+                                 f"{hi}], got {v!r}" + (" (an LR in raw units)" if name == "peak" else ""))
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, np.integer)) or self.warmup < 0:
+            raise InputError(f"Recipe: warmup must be an integer number of steps >= 0, got {self.warmup!r}")
 
     def schedule(self, steps: int, start_lr: float = 0.0) -> np.ndarray:
         """The per-step CPT LR for a run of ``steps`` steps, re-warmed from ``start_lr``."""
@@ -110,6 +114,11 @@ class Space:
     def __post_init__(self):
         if not (isinstance(self.steps, (int, np.integer)) and self.steps >= 2):
             raise InputError(f"Space: steps must be an integer >= 2, got {self.steps!r}")
+        for name in ("peak", "replay", "decay", "final"):
+            v = getattr(self, name)
+            if not (isinstance(v, (tuple, list)) and len(v) == 2
+                    and all(isinstance(x, (int, float, np.floating)) and not isinstance(x, bool) for x in v)):
+                raise InputError(f"Space: {name} must be a range (lo, hi) of two numbers, got {v!r}")
         for name, (lo, hi), lo_ok in (("peak", self.peak, 0), ("replay", self.replay, 0),
                                       ("decay", self.decay, 0), ("final", self.final, 0)):
             if not (math.isfinite(lo) and math.isfinite(hi) and lo_ok <= lo <= hi):
@@ -117,6 +126,11 @@ class Space:
                                  f"got {(lo, hi)!r}")
         if self.peak[0] <= 0 or self.replay[1] > 1 or self.decay[1] > 1 or self.final[1] > 1:
             raise InputError("Space: peak must be > 0; replay, decay and final within [0, 1]")
+        if self.peak[1] > MAX_LR:
+            raise InputError(f"Space: peak {self.peak[1]!r} is above {MAX_LR:g}: is the LR in raw units?")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, np.integer)) \
+                or not 0 <= self.warmup < self.steps:
+            raise InputError(f"Space: warmup must be an integer number of steps in [0, steps), got {self.warmup!r}")
         if not self.families or set(self.families) - set(FAMILIES):
             raise InputError(f"Space: families must be a non-empty subset of {FAMILIES}")
 
@@ -224,10 +238,19 @@ class Tuner:
             raise InputError("Tuner: give a search `space`, or `candidates` (a list of Recipe)")
         if candidates is not None and not all(isinstance(c, Recipe) for c in candidates):
             raise InputTypeError("Tuner: `candidates` must be a list of cptjax.Recipe")
-        if not 0 <= weight_general <= 1:
+        real = lambda v: isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)
+        if not (real(weight_general) and 0 <= weight_general <= 1):
             raise InputError(f"Tuner: weight_general must be in [0, 1], got {weight_general!r}")
-        if not 0 < init_fraction <= 1:
+        if not (real(init_fraction) and 0 < init_fraction <= 1):
             raise InputError(f"Tuner: init_fraction must be in (0, 1], got {init_fraction!r}")
+        if isinstance(noise, bool) or not isinstance(noise, (int, float, np.floating)) or not 0 <= noise < math.inf:
+            raise InputError(f"Tuner: noise (the objective's seed noise) must be a finite number >= 0, got {noise!r}")
+        for name, v, lo, hi in (("n_candidates", n_candidates, 1, 100_000), ("n_draws", n_draws, 2, 100_000),
+                                ("seed", seed, 0, 2**63 - 1)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+                raise InputError(f"Tuner: {name} must be an integer in [{lo}, {hi}], got {v!r}")
+        if not isinstance(columns, (list, tuple)) or len(columns) != 2 or not all(isinstance(c, str) for c in columns):
+            raise InputError(f"Tuner: columns must be two column names (general, domain), got {columns!r}")
         self.space, self.lam1, self.noise = space, float(weight_general), float(noise)
         self.steps = int(steps if steps is not None else (space.steps if space else 0))
         if self.steps < 2:
@@ -298,6 +321,8 @@ class Tuner:
         step counter, e.g. the lab's); ``cpt_steps_only`` says which when that guess is wrong."""
         if not isinstance(trial, Trial):
             raise InputTypeError(f"tell: `trial` must be a Trial from ask(), got {type(trial).__name__}")
+        if not isinstance(run, (Run, str, os.PathLike)):
+            raise InputTypeError(f"tell: `run` must be a cptjax.Run or a log file path, got {type(run).__name__}")
         cpt = trial.schedule(self.pt[-1])
         lr, n_pt = _schedules.join(self.pt, cpt)
         if not isinstance(run, Run):
@@ -318,6 +343,10 @@ class Tuner:
         if keep.sum() < 3:
             raise InputError(f"tell: the log {run.name} has fewer than 3 points within the trial's "
                              f"{lr.size} joined steps")
+        for c, v in losses.items():
+            if np.count_nonzero(np.isfinite(v) & (v > 0)) < 3:
+                raise InputError(f"tell: the log {run.name}'s column {c!r} has fewer than 3 finite positive "
+                                 "losses within the trial")
         self.told.append(_Told(trial, Run(f"trial{trial.number}", lr, n_pt, steps[keep], losses,
                                           replay=trial.recipe.replay)))
         self.law, self._pred = None, None

@@ -1,0 +1,224 @@
+"""Issue 22's second pass, one property per class: whatever a careless or hostile user gives —
+an LR in the wrong units, booleans where numbers belong, a fit file whose metadata lies, a study
+whose settings are nonsense, a tuner told garbage — the answer is a result or an InputError that
+names the argument, file or key, never a silent wrong number or another exception. Hypothesis
+draws the values over their whole range; the examples pin the cases a hostile pass found."""
+
+import json
+import math
+
+import jax
+import numpy as np
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import example, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import cptjax  # noqa: E402
+from cptjax import schedules as S  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+FAST = settings(max_examples=40, deadline=None)
+ANY = (st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**30, 10**30) | st.booleans()
+       | st.none() | st.text(max_size=4) | st.lists(st.floats(-1e3, 1e3), max_size=3))
+
+
+def named_error(f, *names):
+    """f() returns, or raises InputError naming one of ``names``; returns the result or None."""
+    try:
+        return f()
+    except cptjax.InputError as e:
+        assert any(n in str(e) for n in names), str(e)
+        return None
+
+
+@FAST
+@given(st.floats(-300, 300))
+@example(300.0).via("an LR logged in absurd units")
+@example(-299.0).via("an LR logged in absurd units")
+def test_lr_units_are_checked_wherever_a_schedule_enters(exp):
+    """An LR scale of 10^exp: every entry point (areas, predict, a run file) computes with it only
+    when the largest LR is in (1e-12, 10] — raw units — and otherwise says so."""
+    peak = 10.0 ** exp
+    lr = np.concatenate([np.linspace(peak / 10, peak, 20), np.full(200, peak)])
+    ok = 1e-12 < peak <= 10
+    for f in (lambda: cptjax.areas(lr, 100), lambda: cptjax.predict(cptjax.preset("setting-a").general, lr, 100)):
+        out = named_error(f, "lr", "LR")
+        assert (out is not None) == ok
+        if out is not None:
+            assert np.isfinite(np.asarray(jax.tree.leaves(out)[0])).all()
+
+
+@pytest.mark.parametrize("bad", [np.ones(50, bool), np.ones(50) + 1j, np.array(["1e-4"] * 50),
+                                 np.array([np.datetime64("2020-01-01")] * 50), np.array([object()] * 50)])
+def test_a_schedule_must_be_real_numbers(bad):
+    for f in (lambda: cptjax.areas(bad, 10), lambda: S.join(np.full(5, 1e-4), bad), lambda: S.join(bad, [1e-4])):
+        with pytest.raises(cptjax.InputError, match="real numbers|LRs|dtype"):
+            f()
+
+
+def test_join_refuses_what_is_not_a_per_step_lr():
+    with pytest.raises(cptjax.InputError, match="cpt"):
+        S.join(np.full(5, 1e-4), [np.nan, 1e-4])
+    with pytest.raises(cptjax.InputError, match="pt.*1-D"):
+        S.join(np.full((2, 5), 1e-4), [1e-4])
+    with pytest.raises(cptjax.InputError, match="idx"):
+        cptjax.predict(cptjax.preset("setting-a").general, *S.join(S.constant(50, 1e-4), S.constant(5, 1e-4)),
+                       idx=[1.5])
+
+
+@FAST
+@given(st.lists(st.one_of(st.floats(2.0, 4.0), st.booleans(), st.none()), min_size=12, max_size=30),
+       st.booleans())
+def test_json_runs_never_read_a_boolean_as_a_number(losses, dup):
+    """cptjax's JSON run: a true/false loss is left out (never 1.0 / 0.0); steps and LRs that are
+    booleans are refused; a step logged twice keeps its last row (a resumed run)."""
+    import tempfile
+
+    steps = list(range(10, 10 * len(losses) + 1, 10))
+    if dup:
+        steps[-1] = steps[-2]
+    d = {"lr": [1e-4] * (10 * len(losses)), "steps": steps, "losses": {"loss": losses}}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(d, f)
+    try:
+        run = cptjax.load_run(f.name)
+    except cptjax.InputError as e:
+        assert "loss" in str(e) or "valid" in str(e)
+        return
+    got = {s: v for s, v in zip(run.steps.tolist(), run.losses["loss"].tolist()) if math.isfinite(v)}  # NaN: left out
+    for s, v in zip(steps, losses):
+        if isinstance(v, float) and s in got and not (dup and s == steps[-1]):
+            assert got[s] == v
+    assert not any(v in (0.0, 1.0) for v in run.losses["loss"].tolist())
+    assert len(set(run.steps.tolist())) == run.steps.size
+    if dup:
+        last = losses[-1]
+        want = last if isinstance(last, float) else (losses[-2] if isinstance(losses[-2], float) else None)
+        assert got.get(steps[-1]) == want or (want is None and steps[-1] not in got)
+
+
+@pytest.mark.parametrize("bad", [{"steps": [True] * 5}, {"lr": [True] * 100}, {"losses": {}}])
+def test_json_run_structure(tmp_path, bad):
+    d = {"lr": [1e-4] * 100, "steps": [10, 20, 30, 40, 50], "losses": {"loss": [3.0, 2.9, 2.8, 2.7, 2.6]}}
+    d.update(bad)
+    (tmp_path / "r.json").write_text(json.dumps(d))
+    with pytest.raises(cptjax.InputError, match="r.json"):
+        cptjax.load_run(str(tmp_path / "r.json"))
+
+
+def _fit_file(tmp_path):
+    lr, n = S.join(S.constant(2000, 2e-4, warmup=50), S.cosine(500, 1e-4, warmup=20))
+    law = cptjax.preset("setting-a").general
+    steps = np.arange(100, lr.size + 1, 100)
+    run = cptjax.Run("r", lr, n, steps, {"loss": np.asarray(cptjax.predict(law, lr, n, idx=steps - 1))})
+    path = tmp_path / "g.json"
+    cptjax.fit([run], "cpt", "loss", basins=1).save(path)
+    return json.loads(path.read_text())
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from(["data_range", "lr_range", "status"]), ANY)
+@example("data_range", 10**400).via("an integer no float holds")
+@example("lr_range", [-1.0, -0.5]).via("a negative LR range")
+@example("lr_range", [0.0, 0.0]).via("an LR range that says nothing")
+@example("status", "non-finite").via("a failed fit used as a law")
+def test_a_fit_file_is_checked_completely_when_read(tmp_path_factory, key, value):
+    tmp = tmp_path_factory.mktemp("fit")
+    d = dict(FIT)
+    d[key] = value
+    (tmp / "f.json").write_text(json.dumps(d))
+    src = named_error(lambda: cptjax.load_law(str(tmp / "f.json"), details=True), key, "f.json")
+    if src is not None:  # what was accepted is usable and within its bounds
+        assert src.data_range is None or 1 <= src.data_range <= S.MAX_STEPS
+        assert src.lr_max is None or 0 < src.lr_max <= S.MAX_LR
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fit_dict(tmp_path_factory):
+    global FIT
+    FIT = _fit_file(tmp_path_factory.mktemp("base"))
+
+
+STUDY = """pt = "constant(steps=200,peak=1e-3,warmup=10)"
+steps = 60
+trials = 2
+train = "python trainer.py {schedule} {log}"
+[space]
+peak = [1e-4, 1e-3]
+"""
+
+
+def _toml(v):
+    """``v`` as a TOML value (None: no line)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return json.dumps(v)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["seed", "timeout", "noise", "weight_general", "init_fraction", "columns", "lam"]), ANY)
+@example("train", "python t.py {schedule} {log} {nonexistent}").via("a template field that does not exist")
+@example("train", "python t.py {schedule} {log} {").via("a lone brace")
+@example("seed", 10**20).via("a seed no RNG takes")
+def test_a_tune_study_refuses_nonsense_settings_before_any_trial(tmp_path_factory, key, value):
+    """Every scalar setting of a tune study is checked when it is read, naming the key."""
+    if value is None:
+        return
+    top = [ln for ln in STUDY.split("[space]")[0].splitlines() if not ln.startswith(f"{key} =")]
+    text = "\n".join(top + [f"{key} = {_toml(value)}", "[space]", "peak = [1e-4, 1e-3]", ""])
+    tmp = tmp_path_factory.mktemp("study")
+    (tmp / "s.toml").write_text(text)
+    named_error(lambda: cptjax.load_tune_study(str(tmp / "s.toml")), key, "s.toml", "lam", "train")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["noise", "n_candidates", "n_draws", "seed", "columns", "init_fraction", "weight_general"]), ANY)
+def test_tuner_arguments(name, value):
+    space = cptjax.Space(steps=50, peak=(1e-4, 1e-3))
+    try:
+        cptjax.Tuner(space, pt=S.constant(100, 1e-3), **{name: value})
+    except (cptjax.InputError, cptjax.InputTypeError) as e:
+        assert name in str(e) or "Tuner" in str(e), str(e)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["peak", "replay", "decay", "final", "warmup"]), ANY)
+@example("peak", (1e-4, 100.0)).via("an LR range in the wrong units")
+@example("warmup", -1).via("a negative warmup")
+def test_space_and_recipe_ranges(name, value):
+    try:
+        cptjax.Space(steps=50, **{name: value})
+    except cptjax.InputError as e:
+        assert name in str(e), str(e)
+    scalar = value[0] if isinstance(value, (list, tuple)) and value else value
+    try:
+        r = cptjax.Recipe("cosine", 1e-4, **{} if name == "peak" else {name: scalar})
+        if name == "peak":
+            r = cptjax.Recipe("cosine", scalar)
+    except cptjax.InputError as e:
+        assert name in str(e), str(e)
+    else:
+        assert 0 < r.peak <= S.MAX_LR and r.warmup >= 0
+
+
+def test_a_tuner_is_not_told_garbage():
+    """tell() checks the log before the tuner holds it: a loss column with no finite value, or a
+    log that is not a run or a path, is refused and leaves the tuner as it was."""
+    tuner = cptjax.Tuner(cptjax.Space(steps=40, peak=(1e-4, 1e-3)), pt=S.constant(100, 1e-3))
+    t = tuner.ask()
+    lr, n = S.join(tuner.pt, t.schedule(tuner.pt[-1]))
+    steps = np.arange(n + 2, lr.size + 1, 2)
+    bad = cptjax.Run("x", lr, n, steps, {"general_loss": np.full(steps.size, np.nan),
+                                         "domain_loss": np.linspace(3, 2, steps.size)})
+    with pytest.raises(cptjax.InputError, match="general_loss"):
+        tuner.tell(t, bad)
+    for junk in (None, {}, 3.0):
+        with pytest.raises(cptjax.InputTypeError, match="run"):
+            tuner.tell(t, junk)
+    assert tuner.n_trials == 0
