@@ -118,7 +118,10 @@ def _parse_at(text):
     if text is None:
         return None
     try:
-        return sorted({int(s) for s in text.split(",") if s.strip()})
+        parts = [s.strip() for s in text.split(",")]
+        if not all(parts):
+            raise ValueError
+        return sorted({int(s) for s in parts})
     except ValueError:
         raise _Fail(f"--at: expected comma-separated integer steps, got {text!r}") from None
 
@@ -378,14 +381,17 @@ def cmd_tune(args) -> int:
     else:
         r = rep["recommendation"]
         lo, hi = r["interval90"]
+        na = lambda v, spec: "n/a (no law fitted)" if v is None else format(v, spec)
         print(f"recommended: {r['name']}: predicted objective {r['objective']:.5f} (90% [{lo:.5f}, "
-              f"{hi:.5f}]), P(best) {r['p_best']:.2f}; general {r['general']:.4f}, domain "
-              f"{r['domain']:.4f}; {len(rep['trials'])} trials, {rep['cpt_steps_spent']} CPT steps "
+              f"{hi:.5f}]), P(best) {na(r['p_best'], '.2f')}; general {na(r['general'], '.4f')}, domain "
+              f"{na(r['domain'], '.4f')}; {len(rep['trials'])} trials, {rep['cpt_steps_spent']} CPT steps "
               f"spent; report in {args.out}/report.json")
     return 0
 
 
 def cmd_forecast(args) -> int:
+    import warnings
+
     refs = args.reference or []
     _no_clobber({"--out": args.out, "--plot": args.plot}, [], [args.log] + refs, schedules=(args.schedule,))
     _out_file(args.out, "--out")
@@ -401,14 +407,18 @@ def cmd_forecast(args) -> int:
     ref = (refs[0] if len(refs) == 1 else refs) or None
     opts = dict(budget=args.budget, schedule=args.schedule, cooldown=args.cooldown,
                 cooldown_steps=args.cooldown_steps, final=args.final, reference=ref)
-    if args.n_pt is not None:  # a CPT run: both losses and the objective
-        progress(f"fitting the CPT law to both losses of {args.log}", args.json)
-        fc = cptjax.forecast_cpt(cptjax.load_run(args.log, n_pt=args.n_pt), general=args.general,
-                                 domain=args.domain, weight_general=args.weight_general, **opts)
-    else:
-        progress(f"fitting the annealing law to {args.log}" + (f" with {len(refs)} reference(s)" if refs else ""),
-                 args.json)
-        fc = cptjax.forecast(args.log, column=args.column, **opts)
+    with warnings.catch_warnings(record=True) as caught:  # one line each, as every command prints them
+        warnings.simplefilter("always", cptjax.DataWarning)
+        if args.n_pt is not None:  # a CPT run: both losses and the objective
+            progress(f"fitting the CPT law to both losses of {args.log}", args.json)
+            fc = cptjax.forecast_cpt(cptjax.load_run(args.log, n_pt=args.n_pt), general=args.general,
+                                     domain=args.domain, weight_general=args.weight_general, **opts)
+        else:
+            progress(f"fitting the annealing law to {args.log}" + (f" with {len(refs)} reference(s)" if refs else ""),
+                     args.json)
+            fc = cptjax.forecast(args.log, column=args.column, **opts)
+    for w in caught:
+        progress(f"warning: {w.message}", args.json)
     if args.out:
         fc.save(args.out)
     if args.plot:
@@ -603,7 +613,7 @@ def _add_forecast(sub) -> None:
     fo = sub.add_parser(
         "forecast", help="forecast a run's final loss: cool down now, at step k, or continue",
         description="Fit the annealing law (Eq. 1) to a training log so far and forecast the final "
-                    "loss, with a 90%% band, of: the run's own schedule (--schedule), stopping now, "
+                    "loss, with a 90% band, of: the run's own schedule (--schedule), stopping now, "
                     "cooling down now, and starting the cooldown at each step k of a budget "
                     "(--budget), with the best k. A log with no annealing does not identify the "
                     "cooldown's gain: give --reference (a finished run of the same model, or a fit "

@@ -37,8 +37,7 @@ def _check(steps, peak, warmup, final=None, name="schedule"):
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise InputError(f"{name}: `steps` must be an integer >= 1, got {steps!r}")
     if steps > MAX_STEPS:
-        raise InputError(f"{name}: `steps`={steps} is above the limit of {MAX_STEPS:,} steps "
-                         f"(it would need ~{steps * 8 * 6 / 1e9:.0f} GB)")
+        raise InputError(f"{name}: `steps`={steps} is above the limit of {MAX_STEPS:,} steps")
     if not (isinstance(peak, (int, float, np.floating)) and math.isfinite(peak) and peak > 0):
         raise InputError(f"{name}: `peak` must be a finite number > 0, got {peak!r}")
     if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or not 0 <= warmup < steps:
@@ -308,30 +307,31 @@ def parse(text: str) -> np.ndarray:
         [0.0001, 0.0001, 0.0001]
     """
     if not isinstance(text, str):
-        raise InputError(f"schedule: expected text like 'cosine(steps=1000,peak=1e-4)', got {text!r}")
+        raise InputError(f"schedule: expected text like 'cosine(steps=1000,peak=1e-4)', got {str(text)[:80]!r}")
+    shown = text if len(text) <= 120 else text[:100] + "…"  # an error names the text, not all of it
     m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*\((.*)\)\s*", text, flags=re.S)
     if not m:
-        raise InputError(f"schedule {text!r}: expected NAME(key=value,...), e.g. "
+        raise InputError(f"schedule {shown!r}: expected NAME(key=value,...), e.g. "
                          "'cosine(steps=1000,peak=1e-4)' or 'file(lr.npy)'")
     kind, body = m.group(1), m.group(2).strip()
     if kind == "file":
         return from_file(body.strip("'\""))
     if kind not in _KINDS:
-        raise InputError(f"schedule {text!r}: unknown schedule {kind!r}; known: "
+        raise InputError(f"schedule {shown!r}: unknown schedule {kind!r}; known: "
                          f"{', '.join(sorted(_KINDS))}, file")
     kwargs = {}
     for part in filter(None, (p.strip() for p in _split_args(body))):
         key, eq, raw = part.partition("=")
         key, raw = key.strip(), raw.strip()
         if key in kwargs:
-            raise InputError(f"schedule {text!r}: {key!r} is given twice")
+            raise InputError(f"schedule {shown!r}: {key!r} is given twice")
         if not eq or not key.isidentifier():
-            raise InputError(f"schedule {text!r}: bad argument {part!r}; expected key=value")
+            raise InputError(f"schedule {shown!r}: bad argument {part!r}; expected key=value")
         try:
             value = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
             if not raw.isidentifier():
-                raise InputError(f"schedule {text!r}: bad value in {part!r}; expected a number "
+                raise InputError(f"schedule {shown!r}: bad value in {part!r}; expected a number "
                                  "or a word such as shape=cosine") from None
             value = raw  # bare words such as shape=cosine
         if key in _INT_ARGS and isinstance(value, float) and value.is_integer():
@@ -340,9 +340,9 @@ def parse(text: str) -> np.ndarray:
     try:
         return _KINDS[kind](**kwargs)
     except TypeError as e:
-        raise InputError(f"schedule {text!r}: {e}".replace("()", "")) from None
+        raise InputError(f"schedule {shown!r}: {e}".replace("()", "")) from None
     except ValueError as e:
-        raise InputError(f"schedule {text!r}: {e}") from None
+        raise InputError(f"schedule {shown!r}: {e}") from None
 
 
 def _split_args(body: str):

@@ -222,3 +222,69 @@ def test_a_tuner_is_not_told_garbage():
         with pytest.raises(cptjax.InputTypeError, match="run"):
             tuner.tell(t, junk)
     assert tuner.n_trials == 0
+
+
+# -- second pass: forecasts, watch, the Optuna sampler -----------------------------------------
+def _log():
+    lr = S.constant(3000, 3e-4, warmup=100)
+    steps = np.arange(50, 3001, 50)
+    law = cptjax.PTLaw(L0=2.0, A=0.5, alpha=0.5, C=0.5)
+    return cptjax.Run("log", lr, lr.size, steps, {"loss": np.asarray(cptjax.predict(law, lr, idx=steps - 1))})
+
+
+@pytest.mark.parametrize("kw, name", [
+    ({"budget": 2**63 - 1}, "budget"), ({"budget": 10**8}, "budget"), ({"budget": 100}, "budget"),
+    ({"budget": 5000, "cooldown_steps": 2**63 - 1}, "cooldown_steps"), ({"cooldown_steps": 0}, "cooldown_steps"),
+    ({"cooldown_steps": 1.9}, "cooldown_steps"), ({"n_draws": 0}, "n_draws"), ({"n_draws": 10**12}, "n_draws"),
+    ({"n_starts": 0}, "n_starts"), ({"seed": -1}, "seed"), ({"cooldown": ["linear"]}, "cooldown"),
+    ({"schedule": np.full(5000, np.nan)}, "schedule"), ({"schedule": np.full((2, 5000), 3e-4)}, "schedule"),
+    ({"schedule": np.ones(5000, bool)}, "schedule"), ({"reference": 5}, "reference"),
+    ({"reference": []}, "reference"), ({"reference": cptjax.PTLaw(L0=2.0, A=0.5, alpha=0.5, C=float("nan"))}, "reference"),
+])
+def test_forecast_arguments_are_named_before_any_fit(kw, name):
+    """Every forecast argument is checked (bounds included: a budget past 10^7 steps or a cooldown
+    past the budget wrapped round or ran out of memory) and named; a wrong type is a TypeError."""
+    with pytest.raises((cptjax.InputError, cptjax.InputTypeError), match=name):
+        cptjax.forecast(_log(), **kw)
+
+
+def test_a_forecast_is_a_positive_loss_or_an_error():
+    """A reference whose parameters do not describe the run (C = 10^6 made 'cool down now' a loss
+    of −2·10^5) is refused, not reported."""
+    with pytest.raises(cptjax.InputError, match="positive finite loss"):
+        cptjax.forecast(_log(), budget=5000, reference=cptjax.PTLaw(L0=2.0, A=0.5, alpha=0.5, C=1e6))
+
+
+def test_watch_checks_its_poll_and_column(tmp_path):
+    f = tmp_path / "log.csv"
+    run = _log()
+    f.write_text("step,lr,loss\n" + "".join(f"{s},{float(run.lr[s - 1])!r},{float(y)!r}\n" for s, y in zip(run.steps, run.losses["loss"])))
+    with pytest.raises(cptjax.InputError, match="poll"):
+        next(cptjax.watch(str(f), poll=1e300, budget=5000))
+    with pytest.raises(cptjax.InputError, match="nope"):  # was: waited forever
+        next(cptjax.watch(str(f), column="nope", budget=5000, max_polls=3, sleep=lambda s: None))
+
+
+def test_one_malformed_stored_trial_does_not_stop_an_optuna_study():
+    """A COMPLETE trial added by hand with values the sampler's space does not hold, or with curves
+    that are not curves, is skipped with a warning: every worker rebuilding the tuner from storage
+    would otherwise fail."""
+    optuna = pytest.importorskip("optuna")
+    from cptjax.integrations.optuna import CPTSampler
+
+    space = cptjax.Space(steps=40, peak=(1e-4, 1e-3))
+    s = CPTSampler(space, pt=S.constant(100, 1e-3))
+    study = optuna.create_study(sampler=s)
+    dist = s.distributions()
+    for params, curves in (({"family": "cosine", "peak": 50.0}, {"steps": [1, 2, 3]}),
+                           ({"family": "cosine", "peak": 5e-4}, {"steps": ["a"], "general_loss": [1], "domain_loss": [1]}),
+                           ({"family": "cosine", "peak": 5e-4}, {"steps": [10**30] * 3, "general_loss": [1] * 3,
+                                                                 "domain_loss": [1] * 3})):
+        p = {k: params.get(k, dist[k].low if hasattr(dist[k], "low") else dist[k].choices[0]) for k in dist}
+        d = {k: (optuna.distributions.FloatDistribution(1e-6, 100.0, log=True) if k == "peak" else v)
+             for k, v in dist.items()}
+        study.add_trial(optuna.trial.create_trial(params=p, distributions=d, value=1.0,
+                                                  user_attrs={"cptjax_curves": curves}))
+    with pytest.warns(UserWarning, match="not used"):
+        tuner = s.tuner(study)
+    assert tuner.n_trials == 0

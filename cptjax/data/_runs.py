@@ -447,6 +447,8 @@ def _columns(path, header, step_column, lr_column, loss_columns, schedule):
     for c in loss_columns:
         if c not in header:
             raise DataError(f"{path}: missing loss column {c!r}")
+        if c in (sc, lc):
+            raise DataError(f"{path}: loss column {c!r} is the log's {'step' if c == sc else 'LR'} column")
     return sc, lc, loss_columns
 
 

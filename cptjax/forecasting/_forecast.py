@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import warnings
 
 import numpy as np
 
 from .. import schedules as _schedules
-from ..laws import areas_numpy
+from ..laws import areas_numpy, check_law, check_schedule
 from ..data import Run, load_run
 from ..errors import FitError, InputError, InputTypeError
 from ..files import atomic_write, dumps
@@ -156,6 +157,7 @@ def forecast(log, *, column: str | None = None, budget: int | None = None, sched
             log has no annealing. ``None``: the prior.
         n_starts: rows of the cooldown-start table.
     """
+    _check_counts(n_starts=n_starts, n_draws=n_draws, seed=seed)
     shape, full = _check_cooldown(cooldown, final), _full_schedule(schedule)
     log_run, column, budget, L = _so_far(_as_run(log, full), column, full, budget, cooldown_steps)
     t, lr_so_far = log_run.n_pt, log_run.lr
@@ -172,14 +174,34 @@ def forecast(log, *, column: str | None = None, budget: int | None = None, sched
         m, lo, hi = _at_end(law, draws, lr, sd, a)
         alternatives.append({"name": name, "end": int(lr.size), "loss": m, "lo": lo, "hi": hi})
         curves[name] = (x, _value({k: float(getattr(law, k)) for k in law.param_names()}, a))
+    _sane(alternatives + table, source)
     y = log_run.losses[column]
     return Forecast(t, float(y[-1]), int(budget) if budget else None, cooldown, float(final), law, source,
                     alternatives, table, best, res, notes, curves, (log_run.steps, y))
 
 
+def _sane(rows, source):
+    """Every forecast a positive, finite loss: a law (a reference's, most often) that predicts
+    otherwise does not describe this run, and its numbers are not reported."""
+    bad = [r for r in rows if not (math.isfinite(r["loss"]) and r["loss"] > 0
+                                   and all(math.isfinite(r[k]) for k in ("lo", "hi") if k in r))]
+    if bad:
+        raise InputError(f"forecast: the law ({source}) predicts a loss of {bad[0].get('loss')!r} for "
+                         f"'{bad[0].get('name', bad[0].get('start'))}': not a positive finite loss, so it does not "
+                         "describe this run (check the reference's parameters)")
+
+
+def _check_counts(**kw):
+    """``n_starts`` in [1, 1000], ``n_draws`` in [2, 100 000], ``seed`` a non-negative integer."""
+    for name, (lo, hi) in (("n_starts", (1, 1000)), ("n_draws", (2, 100_000)), ("seed", (0, 2**63 - 1))):
+        v = kw[name]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+            raise InputError(f"forecast: `{name}` must be an integer in [{lo}, {hi}], got {v!r}")
+
+
 def _check_cooldown(cooldown, final) -> str:
     """The cooldown's shape name, after checking ``cooldown`` and ``final``."""
-    if cooldown not in COOLDOWN_SHAPES:
+    if not isinstance(cooldown, str) or cooldown not in COOLDOWN_SHAPES:
         raise InputError(f"forecast: cooldown must be one of {sorted(COOLDOWN_SHAPES)}, got {cooldown!r}")
     shape = COOLDOWN_SHAPES[cooldown]
     if isinstance(final, bool) or not (isinstance(final, (int, float)) and 0 <= final < 1 and math.isfinite(final)):
@@ -193,7 +215,12 @@ def _full_schedule(schedule):
     """The run's whole planned schedule (text form or per-step array), or ``None``."""
     if schedule is None:
         return None
-    return _schedules.parse(schedule) if isinstance(schedule, str) else np.asarray(schedule, np.float64).ravel()
+    full = _schedules.parse(schedule) if isinstance(schedule, str) else schedule
+    check_schedule(full, name="schedule")
+    full = np.asarray(full, np.float64)
+    if full.ndim != 1:
+        raise InputError(f"forecast: `schedule` must be a 1-D per-step LR array, got shape {full.shape}")
+    return full
 
 
 def _futures(lr, full, budget, L, cooldown, final, n_starts, score):
@@ -224,11 +251,15 @@ def _budget(full, budget, t, cooldown_steps):
         if full.size < t:
             raise InputError(f"forecast: the schedule has {full.size} steps, the log reaches step {t}")
         budget = full.size if budget is None else budget
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget <= t):
-        raise InputError(f"forecast: budget must be an integer step after the log's last step {t}, got {budget!r}")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, np.integer))
+                               or not t < budget <= _schedules.MAX_STEPS):
+        raise InputError(f"forecast: budget must be an integer step after the log's last step {t} and at most "
+                         f"{_schedules.MAX_STEPS:,}, got {budget!r}")
+    if cooldown_steps is not None and (isinstance(cooldown_steps, bool) or not isinstance(cooldown_steps, (int, np.integer))
+                                       or not 1 <= cooldown_steps <= (budget - t if budget else _schedules.MAX_STEPS - t)):
+        raise InputError(f"forecast: cooldown_steps must be an integer in [1, {budget - t if budget else _schedules.MAX_STEPS - t}]"
+                         f"{' (the steps left in the budget)' if budget else ''}, got {cooldown_steps!r}")
     L = int(cooldown_steps) if cooldown_steps is not None else max(1, round(0.2 * (budget or t)))
-    if L < 1:
-        raise InputError(f"forecast: cooldown_steps must be >= 1, got {cooldown_steps!r}")
     return budget, L
 
 
@@ -293,14 +324,29 @@ def _annealing(law, cov, source, ref_law, log, T_end, n_draws, rng, notes):
     return law, draws, source
 
 
-def _as_run(log, full) -> Run:
+def _is_fit_file(path) -> bool:
+    """A ``.json`` file whose top level has a ``law`` key (cptjax's fit and law files)."""
+    import json
+
+    if not os.fspath(path).endswith(".json") or not os.path.isfile(path):
+        return False
+    try:
+        from ..files import read_text
+
+        d = json.loads(read_text(path, "reference", limit=64 << 20))
+    except (ValueError, RecursionError, InputError, OSError):
+        return False
+    return isinstance(d, dict) and "law" in d
+
+
+def _as_run(log, full, what="log") -> Run:
     if isinstance(log, Run):
         return log
     if isinstance(log, (str, bytes)) or hasattr(log, "__fspath__"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return load_run(log)
-    raise InputTypeError(f"forecast: `log` must be a Run or a log file path, got {type(log).__name__}")
+    raise InputTypeError(f"forecast: `{what}` must be a Run or a log file path, got {type(log).__name__}")
 
 
 def _fit(log_run, column, reference):
@@ -311,20 +357,22 @@ def _fit(log_run, column, reference):
     runs, ref_law, notes, source = [log_run], None, [], "log"
     if reference is not None:
         if isinstance(reference, PTLaw):
+            check_law(reference, "reference")
             ref_law = reference
         elif isinstance(reference, (str, bytes)) or hasattr(reference, "__fspath__"):
-            try:
+            if _is_fit_file(reference):  # a fit file is read as one, its errors reported as such
                 ref_law = load_law(reference)
-            except InputError:
-                ref_law = None
-            if ref_law is None:
+            else:
                 reference = [reference]
+        elif not (isinstance(reference, (list, tuple)) and reference):
+            raise InputTypeError(f"forecast: `reference` must be a pt law, a fit file, or a non-empty list of runs "
+                                 f"or log files, got {type(reference).__name__}")
         if ref_law is not None and not isinstance(ref_law, PTLaw):
             raise InputError(f"forecast: a reference law must be the annealing law (pt), got {type(ref_law).__name__}")
         if ref_law is None:
             refs = reference if isinstance(reference, (list, tuple)) else [reference]
             for r in refs:
-                rr = _as_run(r, None)
+                rr = _as_run(r, None, "reference")
                 if column not in rr.losses:
                     raise InputError(f"forecast: the reference {rr.name} has no loss column {column!r}; "
                                      f"it has {sorted(rr.losses)}")
@@ -409,6 +457,8 @@ def watch(path, *, column: str | None = None, every: int = 20, poll: float = 5.0
 
     if not (isinstance(every, int) and every >= 1):
         raise InputError(f"watch: every must be an integer >= 1, got {every!r}")
+    if isinstance(poll, bool) or not (isinstance(poll, (int, float)) and 0 < poll <= 86400):
+        raise InputError(f"watch: poll must be a number of seconds in (0, 86400], got {poll!r}")
     sleep = sleep or time.sleep
     seen, fails, polls = 0, 0, 0
     while max_polls is None or polls < max_polls:
@@ -425,7 +475,9 @@ def watch(path, *, column: str | None = None, every: int = 20, poll: float = 5.0
             sleep(poll)
             continue
         col = column or (next(iter(run.losses)) if len(run.losses) == 1 else "loss")
-        n = int(np.isfinite(run.losses[col]).sum()) if col in run.losses else 0
+        if col not in run.losses:
+            raise InputError(f"watch: {path} has no loss column {col!r}; it has {sorted(run.losses)}")
+        n = int(np.isfinite(run.losses[col]).sum())
         if n >= 5 and (seen == 0 or n - seen >= every):
             seen = n
             yield forecast(run, column=col, **forecast_options)

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import warnings
 
 import numpy as np
 
 from ..laws import Areas, areas_numpy
 from ..data import Run
-from ._forecast import MODEL_SD, Forecast, _annealed, _as_run, _budget, _check_cooldown, _full_schedule, _futures, _identified
+from ._forecast import MODEL_SD, Forecast, _annealed, _as_run, _budget, _check_cooldown, _check_counts, _full_schedule, _is_fit_file, _futures, _identified, _sane
 from ._forecast import _draws as _param_draws
 from ..errors import FitError, InputError
 
@@ -52,8 +53,9 @@ def forecast_cpt(log, *, general: str = "general_loss", domain: str = "domain_lo
     Returns a :class:`cptjax.Forecast` whose alternatives and table rows carry ``loss`` (the
     objective), ``lo``, ``hi`` and ``general`` / ``domain`` (each ``{loss, lo, hi}``).
     """
-    if not (isinstance(weight_general, (int, float)) and 0 <= weight_general <= 1):
+    if isinstance(weight_general, bool) or not (isinstance(weight_general, (int, float)) and 0 <= weight_general <= 1):
         raise InputError(f"forecast: weight_general (λ1) must be in [0, 1], got {weight_general!r}")
+    _check_counts(n_starts=n_starts, n_draws=n_draws, seed=seed)
     _check_cooldown(cooldown, final)
     full = _full_schedule(schedule)
     run = _as_run(log, full)
@@ -66,6 +68,7 @@ def forecast_cpt(log, *, general: str = "general_loss", domain: str = "domain_lo
     end = _Evaluator(laws, draws, sds, so_far.n_pt, weight_general)
     futures, table, best = _futures(so_far.lr, full, budget, L, cooldown, final, n_starts, end)
     alternatives = [{"name": name, "end": int(x.size), **end(x)} for name, x in futures.items()]
+    _sane(alternatives + table, source)
     curves = {name: end.curve(x, t) for name, x in futures.items()}
     ix, yg = so_far.points(general)
     _, yd = so_far.points(domain)
@@ -106,9 +109,9 @@ def _fit_both(so_far, columns, reference):
 
     runs, pair, source, notes = [so_far], None, "log", []
     if isinstance(reference, (str, bytes)) or hasattr(reference, "__fspath__"):
-        try:
-            pair = load_law(reference)
-        except InputError:
+        if all(_is_fit_file(part) for part in str(os.fspath(reference)).split(",")):
+            pair = load_law(reference)  # fit files: their errors are reported as such
+        else:
             reference = [reference]
     elif isinstance(reference, LawPair):
         pair = reference
@@ -116,7 +119,7 @@ def _fit_both(so_far, columns, reference):
         raise InputError("forecast: a CPT reference law must be a general,domain pair of cpt-shared or cpt laws")
     if reference is not None and pair is None:
         for r in (reference if isinstance(reference, (list, tuple)) else [reference]):
-            rr = _as_run(r, None)
+            rr = _as_run(r, None, "reference")
             missing = [c for c in columns if c not in rr.losses]
             if missing:
                 raise InputError(f"forecast: the reference {rr.name} has no loss column(s) {missing}")

@@ -120,11 +120,13 @@ class CPTSampler(BaseSampler):
             curves = ft.user_attrs.get(_ATTR)
             if curves is None or not set(self.distributions()) <= set(ft.params):
                 continue  # a trial from another sampler or objective: nothing to learn from
-            rec, steps = self.recipe(ft.params)
-            trial = Trial(ft.number, rec, steps, tuner.steps)
-            try:
+            try:  # one malformed stored trial must not stop every worker of the study
+                rec, steps = self.recipe(ft.params)
+                if not (isinstance(steps, (int, np.integer)) and 1 <= steps <= tuner.steps):
+                    raise InputError(f"cptjax_steps {steps!r} is not in [1, {tuner.steps}]")
+                trial = Trial(ft.number, rec, int(steps), tuner.steps)
                 tuner.tell(trial, _run(curves, tuner.columns))
-            except InputError as e:
+            except (InputError, TypeError, ValueError, OverflowError) as e:
                 warnings.warn(f"optuna trial {ft.number}: its curves were not used ({e})", stacklevel=2)
         if number is not None:
             tuner.asked = number
@@ -197,9 +199,14 @@ def _run(curves: dict, columns):
 
     if not isinstance(curves, dict) or "steps" not in curves or any(c not in curves for c in columns):
         raise InputError(f"the stored curves need 'steps' and {list(columns)}")
-    steps = np.asarray(curves["steps"], np.int64)
-    if any(len(curves[c]) != steps.size for c in columns):
-        raise InputError("the stored curves' lengths differ")
+    try:
+        steps = np.asarray(curves["steps"], np.float64)
+        if steps.ndim != 1 or not np.isfinite(steps).all() or (steps != np.round(steps)).any() or \
+                np.abs(steps).max(initial=0) > 1e7 or any(len(curves[c]) != steps.size for c in columns):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise InputError("the stored curves need integer steps and a loss per step in each column") from None
+    steps = steps.astype(np.int64)
     return Run("optuna-trial", np.zeros(1), 0, steps,
                {c: np.asarray([np.nan if v is None else v for v in curves[c]], np.float64)
                 for c in columns})

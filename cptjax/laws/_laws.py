@@ -765,7 +765,7 @@ def predict(law, lr, n_pt=None, *, idx=None, replay=None, size=None, lam=None, e
         check_lam(lam)
     if idx is not None and not isinstance(idx, jax.core.Tracer):
         i = np.asarray(idx)
-        if i.dtype == bool or i.dtype.kind not in "iu":
+        if i.size and (i.dtype == bool or i.dtype.kind not in "iu"):
             raise InputError(f"`idx` must be integer array indices, got dtype {i.dtype}")
         if i.size and (i.min() < 0 or i.max() >= lr.shape[-1]):
             raise InputError(f"`idx` must be array indices in [0, {lr.shape[-1] - 1}]")

@@ -529,6 +529,11 @@ def compare(law, pt, schedules: dict, *, weight_general=0.5, replays=None, last_
         objs = {n: np.asarray(f(draws, jnp.asarray(schedules[n]),
                                 None if replays.get(n) is None else jnp.asarray(float(replays[n]))))
                 for n in names}
+        bad = max(float(np.mean(~np.isfinite(v))) for v in objs.values())
+        if bad > 0.1:  # a covariance too wide to sample: no honest statistics from these draws
+            raise InputError(f"compare: {100 * bad:.0f}% of the parameter draws give no finite objective: the "
+                             "fits' covariance is too wide to sample (refit with more data, or design without it)")
+        objs = {n: v[np.isfinite(v)] for n, v in objs.items()}
         out["draws"] = {n: {"mean": float(v.mean()), "sd": float(v.std())} for n, v in objs.items()}
         if reference:
             gain = objs[reference[1]] - objs[reference[0]]
@@ -613,9 +618,9 @@ def _plan(law, pt, p, cfg, table, w, pair, replay, max_lr, shape, done):
                     curves, base, float(w), b["name"], pt.size, done,
                     note=f"gradient search ended worse than the best baseline ({b['name']}); "
                          "reporting the baseline", shape=shape)
-    if not (np.isfinite(plan.objective) and np.isfinite(plan.general) and np.isfinite(plan.domain)):
-        raise InputError(f"design: no finite loss for any schedule at λ1 = {w:g} (max_lr {max_lr:g}, "
-                         f"replay {replay!r}): the law gives none for these settings")
+    if not all(np.isfinite(v) and v > 0 for v in (plan.objective, plan.general, plan.domain)):
+        raise InputError(f"design: no positive finite loss for any schedule at λ1 = {w:g} (max_lr {max_lr:g}, "
+                         f"replay {replay!r}): the law's parameters give none for these settings")
     plan.diagnostics = diagnostics(law, pt, plan, cfg.last_k, wg, wd)
     return plan
 

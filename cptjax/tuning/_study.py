@@ -142,8 +142,8 @@ def _check_settings(path, d):
             bad(key, "an integer in [0, 2^31)", v)
     if "timeout" in d and not (num(d["timeout"]) and d["timeout"] > 0):
         bad("timeout", "a number of seconds > 0", d["timeout"])
-    if "noise" in d and not (num(d["noise"]) and d["noise"] >= 0):
-        bad("noise", "a finite number >= 0 (the seed noise of the objective)", d["noise"])
+    if "noise" in d and not (num(d["noise"]) and 0 <= d["noise"] <= 1):
+        bad("noise", "a number in [0, 1] (the seed noise of the objective, in nats)", d["noise"])
     for key in ("weight_general", "init_fraction"):
         if key in d and not (num(d[key]) and 0 <= d[key] <= 1):
             bad(key, "a number in [0, 1]", d[key])

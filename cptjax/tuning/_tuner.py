@@ -37,6 +37,8 @@ import numpy as np
 
 from .. import schedules as _schedules
 from ..schedules import MAX_LR
+
+MAX_TUNE_STEPS = 200_000  # n_candidates schedules of this length are held at once
 from ..laws import check_lam
 from ..fitting import fit, fit_batch
 from ..fitting import make_problem
@@ -174,14 +176,15 @@ class Trial(NamedTuple):
 class Recommendation(NamedTuple):
     """The recommended recipe: its predicted objective (mean over parameter draws), a 90%
     interval, the probability that it is the best candidate, and the predicted general and
-    domain losses at the end of the full run."""
+    domain losses at the end of the full run. Before a law could be fitted (too few trials), the
+    recommendation is the best observed trial and ``p_best``, ``general`` and ``domain`` are ``None``."""
 
     recipe: Recipe
     objective: float
     interval: tuple
-    p_best: float
-    general: float
-    domain: float
+    p_best: float | None
+    general: float | None
+    domain: float | None
     n_trials: int
 
 
@@ -243,8 +246,8 @@ class Tuner:
             raise InputError(f"Tuner: weight_general must be in [0, 1], got {weight_general!r}")
         if not (real(init_fraction) and 0 < init_fraction <= 1):
             raise InputError(f"Tuner: init_fraction must be in (0, 1], got {init_fraction!r}")
-        if isinstance(noise, bool) or not isinstance(noise, (int, float, np.floating)) or not 0 <= noise < math.inf:
-            raise InputError(f"Tuner: noise (the objective's seed noise) must be a finite number >= 0, got {noise!r}")
+        if isinstance(noise, bool) or not isinstance(noise, (int, float, np.floating)) or not 0 <= noise <= 1:
+            raise InputError(f"Tuner: noise (the objective's seed noise, in nats) must be a number in [0, 1], got {noise!r}")
         for name, v, lo, hi in (("n_candidates", n_candidates, 1, 100_000), ("n_draws", n_draws, 2, 100_000),
                                 ("seed", seed, 0, 2**63 - 1)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
@@ -253,8 +256,9 @@ class Tuner:
             raise InputError(f"Tuner: columns must be two column names (general, domain), got {columns!r}")
         self.space, self.lam1, self.noise = space, float(weight_general), float(noise)
         self.steps = int(steps if steps is not None else (space.steps if space else 0))
-        if self.steps < 2:
-            raise InputError("Tuner: the CPT length `steps` must be >= 2")
+        if not 2 <= self.steps <= MAX_TUNE_STEPS:
+            raise InputError(f"Tuner: the CPT length `steps` must be in [2, {MAX_TUNE_STEPS:,}] (every candidate's "
+                             f"schedule is held in memory), got {self.steps}")
         self.pt = _schedules.parse(pt) if isinstance(pt, str) else np.asarray(pt, np.float64)
         if self.pt.ndim != 1 or self.pt.size < 2 or not np.all(np.isfinite(self.pt)):
             raise InputError("Tuner: `pt` must be a finite per-step LR schedule")
@@ -510,7 +514,7 @@ class Tuner:
             # No law yet: the best observed final objective among the full-length trials
             obs = [(self._observed(t), t) for t in self.told]
             o, t = min(obs, key=lambda x: x[0])
-            return Recommendation(t.trial.recipe, o, (o, o), float("nan"), float("nan"), float("nan"),
+            return Recommendation(t.trial.recipe, o, (o, o), None, None, None,
                                   len(self.told))
         i = self._recommended()
         col = pred[:, i]
