@@ -21,7 +21,8 @@ from cptjax import schedules as S  # noqa: E402
 jax.config.update("jax_enable_x64", True)
 FAST = settings(max_examples=40, deadline=None)
 ANY = (st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**30, 10**30) | st.booleans()
-       | st.none() | st.text(max_size=4) | st.lists(st.floats(-1e3, 1e3), max_size=3))
+       | st.none() | st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=4)
+       | st.lists(st.floats(-1e3, 1e3), max_size=3))
 
 
 def named_error(f, *names):
@@ -109,13 +110,18 @@ def test_json_run_structure(tmp_path, bad):
 
 
 def _fit_file(tmp_path):
-    lr, n = S.join(S.constant(2000, 2e-4, warmup=50), S.cosine(500, 1e-4, warmup=20))
-    law = cptjax.preset("setting-a").general
-    steps = np.arange(100, lr.size + 1, 100)
-    run = cptjax.Run("r", lr, n, steps, {"loss": np.asarray(cptjax.predict(law, lr, n, idx=steps - 1))})
+    """A real fit file (finite covariance): Eq. 4 on two CPT runs (one anneals), 0.2% noise."""
+    law, rng, runs = cptjax.preset("setting-a").general, np.random.default_rng(0), []
+    for name, cpt in (("const", S.constant(1500, 1e-4, warmup=20)), ("cos", S.cosine(1500, 1e-4, warmup=20))):
+        lr, n = S.join(S.wsd(3000, 2e-4, warmup=50, decay=0.2, final=2e-5), cpt)
+        steps = np.arange(50, lr.size + 1, 50)
+        y = np.asarray(cptjax.predict(law, lr, n, idx=steps - 1)) * np.exp(0.002 * rng.standard_normal(steps.size))
+        runs.append(cptjax.Run(name, lr, n, steps, {"loss": y}))
     path = tmp_path / "g.json"
-    cptjax.fit([run], "cpt", "loss", basins=1).save(path)
-    return json.loads(path.read_text())
+    cptjax.fit(runs, "cpt", "loss", basins=1).save(path)
+    d = json.loads(path.read_text())
+    assert cptjax.load_law(str(path)) is not None  # the unmutated file loads
+    return d
 
 
 @settings(max_examples=30, deadline=None)
@@ -129,7 +135,7 @@ def test_a_fit_file_is_checked_completely_when_read(tmp_path_factory, key, value
     d = dict(FIT)
     d[key] = value
     (tmp / "f.json").write_text(json.dumps(d))
-    src = named_error(lambda: cptjax.load_law(str(tmp / "f.json"), details=True), key, "f.json")
+    src = named_error(lambda: cptjax.load_law(str(tmp / "f.json"), details=True), key)
     if src is not None:  # what was accepted is usable and within its bounds
         assert src.data_range is None or 1 <= src.data_range <= S.MAX_STEPS
         assert src.lr_max is None or 0 < src.lr_max <= S.MAX_LR
@@ -158,7 +164,7 @@ def _toml(v):
         return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
     if isinstance(v, list):
         return "[" + ", ".join(_toml(x) for x in v) + "]"
-    return json.dumps(v)
+    return json.dumps(v, ensure_ascii=False)  # TOML has no surrogate-pair escapes
 
 
 @settings(max_examples=40, deadline=None)
@@ -174,7 +180,7 @@ def test_a_tune_study_refuses_nonsense_settings_before_any_trial(tmp_path_factor
     text = "\n".join(top + [f"{key} = {_toml(value)}", "[space]", "peak = [1e-4, 1e-3]", ""])
     tmp = tmp_path_factory.mktemp("study")
     (tmp / "s.toml").write_text(text)
-    named_error(lambda: cptjax.load_tune_study(str(tmp / "s.toml")), key, "s.toml", "lam", "train")
+    named_error(lambda: cptjax.load_tune_study(str(tmp / "s.toml")), key)
 
 
 @settings(max_examples=40, deadline=None)
@@ -218,10 +224,16 @@ def test_a_tuner_is_not_told_garbage():
                                          "domain_loss": np.linspace(3, 2, steps.size)})
     with pytest.raises(cptjax.InputError, match="general_loss"):
         tuner.tell(t, bad)
-    for junk in (None, {}, 3.0):
+    for junk in (None, {}, 3.0):  # not a run
         with pytest.raises(cptjax.InputTypeError, match="run"):
             tuner.tell(t, junk)
     assert tuner.n_trials == 0
+    good = cptjax.Run("x", lr, n, steps, {"general_loss": np.linspace(2.5, 2.6, steps.size),
+                                          "domain_loss": np.linspace(3, 2, steps.size)})
+    tuner.tell(t, good)
+    with pytest.raises(cptjax.InputError, match="already told"):
+        tuner.tell(t, good)
+    assert tuner.n_trials == 1
 
 
 # -- second pass: forecasts, watch, the Optuna sampler -----------------------------------------
@@ -288,3 +300,32 @@ def test_one_malformed_stored_trial_does_not_stop_an_optuna_study():
     with pytest.warns(UserWarning, match="not used"):
         tuner = s.tuner(study)
     assert tuner.n_trials == 0
+
+
+def test_a_fit_pair_in_the_wrong_order_or_twice_is_refused(tmp_path):
+    """GENERAL.json,DOMAIN.json: the fit files record their loss column, so the pair given the
+    other way round (or one file twice) is refused instead of designing with swapped laws."""
+    g, d = dict(FIT, column="general_loss"), dict(FIT, column="domain_loss")
+    (tmp_path / "g.json").write_text(json.dumps(g))
+    (tmp_path / "d.json").write_text(json.dumps(d))
+    with pytest.raises(cptjax.InputError, match="order"):
+        cptjax.load_law(f"{tmp_path / 'd.json'},{tmp_path / 'g.json'}")
+    with pytest.raises(cptjax.InputError, match="twice"):
+        cptjax.load_law(f"{tmp_path / 'g.json'},{tmp_path / 'g.json'}")
+    assert isinstance(cptjax.load_law(f"{tmp_path / 'g.json'},{tmp_path / 'd.json'}"), cptjax.LawPair)
+
+
+@pytest.mark.parametrize("kw", [{"weight_general": float("nan")}, {"weight_general": 5}, {"weight_general": "0.5"},
+                                {"columns": ("a",)}, {"columns": ("a", "a")}, {"steps": [3, 2, 1]},
+                                {"steps": [1.5, 2, 3]}, {"steps": [0, 1, 2]}, {"steps": [1, 2, 10**18]},
+                                {"general": [-1.0, 2.0, 2.0]}, {"general": ["a", "b", "c"]}])
+def test_report_curves_checks_what_it_stores(kw):
+    """What report_curves stores is what every worker's sampler reads back: refused when it is not
+    a pair of positive loss curves on increasing steps, or the weight is not a ratio."""
+    optuna = pytest.importorskip("optuna")
+    from cptjax.integrations.optuna import report_curves
+
+    args = {"steps": [1, 2, 3], "general": [2.0, 1.9, 1.8], "domain": [3.0, 2.5, 2.2], **kw}
+    trial = optuna.create_study().ask()
+    with pytest.raises(cptjax.InputError, match="report_curves"):
+        report_curves(trial, args.pop("steps"), args.pop("general"), args.pop("domain"), **args)

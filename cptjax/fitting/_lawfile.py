@@ -85,6 +85,7 @@ def load_law(spec: str, *, details: bool = False):
         g, d = (_one(p) for p in parts)
         if isinstance(g.law, LawPair) or isinstance(d.law, LawPair):
             raise InputError(f"{spec}: each of the two files must hold one law")
+        _check_order(parts, spec)
         pick = lambda a, b: min((v for v in (a, b) if v), default=None)
         src = LawSource(LawPair(g.law, d.law), (g.cov, d.cov), pick(g.data_range, d.data_range),
                         pick(g.lr_max, d.lr_max), (g.area_range, d.area_range), spec)
@@ -94,6 +95,22 @@ def load_law(spec: str, *, details: bool = False):
         if isinstance(src.law, LawPair):
             _check_pair(src.law, spec)
     return src if details else src.law
+
+
+def _check_order(parts, spec):
+    """GENERAL.json,DOMAIN.json: not one file twice, and not the other way round (a fit file
+    records the loss column it was fitted to)."""
+    if os.path.exists(parts[0]) and os.path.exists(parts[1]) and os.path.samefile(parts[0], parts[1]):
+        raise InputError(f"{spec}: the same fit file twice; give the general loss's fit, then the domain loss's")
+    cols = []
+    for p in parts:
+        try:
+            cols.append(str(json.loads(read_text(p, "law file", limit=64 << 20)).get("column", "")).lower())
+        except (ValueError, RecursionError, AttributeError):
+            cols.append("")
+    if "domain" in cols[0] and "general" in cols[1]:
+        raise InputError(f"{spec}: the first file is fitted to {cols[0]!r} and the second to {cols[1]!r}: the order "
+                         "is GENERAL.json,DOMAIN.json")
 
 
 def _check_pair(pair, spec):

@@ -179,11 +179,26 @@ def report_curves(trial: "optuna.Trial", steps, general, domain, *, weight_gener
     attributes, where :class:`CPTSampler` reads them on every worker; report the weighted loss at
     each step as the intermediate value (so that a pruner can act); return the weighted final loss,
     the objective value."""
-    steps = np.asarray(steps, np.int64).ravel()
-    g, d = (np.asarray(x, np.float64).ravel() for x in (general, domain))
-    if not (steps.size == g.size == d.size) or steps.size < 3:
+    if isinstance(weight_general, bool) or not (isinstance(weight_general, (int, float, np.floating))
+                                                and 0 <= weight_general <= 1):
+        raise InputError(f"report_curves: weight_general must be a number in [0, 1], got {weight_general!r}")
+    if not (isinstance(columns, (tuple, list)) and len(columns) == 2 and all(isinstance(c, str) for c in columns)
+            and columns[0] != columns[1]):
+        raise InputError(f"report_curves: columns must be two different column names, got {columns!r}")
+    try:
+        raw = np.asarray(steps, np.float64).ravel()
+        g, d = (np.asarray(x, np.float64).ravel() for x in (general, domain))
+    except (TypeError, ValueError):
+        raise InputError("report_curves: steps, general and domain must be arrays of numbers") from None
+    if not (raw.size == g.size == d.size) or raw.size < 3:
         raise InputError(f"report_curves: steps, general and domain must have the same length >= 3, "
-                         f"got {steps.size}, {g.size}, {d.size}")
+                         f"got {raw.size}, {g.size}, {d.size}")
+    if not (np.isfinite(raw).all() and (raw == np.round(raw)).all() and raw.min() >= 1 and raw.max() <= 1e7
+            and (np.diff(raw) > 0).all()):
+        raise InputError("report_curves: steps must be increasing whole CPT steps in [1, 10^7]")
+    steps = raw.astype(np.int64)
+    if ((g <= 0) | (d <= 0)).any():
+        raise InputError("report_curves: losses must be positive (NaN marks a missing value)")
     ok = np.isfinite(g) & np.isfinite(d)
     if not ok.any():
         raise InputError("report_curves: no step has both losses finite")

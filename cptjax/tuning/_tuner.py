@@ -325,6 +325,8 @@ class Tuner:
         step counter, e.g. the lab's); ``cpt_steps_only`` says which when that guess is wrong."""
         if not isinstance(trial, Trial):
             raise InputTypeError(f"tell: `trial` must be a Trial from ask(), got {type(trial).__name__}")
+        if any(t.trial.number == trial.number for t in self.told):
+            raise InputError(f"tell: trial {trial.number} was already told (each trial is told once)")
         if not isinstance(run, (Run, str, os.PathLike)):
             raise InputTypeError(f"tell: `run` must be a cptjax.Run or a log file path, got {type(run).__name__}")
         cpt = trial.schedule(self.pt[-1])
