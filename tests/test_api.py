@@ -48,7 +48,8 @@ def test_fit_result_round_trip_with_provenance(tmp_path):
     assert back.params == res.params and back.provenance == json.loads(json.dumps(p))
     np.testing.assert_allclose(back.cov, res.cov, rtol=1e-15)
     # the design's extrapolation checks see the provenance of a fit saved from Python
-    src = cptjax.load_law(f"{tmp_path / 'f.json'},{tmp_path / 'f.json'}", details=True)
+    (tmp_path / "f2.json").write_text((tmp_path / "f.json").read_text())  # one file twice is refused
+    src = cptjax.load_law(f"{tmp_path / 'f.json'},{tmp_path / 'f2.json'}", details=True)
     assert src.lr_max == pytest.approx(2e-4) and src.data_range == 5500 and src.area_range[0] is not None
 
 

@@ -19,7 +19,7 @@ import cptjax  # noqa: E402
 from cptjax import schedules as S  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
-FAST = settings(max_examples=40, deadline=None)
+FAST = settings(max_examples=25, deadline=None)
 ANY = (st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**30, 10**30) | st.booleans()
        | st.none() | st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=4)
        | st.lists(st.floats(-1e3, 1e3), max_size=3))
@@ -124,7 +124,7 @@ def _fit_file(tmp_path):
     return d
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(st.sampled_from(["data_range", "lr_range", "status"]), ANY)
 @example("data_range", 10**400).via("an integer no float holds")
 @example("lr_range", [-1.0, -0.5]).via("a negative LR range")
@@ -167,7 +167,7 @@ def _toml(v):
     return json.dumps(v, ensure_ascii=False)  # TOML has no surrogate-pair escapes
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.sampled_from(["seed", "timeout", "noise", "weight_general", "init_fraction", "columns", "lam"]), ANY)
 @example("train", "python t.py {schedule} {log} {nonexistent}").via("a template field that does not exist")
 @example("train", "python t.py {schedule} {log} {").via("a lone brace")
@@ -183,7 +183,7 @@ def test_a_tune_study_refuses_nonsense_settings_before_any_trial(tmp_path_factor
     named_error(lambda: cptjax.load_tune_study(str(tmp / "s.toml")), key)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.sampled_from(["noise", "n_candidates", "n_draws", "seed", "columns", "init_fraction", "weight_general"]), ANY)
 def test_tuner_arguments(name, value):
     space = cptjax.Space(steps=50, peak=(1e-4, 1e-3))
@@ -193,7 +193,7 @@ def test_tuner_arguments(name, value):
         assert name in str(e) or "Tuner" in str(e), str(e)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.sampled_from(["peak", "replay", "decay", "final", "warmup"]), ANY)
 @example("peak", (1e-4, 100.0)).via("an LR range in the wrong units")
 @example("warmup", -1).via("a negative warmup")
