@@ -25,7 +25,8 @@ class LawSource(NamedTuple):
     ``cov``: the parameter covariance of a fit file (``None`` for a preset or a bare law), or a
     ``(general, domain)`` pair of them for a pair; ``data_range``: joined steps of the longest run
     it was fitted on; ``lr_max``: the largest LR in those runs; ``area_range``: the CPT-area span
-    of the fitted runs (per law of a pair); ``name``: the spec it came from."""
+    of the fitted runs (per law of a pair); ``name``: the spec it came from; ``column``: the loss
+    column of a fit file."""
 
     law: Any
     cov: Any
@@ -33,6 +34,7 @@ class LawSource(NamedTuple):
     lr_max: float | None
     area_range: Any
     name: str
+    column: str | None = None  # the loss column a fit file was fitted to
 
 
 def _one(spec) -> LawSource:
@@ -53,7 +55,7 @@ def _one(spec) -> LawSource:
         p = fit.provenance
         cov = fit.cov if np.all(np.isfinite(fit.cov)) else None
         return LawSource(fit.law, cov, p.get("data_range"),
-                         p["lr_range"][1] if p.get("lr_range") else None, p.get("area_range"), spec)
+                         p["lr_range"][1] if p.get("lr_range") else None, p.get("area_range"), spec, fit.column)
     try:
         law = law_from_dict(d)
     except (ValueError, TypeError, RecursionError) as e:
@@ -85,7 +87,7 @@ def load_law(spec: str, *, details: bool = False):
         g, d = (_one(p) for p in parts)
         if isinstance(g.law, LawPair) or isinstance(d.law, LawPair):
             raise InputError(f"{spec}: each of the two files must hold one law")
-        _check_order(parts, spec)
+        _check_order(parts, (g.column, d.column), spec)
         pick = lambda a, b: min((v for v in (a, b) if v), default=None)
         src = LawSource(LawPair(g.law, d.law), (g.cov, d.cov), pick(g.data_range, d.data_range),
                         pick(g.lr_max, d.lr_max), (g.area_range, d.area_range), spec)
@@ -97,19 +99,14 @@ def load_law(spec: str, *, details: bool = False):
     return src if details else src.law
 
 
-def _check_order(parts, spec):
+def _check_order(parts, columns, spec):
     """GENERAL.json,DOMAIN.json: not one file twice, and not the other way round (a fit file
     records the loss column it was fitted to)."""
     if os.path.exists(parts[0]) and os.path.exists(parts[1]) and os.path.samefile(parts[0], parts[1]):
         raise InputError(f"{spec}: the same fit file twice; give the general loss's fit, then the domain loss's")
-    cols = []
-    for p in parts:
-        try:
-            cols.append(str(json.loads(read_text(p, "law file", limit=64 << 20)).get("column", "")).lower())
-        except (ValueError, RecursionError, AttributeError):
-            cols.append("")
-    if "domain" in cols[0] and "general" in cols[1]:
-        raise InputError(f"{spec}: the first file is fitted to {cols[0]!r} and the second to {cols[1]!r}: the order "
+    g, d = (str(c or "").lower() for c in columns)
+    if "domain" in g and "general" in d:
+        raise InputError(f"{spec}: the first file is fitted to {g!r} and the second to {d!r}: the order "
                          "is GENERAL.json,DOMAIN.json")
 
 
