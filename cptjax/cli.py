@@ -411,7 +411,7 @@ def cmd_forecast(args) -> int:
         warnings.simplefilter("always", cptjax.DataWarning)
         if args.n_pt is not None:  # a CPT run: both losses and the objective
             progress(f"fitting the CPT law to both losses of {args.log}", args.json)
-            fc = cptjax.forecast_cpt(cptjax.load_run(args.log, n_pt=args.n_pt), general=args.general,
+            fc = cptjax.forecast_cpt(cptjax.load_run(args.log, n_pt=args.n_pt, schedule=args.schedule), general=args.general,
                                      domain=args.domain, weight_general=args.weight_general, **opts)
         else:
             progress(f"fitting the annealing law to {args.log}" + (f" with {len(refs)} reference(s)" if refs else ""),

@@ -95,9 +95,9 @@ def test_not_worse_than_scipy_lbfgsb():
 
     wins = 0
     n = 8
-    for seed in range(n):
-        prob = cptjax.make_problem(synthetic(100 + seed), "cpt", "loss")
-        ours = cptjax.fit_batch([prob])[0].objective
+    probs = [cptjax.make_problem(synthetic(100 + seed), "cpt", "loss") for seed in range(n)]
+    for prob, res in zip(probs, cptjax.fit_batch(probs)):  # one batch (a batch equals single fits: below)
+        ours = res.objective
         f = jax.jit(jax.value_and_grad(lambda t: _fit.objective("cpt", (), t, prob.feats,
                                                                  prob.obs, prob.mask)))
         best = np.inf
@@ -199,9 +199,9 @@ def test_heavy_mpl_fit_searches_a_thinned_copy_and_reaches_the_full_search_optim
     law = cptjax.preset("mpl-100m")
     rng = np.random.default_rng(seed)
     runs = []
-    for lr in (S.cosine(6000, 3e-4, warmup=300, final=3e-5), S.constant(6000, 3e-4, warmup=300),
-               S.wsd(4000, 3e-4, warmup=300, decay=0.4, final=3e-5)):
-        st = np.arange(400, lr.size + 1, 40)
+    for lr in (S.cosine(3000, 3e-4, warmup=150, final=3e-5), S.constant(3000, 3e-4, warmup=150),
+               S.wsd(2000, 3e-4, warmup=150, decay=0.4, final=3e-5)):
+        st = np.arange(200, lr.size + 1, 25)
         y = np.asarray(law(lr, st - 1)) * np.exp(rng.normal(0, 1e-4, st.size))
         runs.append(cptjax.Run("r", lr, lr.size, st, {"loss": y}))
     full = cptjax.fit(runs, "mpl", "loss", coarse=False)

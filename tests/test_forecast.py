@@ -97,3 +97,28 @@ def test_cli_forecast(tmp_path, capsys):
     before = (tmp_path / "log.csv").read_bytes()
     assert main(["forecast", log, "--out", log]) == 2  # never overwrite the input
     assert (tmp_path / "log.csv").read_bytes() == before
+
+
+def test_a_schedule_gives_the_lr_of_a_log_without_one_and_is_checked_against_a_log_with_one(tmp_path):
+    """--schedule with a log that records no LR: the schedule gives it (it was an error); with a log
+    that records another LR: a warning naming the first step where they disagree."""
+    import warnings as w
+
+    law = cptjax.PTLaw(L0=2.4, A=0.55, alpha=0.5, C=0.45)
+    const = S.constant(20000, 3e-4, warmup=500)
+    steps = np.arange(100, 15001, 100)
+    y = np.asarray(cptjax.predict(law, const, idx=steps - 1))
+    (tmp_path / "lr.csv").write_text("step,lr,loss\n" + "".join(
+        f"{s},{float(const[s - 1])!r},{float(v)!r}\n" for s, v in zip(steps, y)))
+    (tmp_path / "nolr.csv").write_text("step,loss\n" + "".join(f"{s},{float(v)!r}\n" for s, v in zip(steps, y)))
+    ref = str(tmp_path / "lr.csv")
+    a = cptjax.forecast(tmp_path / "nolr.csv", schedule=const, reference=ref)
+    b = cptjax.forecast(ref, reference=ref)
+    assert a.alternatives[1]["loss"] == pytest.approx(b.alternatives[0]["loss"], rel=1e-6)  # stop now
+    with w.catch_warnings(record=True) as caught:
+        w.simplefilter("always")
+        cptjax.forecast(ref, schedule=const, reference=ref)
+        assert not [x for x in caught if "disagrees" in str(x.message)]
+        cptjax.forecast(ref, schedule=const / 3, reference=ref)
+    msg = [str(x.message) for x in caught if "disagrees" in str(x.message)]
+    assert len(msg) == 1 and "150 of 150" in msg[0] and "step 100" in msg[0], msg

@@ -80,3 +80,27 @@ def test_cli_cpt_mode(tmp_path):
     d = json.loads(p.stdout)
     alt = d["alternatives"][0]
     assert alt["loss"] == pytest.approx(0.3 * alt["general"]["loss"] + 0.7 * alt["domain"]["loss"], rel=1e-12)
+
+
+def _csv(path, run):
+    lines = ["step,lr,general_loss,domain_loss"] + [
+        f"{s},{float(run.lr[s - 1])!r},{float(a)!r},{float(b)!r}"
+        for s, a, b in zip(run.steps, run.losses["general_loss"], run.losses["domain_loss"])]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_reference_csv_without_a_pt_length_is_read_with_the_logs(tmp_path):
+    """A finished CPT run given as a plain CSV records no n_pt: it is read with the log's (a file
+    read as PT-only was fitted as a pre-training run), and said so; one with no CPT is refused."""
+    pt = S.constant(20000, 2e-4, warmup=500)
+    run, full, n = _log(pt, S.wsd(10000, 2e-4, warmup=300, decay=0.2), 26000)
+    ref, _, _ = _log(pt, S.cosine(10000, 2e-4, warmup=300), 30000, seed=1)
+    fc = cptjax.forecast_cpt(run, schedule=full, reference=str(_csv(tmp_path / "ref.csv", ref)))
+    g, d, obj = _truth(full, n)
+    assert fc.source == "reference" and any("n_pt = 20000" in x for x in fc.notes)
+    assert abs(fc.alternatives[0]["loss"] / obj - 1) < 0.01
+    pt_only = cptjax.Run("pt", pt, pt.size, ref.steps[ref.steps <= 20000],
+                         {c: v[ref.steps <= 20000] for c, v in ref.losses.items()})
+    with pytest.raises(cptjax.InputError, match="no CPT steps"):
+        cptjax.forecast_cpt(run, schedule=full, reference=[pt_only])

@@ -79,6 +79,14 @@ def test_sampler_continuous_space_and_errors():
         assert 3e-5 <= rec.peak <= 8e-4 and 0 <= rec.replay <= 0.75 and steps == STEPS
     # the first proposals are the space's corners
     assert s.recipe(study.trials[0].params)[0] == space.corners()[0]
+
+    def diverges(trial):
+        suggest_recipe(trial, s)
+        raise FloatingPointError("loss is NaN")
+    study.optimize(diverges, n_trials=1, catch=(FloatingPointError,))  # Optuna stores it as FAIL
+    failed = s.recipe(study.trials[-1].params)[0]
+    rebuilt = s.tuner(study)
+    assert [f.recipe for f in rebuilt.failed] == [failed] and rebuilt.n_trials == 3
     with pytest.raises(cptjax.InputError, match="same length"):
         report_curves(study.trials[0], [1, 2, 3], [1.0, 2.0], [1.0, 2.0, 3.0])
     with pytest.raises(cptjax.InputTypeError):

@@ -225,3 +225,23 @@ def test_tune_study_with_the_lab_trainer(tmp_path):
     f.write_text('train = "x {schedule} {log}"\n' + LAB_STUDY)
     with pytest.raises(cptjax.InputError, match="either"):
         cptjax.load_tune_study(f)
+
+
+def test_a_failed_trial_is_neither_asked_again_nor_recommended():
+    """tell(trial, None): the run failed or diverged. The true optimum, failed at full length, is
+    then neither the recommendation nor asked again; the history lists it as failed."""
+    rng = np.random.default_rng(3)
+    truth = {c: true_objective(c, 0.5) for c in CANDS}
+    best = min(truth, key=truth.get)
+    tuner = cptjax.Tuner(pt=PT, candidates=CANDS, steps=STEPS, weight_general=0.5, lam=0.999, seed=2)
+    near = sorted(CANDS, key=truth.get)[1:4]  # the runners-up, run at full length
+    for n, c in enumerate(near):
+        tuner.tell(cptjax.Trial(n, c, STEPS, STEPS), curves(c, STEPS, rng, every=60))
+    tuner.tell(cptjax.Trial(3, best, STEPS, STEPS), None)
+    with pytest.raises(cptjax.InputError, match="already told"):
+        tuner.tell(cptjax.Trial(3, best, STEPS, STEPS), None)
+    assert tuner.best().recipe in near  # a recipe that did not fail
+    tuner.asked = 99  # past the first design: the law's proposals
+    assert all(tuner.ask().recipe != best for _ in range(len(CANDS)))
+    rows = tuner.history()
+    assert [r["failed"] for r in rows] == [False, False, False, True]

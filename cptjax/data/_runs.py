@@ -363,7 +363,7 @@ def _csv_run(path, name, text, step_column, lr_column, loss_columns, *, schedule
                     raise DataError(f"{path}: row {rn}: step {row[idx[sc]].strip()!r} (column {sc!r}) "
                                     "is not a whole number")
                 rows_steps.append(int(round(step)))
-                rows_lr.append(_float(row[idx[lc]]) if schedule is None and idx[lc] < len(row) else math.nan)
+                rows_lr.append(_float(row[idx[lc]]) if lc in idx and idx[lc] < len(row) else math.nan)
                 for c in loss_columns:
                     cell = row[idx[c]] if idx[c] < len(row) else ""
                     nan_cells[c] += cell.strip().lower() == "nan"
@@ -650,6 +650,7 @@ def _assemble(path, name, rows_steps, rows_lr, rows_loss, report, *, schedule, n
             lr = _schedules.parse(schedule) if isinstance(schedule, str) else np.asarray(schedule, np.float64)
         except (TypeError, ValueError) as e:
             raise DataError(f"{path}: bad schedule ({e})") from None
+        _check_against_log(path, lr, steps + lr_shift, np.asarray(rows_lr, np.float64))
     else:
         _, lrv = _last_per_step(steps, np.asarray(rows_lr, np.float64))
         lr_steps = u + lr_shift
@@ -662,6 +663,25 @@ def _assemble(path, name, rows_steps, rows_lr, rows_loss, report, *, schedule, n
     keep = has_loss if has_loss.any() else np.ones(u.size, bool)
     return _finish(path, name, lr, n_pt, u[keep], {c: v[keep] for c, v in cols.items()}, size, replay,
                    report)
+
+
+def _check_against_log(path, lr, steps, logged):
+    """A schedule given for a log that records its own LR: warn where the two disagree (by more
+    than 5% of the logged peak at more than a tenth of the logged points) — the schedule is used."""
+    if logged.size != steps.size:
+        return
+    lr = np.asarray(lr, np.float64).ravel()
+    ok = np.isfinite(logged) & (steps >= 1) & (steps <= lr.size)
+    if ok.sum() < 3 or lr.size == 0:
+        return
+    s, v = steps[ok], logged[ok]
+    off = np.abs(lr[s - 1] - v) > 0.05 * np.abs(v).max()
+    if off.sum() > max(1, 0.1 * off.size):
+        i = int(np.argmax(off))
+        warnings.warn(f"{path}: the schedule given disagrees with the log's own LR at {int(off.sum())} of "
+                      f"{off.size} logged steps (first at step {int(s[i])}: logged {v[i]:.3g}, schedule "
+                      f"{lr[s[i] - 1]:.3g}); the schedule is used — check that it is this run's",
+                      DataWarning, stacklevel=3)
 
 
 def _finish(path, name, lr, n_pt, steps, cols, size, replay, report):

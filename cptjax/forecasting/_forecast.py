@@ -28,7 +28,7 @@ import numpy as np
 from .. import schedules as _schedules
 from ..laws import areas_numpy, check_law, check_schedule
 from ..data import Run, load_run
-from ..errors import FitError, InputError, InputTypeError
+from ..errors import DataWarning, FitError, InputError, InputTypeError
 from ..files import atomic_write, dumps
 
 __all__ = ["forecast", "watch", "Forecast", "COOLDOWN_SHAPES", "PRIOR_Q"]
@@ -340,12 +340,18 @@ def _is_fit_file(path) -> bool:
 
 
 def _as_run(log, full, what="log") -> Run:
+    """The log as a Run; a file read with the run's full schedule when it is known (it gives
+    the LR of a log that records none, and a log whose own LR disagrees with it is warned about)."""
     if isinstance(log, Run):
         return log
     if isinstance(log, (str, bytes)) or hasattr(log, "__fspath__"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return load_run(log)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run = load_run(log, schedule=full)
+        for w in caught:  # only the disagreement: the reader's other notes are about the LR it rebuilt
+            if "disagrees" in str(w.message):
+                warnings.warn(str(w.message), DataWarning, stacklevel=3)
+        return run
     raise InputTypeError(f"forecast: `{what}` must be a Run or a log file path, got {type(log).__name__}")
 
 

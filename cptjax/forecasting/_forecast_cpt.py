@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 
 from ..laws import Areas, areas_numpy
-from ..data import Run
+from ..data import Run, load_run
 from ._forecast import MODEL_SD, Forecast, _annealed, _as_run, _budget, _check_cooldown, _check_counts, _full_schedule, _is_fit_file, _futures, _identified, _sane
 from ._forecast import _draws as _param_draws
 from ..errors import FitError, InputError
@@ -120,6 +120,15 @@ def _fit_both(so_far, columns, reference):
     if reference is not None and pair is None:
         for r in (reference if isinstance(reference, (list, tuple)) else [reference]):
             rr = _as_run(r, None, "reference")
+            if not isinstance(r, Run) and rr.n_pt >= rr.lr.size:  # the file records no PT length
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    rr = load_run(r, n_pt=so_far.n_pt)
+                notes.append(f"reference {rr.name}: its PT length is not recorded; read with the log's "
+                             f"n_pt = {so_far.n_pt}")
+            if not 0 < rr.n_pt < rr.lr.size:
+                raise InputError(f"forecast: the reference {rr.name} has no CPT steps after its PT (n_pt = "
+                                 f"{rr.n_pt} of {rr.lr.size} steps): a CPT reference is a finished CPT run")
             missing = [c for c in columns if c not in rr.losses]
             if missing:
                 raise InputError(f"forecast: the reference {rr.name} has no loss column(s) {missing}")

@@ -115,11 +115,20 @@ class CPTSampler(BaseSampler):
     def tuner(self, study: "optuna.Study", number: int | None = None) -> Tuner:
         """A :class:`cptjax.Tuner` told every finished trial of ``study`` that reported its curves."""
         tuner = Tuner(**self._kw)
-        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
         for ft in sorted(done, key=lambda x: x.number):
             curves = ft.user_attrs.get(_ATTR)
-            if curves is None or not set(self.distributions()) <= set(ft.params):
+            if not set(self.distributions()) <= set(ft.params):
                 continue  # a trial from another sampler or objective: nothing to learn from
+            if ft.state == TrialState.FAIL:  # a run that failed or diverged: not proposed again
+                try:
+                    rec, steps = self.recipe(ft.params)
+                    tuner.tell(Trial(ft.number, rec, int(steps), tuner.steps), None)
+                except (InputError, TypeError, ValueError, OverflowError):
+                    pass
+                continue
+            if curves is None:
+                continue
             try:  # one malformed stored trial must not stop every worker of the study
                 rec, steps = self.recipe(ft.params)
                 if not (isinstance(steps, (int, np.integer)) and 1 <= steps <= tuner.steps):

@@ -283,6 +283,8 @@ def run_tune_study(study: dict, out: str, progress=None, workers: int = 1) -> di
                         tuner.tell(trial, e["log"])
                     except InputError as exc:
                         e["error"], e["log"] = f"broken log: {exc}", None
+                if e["error"] is not None:  # the tuner neither asks it again nor recommends it
+                    tuner.tell(trial, None)
                 spent += trial.steps
                 atomic_write(jpath, dumps([{"settings": settings}] + entries, indent=1))
                 if progress:

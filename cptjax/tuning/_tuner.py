@@ -286,6 +286,7 @@ class Tuner:
         self.told: list[_Told] = []
         self.asked = 0
         self._full = set()  # recipes asked at full length
+        self.failed: list[Trial] = []  # trials told as failed (tell(trial, None)): never recommended
         self.pt_run = None if pt_log is None else self._pt_run(pt_log)
         self.law, self._pred = None, None  # the fitted pair; predictions (draws x candidates)
 
@@ -304,7 +305,7 @@ class Tuner:
         pred = self._predictions()
         if pred is None:  # the law could not be fitted yet: keep filling the space
             return Trial(n, self.candidates[self.rng.integers(len(self.candidates))], self.steps, self.steps)
-        rec = int(np.argmin(self._mean[:, 0]))
+        rec = self._recommended_by_law()
         if self.verify and self.candidates[rec] not in self._full:
             # The recommendation itself has not been run at full length: run it (the law is a
             # model; its best guess is verified before the search moves on).
@@ -313,22 +314,30 @@ class Tuner:
         draw = pred[self.rng.integers(pred.shape[0])]
         order = np.argsort(draw)
         # not a recipe already run (or asked and still running: parallel workers) at full length
-        pick = next((int(i) for i in order if self.candidates[i] not in self._full), int(order[0]))
+        bad = {f.recipe for f in self.failed}
+        pick = next((int(i) for i in order if self.candidates[i] not in self._full),
+                    next((int(i) for i in order if self.candidates[i] not in bad), int(order[0])))
         self._full.add(self.candidates[pick])
         return Trial(n, self.candidates[pick], self.steps, self.steps)
 
     def tell(self, trial: Trial, run, *, cpt_steps_only: bool | None = None) -> None:
         """Record a trial's log: a :class:`Run` or a log file (any format ``load_run`` reads) with
-        the general and domain loss columns. The schedule is the one the trial asked for (the
+        the general and domain loss columns; ``None`` for a trial that failed or diverged (its
+        recipe is neither asked again nor recommended). The schedule is the one the trial asked for (the
         PT's joined to the recipe's). The log's steps count from the start of CPT, or from the
         start of PT when they go beyond the trial's length (a log that continues the PT run's
         step counter, e.g. the lab's); ``cpt_steps_only`` says which when that guess is wrong."""
         if not isinstance(trial, Trial):
             raise InputTypeError(f"tell: `trial` must be a Trial from ask(), got {type(trial).__name__}")
-        if any(t.trial.number == trial.number for t in self.told):
+        if any(t.trial.number == trial.number for t in self.told) or any(f.number == trial.number for f in self.failed):
             raise InputError(f"tell: trial {trial.number} was already told (each trial is told once)")
+        if run is None:
+            self.failed.append(trial)
+            self._full.add(trial.recipe)
+            return
         if not isinstance(run, (Run, str, os.PathLike)):
-            raise InputTypeError(f"tell: `run` must be a cptjax.Run or a log file path, got {type(run).__name__}")
+            raise InputTypeError(f"tell: `run` must be a cptjax.Run, a log file path or None (failed), got "
+                                 f"{type(run).__name__}")
         cpt = trial.schedule(self.pt[-1])
         lr, n_pt = _schedules.join(self.pt, cpt)
         if not isinstance(run, Run):
@@ -501,10 +510,18 @@ class Tuner:
         full-length trial, the law's lowest. A recipe the law prefers but no run has checked is
         the next trial (``verify``), not the recommendation: where the law is biased, the
         recommendation stays a measured recipe."""
-        full = sorted({self._index[t.trial.recipe] for t in self.told
-                       if t.trial.recipe in self._index and self._reached(t) >= self.steps})
+        bad = {f.recipe for f in self.failed}
+        full = sorted({self._index[t.trial.recipe] for t in self.told if t.trial.recipe in self._index
+                       and self._reached(t) >= self.steps and t.trial.recipe not in bad})
         m = self._mean[:, 0]
-        return int(full[int(np.argmin(m[full]))]) if full else int(np.argmin(m))
+        if full:
+            return int(full[int(np.argmin(m[full]))])
+        return self._recommended_by_law()
+
+    def _recommended_by_law(self) -> int:
+        """The law's (+ GP's) lowest predicted objective among the recipes that did not fail."""
+        bad = {f.recipe for f in self.failed}
+        return int(np.argmin(np.where([c in bad for c in self.candidates], np.inf, self._mean[:, 0])))
 
     def best(self) -> Recommendation:
         """The recommended recipe (see ``_recommended``): its predicted objective, the 90%
@@ -550,8 +567,11 @@ class Tuner:
 
     def history(self) -> list:
         """Every told trial: number, recipe, steps, the observed objective at its last point."""
-        return [{"number": t.trial.number, "recipe": t.trial.recipe.to_dict(), "steps": t.trial.steps,
-                 "observed_objective": self._observed(t)} for t in self.told]
+        rows = [{"number": t.trial.number, "recipe": t.trial.recipe.to_dict(), "steps": t.trial.steps,
+                 "observed_objective": self._observed(t), "failed": False} for t in self.told]
+        rows += [{"number": f.number, "recipe": f.recipe.to_dict(), "steps": f.steps, "observed_objective": None,
+                  "failed": True} for f in self.failed]
+        return sorted(rows, key=lambda r: r["number"])
 
 
 _LENGTHS = (0.15, 0.3, 0.6, 1.2)  # the residual GP's length scales tried, unit-scaled recipe space

@@ -22,6 +22,7 @@ Writes ``results/tune.json`` and ``results/tune.png``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import json
 import os
@@ -35,73 +36,126 @@ import cptjax
 from cptjax.files import atomic_write
 
 HERE = pathlib.Path(__file__).resolve().parent
-DIR = HERE / "tune"
-RUNS = DIR / "runs"
-PT_PEAK = 3e-3
-PT = f"wsd(steps=2000,peak={PT_PEAK:g},warmup=100,decay=0.2,final={PT_PEAK / 10:g})"
-STEPS = 500
-PEAKS = (1.5e-4, 3e-4, 6e-4, 1.2e-3, 2.4e-3, 4.8e-3)
-REPLAYS = (0.0, 0.1, 0.25, 0.5, 0.75)
-FAMILIES = ("cosine", "wsd")
-SEEDS = (0, 1)
 WEIGHTS = (0.2, 0.5, 0.8)
-MODEL = {"preset": "cpu", "d_model": 64, "seq_len": 64}
 
 
-def grid() -> list:
-    """The table's recipes (what cptjax.Tuner's candidates are): family x peak x replay."""
-    return [cptjax.Recipe(f, p, r, decay=0.2, final=0.0) for f in FAMILIES for p in PEAKS for r in REPLAYS]
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """One tabular benchmark: the lab model, the PT run, the CPT grid and where its runs live."""
+
+    name: str
+    folder: pathlib.Path
+    pt_name: str
+    pt: str
+    pt_peak: float
+    steps: int
+    peaks: tuple
+    replays: tuple
+    shapes: dict  # family -> Recipe keyword arguments (its shape)
+    seeds: tuple
+    model: dict
+    eval_interval: int = 25
+    domain: str = "CPython's source"
+
+    @property
+    def families(self) -> tuple:
+        return tuple(self.shapes)
+
+    def recipe(self, family, peak, replay) -> cptjax.Recipe:
+        return cptjax.Recipe(family, peak, replay, **self.shapes[family])
+
+    def grid(self) -> list:
+        """The table's recipes (what cptjax.Tuner's candidates are): family x peak x replay."""
+        return [self.recipe(f, p, r) for f in self.families for p in self.peaks for r in self.replays]
+
+    def pt_schedule(self) -> np.ndarray:
+        return cptjax.schedules.parse(self.pt)
+
+    def published(self) -> dict:
+        """The published CPT recipes, relative to the lab's PT peak (warm-ups from the PT's last LR).
+
+        Ibrahim et al. 2024 (arXiv 2403.08763): linear re-warm over 1% of the steps to the PT peak,
+        cosine to 0.1x of it, 5% replay (25% for a strong shift). Parmar et al. 2024 (arXiv
+        2407.07263): no re-warm, start at the PT minimum (0.1x the PT peak), cosine to 1/100 of that.
+        Wang et al. 2025 (the CPT paper's takeaway): re-warm to 10% of the PT peak (cosine to 0)."""
+        w, peak = self.steps // 100, self.pt_peak
+        return {"ibrahim-5%": cptjax.Recipe("cosine", peak, 0.05, final=0.1, warmup=w),
+                "ibrahim-25%": cptjax.Recipe("cosine", peak, 0.25, final=0.1, warmup=w),
+                "parmar": cptjax.Recipe("cosine", peak / 10, 0.0, final=0.01),
+                "wang-rewarm-10%": cptjax.Recipe("cosine", peak / 10, 0.0, final=0.0, warmup=w)}
 
 
-def published() -> dict:
-    """The published CPT recipes, relative to the lab's PT peak (warm-ups from the PT's last LR).
+# The project's table: every tuner choice was developed on it.
+MAIN = Spec("main", HERE / "tune", "wsd", "wsd(steps=2000,peak=0.003,warmup=100,decay=0.2,final=0.0003)",
+            3e-3, 500, (1.5e-4, 3e-4, 6e-4, 1.2e-3, 2.4e-3, 4.8e-3), (0.0, 0.1, 0.25, 0.5, 0.75),
+            {"cosine": {"decay": 0.2, "final": 0.0}, "wsd": {"decay": 0.2, "final": 0.0}}, (0, 1),
+            {"preset": "cpu", "d_model": 64, "seq_len": 64})
+# A held-out table, built after the tuner was frozen and never tuned on: another model (3 layers,
+# d_model 48, context 96), another PT (cosine to 10%, 1 500 steps), another domain (C headers),
+# another CPT length (400), other peaks, replays and shapes (WSD with a 30% cooldown).
+HELDOUT = Spec("heldout", HERE / "tune_heldout", "cos", "cosine(steps=1500,peak=0.002,warmup=75,final=0.0002)",
+               2e-3, 400, (1e-4, 2.5e-4, 6e-4, 1.5e-3, 4e-3), (0.0, 0.15, 0.35, 0.6),
+               {"cosine": {"final": 0.0}, "wsd": {"decay": 0.3, "final": 0.0}}, (0, 1),
+               {"preset": "cpu", "d_model": 48, "n_layer": 3, "n_head": 4, "seq_len": 96},
+               eval_interval=20, domain="C headers (/usr/include/*.h)")
+SPECS = {s.name: s for s in (MAIN, HELDOUT)}
+# The main table's constants, by their old names.
+DIR, RUNS, PT, PT_PEAK, STEPS = MAIN.folder, MAIN.folder / "runs", MAIN.pt, MAIN.pt_peak, MAIN.steps
+PEAKS, REPLAYS, FAMILIES, SEEDS, MODEL = MAIN.peaks, MAIN.replays, MAIN.families, MAIN.seeds, MAIN.model
 
-    Ibrahim et al. 2024 (arXiv 2403.08763): linear re-warm over 1% of the steps to the PT peak,
-    cosine to 0.1x of it, 5% replay (25% for a strong shift). Parmar et al. 2024 (arXiv
-    2407.07263): no re-warm, start at the PT minimum (0.1x the PT peak), cosine to 1/100 of that.
-    Wang et al. 2025 (the CPT paper's takeaway): re-warm to 10% of the PT peak (cosine to 0)."""
-    w = STEPS // 100
-    return {"ibrahim-5%": cptjax.Recipe("cosine", PT_PEAK, 0.05, final=0.1, warmup=w),
-            "ibrahim-25%": cptjax.Recipe("cosine", PT_PEAK, 0.25, final=0.1, warmup=w),
-            "parmar": cptjax.Recipe("cosine", PT_PEAK / 10, 0.0, final=0.01),
-            "wang-rewarm-10%": cptjax.Recipe("cosine", PT_PEAK / 10, 0.0, final=0.0, warmup=w)}
+
+def grid(spec=MAIN) -> list:
+    return spec.grid()
 
 
-def pt_schedule() -> np.ndarray:
-    return cptjax.schedules.parse(PT)
+def published(spec=MAIN) -> dict:
+    return spec.published()
 
 
-def grid_stage():
-    sched_dir = DIR / "schedules"
+def pt_schedule(spec=MAIN) -> np.ndarray:
+    return spec.pt_schedule()
+
+
+def _family_text(family, shape) -> str:
+    if family == "cosine":
+        return f'cosine = "cosine(steps={{steps}},peak={{peak}},final={shape.get("final", 0.0):g})"'
+    return f'wsd = "wsd(steps={{steps}},peak={{peak}},decay={shape["decay"]:g},final={shape.get("final", 0.0):g})"'
+
+
+def grid_stage(spec=MAIN):
+    if any(s.get("final", 0.0) != 0.0 for s in spec.shapes.values()):
+        raise SystemExit("a grid family's final LR must be 0 (the lab's text form takes an absolute LR)")
+    sched_dir = spec.folder / "schedules"
     os.makedirs(sched_dir, exist_ok=True)
-    last = float(pt_schedule()[-1])
-    model = [f"{k} = {json.dumps(v)}" for k, v in MODEL.items()]
-    toml = ['name = "tune-grid"', "seed = 0", "eval_interval = 25", "eval_batches = 8", "[model]", *model,
-            "[pt]", f'wsd = "{PT}"', "[cpt]", f"steps = {STEPS}", "[cpt.schedules]",
-            f'cosine = "cosine(steps={{steps}},peak={{peak}},final=0)"',
-            f'wsd = "wsd(steps={{steps}},peak={{peak}},decay=0.2,final=0)"']
+    last = float(spec.pt_schedule()[-1])
+    model = [f"{k} = {json.dumps(v)}" for k, v in spec.model.items()]
+    toml = [f'name = "tune-{"grid" if spec is MAIN else spec.name}"', "seed = 0", f"eval_interval = {spec.eval_interval}", "eval_batches = 8",
+            "[model]", *model, "[pt]", f'{spec.pt_name} = "{spec.pt}"', "[cpt]", f"steps = {spec.steps}",
+            "[cpt.schedules]", *(_family_text(f, s) for f, s in spec.shapes.items())]
     rel = lambda p: os.path.relpath(p, HERE.parents[1])
-    for name, rec in published().items():
+    pub = spec.published()
+    for name, rec in pub.items():
         path = sched_dir / f"{name}.csv"
-        atomic_write(path, cptjax.schedules.to_csv(rec.schedule(STEPS, last)))
+        atomic_write(path, cptjax.schedules.to_csv(rec.schedule(spec.steps, last)))
         toml.append(f'"{name}" = "file({rel(path)})"')
-    for seed in SEEDS:  # seed 0 of everything first
-        toml += ["[[cpt.grid]]", 'pt = ["wsd"]', f"schedule = {list(FAMILIES)}".replace("'", '"'),
-                 f"peak = {list(PEAKS)}", f"replay = {list(REPLAYS)}", f"seed = [{seed}]"]
-        for name, rec in published().items():
-            toml += ["[[cpt.grid]]", 'pt = ["wsd"]', f'schedule = ["{name}"]', f"peak = [{rec.peak!r}]",
+    for seed in spec.seeds:  # seed 0 of everything first
+        toml += ["[[cpt.grid]]", f'pt = ["{spec.pt_name}"]', f"schedule = {list(spec.families)}".replace("'", '"'),
+                 f"peak = {list(spec.peaks)}", f"replay = {list(spec.replays)}", f"seed = [{seed}]"]
+        for name, rec in pub.items():
+            toml += ["[[cpt.grid]]", f'pt = ["{spec.pt_name}"]', f'schedule = ["{name}"]', f"peak = [{rec.peak!r}]",
                      f"replay = [{rec.replay!r}]", f"seed = [{seed}]"]
-    atomic_write(DIR / "grid.toml", "\n".join(toml) + "\n")
-    print(f"wrote {DIR / 'grid.toml'}: train it with  cptjax lab {rel(DIR / 'grid.toml')} --out DIR")
+    atomic_write(spec.folder / "grid.toml", "\n".join(toml) + "\n")
+    extra = "" if spec is MAIN else " --domain /usr/include/*.h"
+    print(f"wrote {spec.folder / 'grid.toml'}: train it with  cptjax lab {rel(spec.folder / 'grid.toml')} --out DIR{extra}")
 
 
-def pack_stage(src, dest=RUNS):
+def pack_stage(src, dest=RUNS, skip_pt=False):
     """Store the trained runs gzipped in ``dest`` (and the manifest)."""
     os.makedirs(dest, exist_ok=True)
     src = pathlib.Path(src)
     n = 0
     for p in sorted(src.glob("*.csv")):
-        if p.name.startswith("pt-") and dest != RUNS:
+        if p.name.startswith("pt-") and skip_pt:
             continue  # the off-grid study's PT run is the table's
         atomic_write(dest / (p.name + ".gz"), gzip.compress(p.read_bytes(), mtime=0))
         n += 1
@@ -114,7 +168,9 @@ class Table:
     """The stored runs: per recipe and seed, the CPT-phase evaluation points (steps counted from
     the start of CPT) of both losses; the PT run's log."""
 
-    def __init__(self, folder=RUNS):
+    def __init__(self, spec=MAIN):
+        self.spec = spec
+        folder, grid_ = spec.folder / "runs", spec.grid()
         self.curves, self.extra = {}, {}
         self.pt_log = None
         for p in sorted(pathlib.Path(folder).glob("*.csv.gz")):
@@ -128,13 +184,13 @@ class Table:
             ok = (s > run.n_pt) & np.isfinite(g) & np.isfinite(d)
             self.n_pt = run.n_pt
             entry = (s[ok] - run.n_pt, g[ok], d[ok])
-            if fam in FAMILIES:
-                rec = next(r for r in grid() if r.family == fam and np.isclose(r.peak, peak)
+            if fam in spec.families:
+                rec = next(r for r in grid_ if r.family == fam and np.isclose(r.peak, peak)
                            and np.isclose(r.replay, rep))
                 self.curves.setdefault(rec, {})[seed] = entry
             else:
                 self.extra.setdefault(fam, {})[seed] = entry
-        self.recipes = [r for r in grid() if r in self.curves]
+        self.recipes = [r for r in grid_ if r in self.curves]
 
     def final(self, entry, lam1):
         _, g, d = entry
@@ -177,8 +233,8 @@ def random_search(table, lam1, budget, rng):
     out, spent, best = [], 0, (np.inf, None)
     for i in order:
         rec = table.recipes[i]
-        run = table.trial(rec, STEPS, rng)
-        spent += STEPS
+        run = table.trial(rec, table.spec.steps, rng)
+        spent += table.spec.steps
         obj = lam1 * run.losses["general_loss"][-1] + (1 - lam1) * run.losses["domain_loss"][-1]
         best = min(best, (obj, i))
         out.append((spent, table.recipes[best[1]]))
@@ -192,18 +248,19 @@ def optuna_search(table, lam1, budget, rng, pruner=False):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=int(rng.integers(2**31)))
-    prune = optuna.pruners.HyperbandPruner(min_resource=25, max_resource=STEPS, reduction_factor=3) \
-        if pruner else optuna.pruners.NopPruner()
+    spec = table.spec
+    prune = optuna.pruners.HyperbandPruner(min_resource=spec.eval_interval, max_resource=spec.steps,
+                                           reduction_factor=3) if pruner else optuna.pruners.NopPruner()
     study = optuna.create_study(sampler=sampler, pruner=prune)
-    fams, peaks, reps = sorted({r.family for r in table.recipes}), PEAKS, REPLAYS
+    fams, peaks, reps = sorted({r.family for r in table.recipes}), spec.peaks, spec.replays
     out, spent = [], 0
     while spent < budget:
         t = study.ask()
-        rec = cptjax.Recipe(t.suggest_categorical("family", fams), t.suggest_categorical("peak", peaks),
-                            t.suggest_categorical("replay", reps), decay=0.2, final=0.0)
-        run = table.trial(rec, STEPS, rng)
+        rec = spec.recipe(t.suggest_categorical("family", fams), t.suggest_categorical("peak", peaks),
+                          t.suggest_categorical("replay", reps))
+        run = table.trial(rec, spec.steps, rng)
         obj = lam1 * run.losses["general_loss"] + (1 - lam1) * run.losses["domain_loss"]
-        state, used = None, STEPS
+        state, used = None, spec.steps
         for k, v in zip(run.steps, obj):
             t.report(float(v), int(k))
             if pruner and t.should_prune():
@@ -217,12 +274,12 @@ def optuna_search(table, lam1, budget, rng, pruner=False):
         done = [x for x in study.trials if x.state == optuna.trial.TrialState.COMPLETE]
         if done:
             p = study.best_trial.params
-            out.append((spent, cptjax.Recipe(p["family"], p["peak"], p["replay"], decay=0.2, final=0.0)))
+            out.append((spent, spec.recipe(p["family"], p["peak"], p["replay"])))
     return out
 
 
 def cptjax_search(table, lam1, budget, rng, noise):
-    tuner = cptjax.Tuner(candidates=table.recipes, steps=STEPS, pt=pt_schedule(), weight_general=lam1,
+    tuner = cptjax.Tuner(candidates=table.recipes, steps=table.spec.steps, pt=table.spec.pt_schedule(), weight_general=lam1,
                          noise=noise, pt_log=table.pt_log, seed=int(rng.integers(2**31)))
     out, spent, trials = [], 0, []
     while spent < budget:
@@ -238,7 +295,7 @@ def offgrid_result(table, lam1):
     """The continuous-mode recommendation for ``lam1``, trained with 3 seeds: its measured
     objective (mean, sd) and regret against the grid's best."""
     rec_path, runs = OFFGRID / "recommendations.json", OFFGRID / "runs"
-    if not (rec_path.exists() and runs.exists()):
+    if table.spec is not MAIN or not (rec_path.exists() and runs.exists()):
         return None
     name = f"offgrid-l{lam1:g}"
     rec = json.loads(rec_path.read_text()).get(name)
@@ -267,22 +324,24 @@ def regret_curve(table, lam1, trace, grid_steps):
     return out
 
 
-def bench_stage(quick=False, repeats=None):
-    table = Table()
-    budget = 12 * STEPS if quick else 20 * STEPS
-    grid_steps = np.arange(STEPS // 2, budget + 1, STEPS // 2)
+def bench_stage(quick=False, repeats=None, spec=MAIN):
+    table = Table(spec)
+    steps = spec.steps
+    budget = 12 * steps if quick else 20 * steps
+    grid_steps = np.arange(steps // 2, budget + 1, steps // 2)
     n_cheap = repeats or (5 if quick else 50)
     n_tuner = repeats or (2 if quick else 10)
     weights = WEIGHTS[1:2] if quick else WEIGHTS
-    res = {"table": {"recipes": len(table.recipes), "seeds": len(SEEDS), "steps": STEPS, "pt": PT,
-                     "peaks": PEAKS, "replays": REPLAYS, "families": FAMILIES, "n_pt": table.n_pt},
+    res = {"table": {"name": spec.name, "recipes": len(table.recipes), "seeds": len(spec.seeds), "steps": steps,
+                     "pt": spec.pt, "peaks": spec.peaks, "replays": spec.replays, "shapes": spec.shapes,
+                     "model": spec.model, "domain": spec.domain, "n_pt": table.n_pt},
            "budget_steps": int(budget), "grid_steps": grid_steps.tolist(), "weights": {}}
     t0 = time.time()
     for lam1 in weights:
         noise, best = table.noise(lam1), table.best(lam1)
         best_rec = min(table.recipes, key=lambda r: table.objective(r, lam1))
         entry = {"seed_noise": noise, "best_objective": best, "best_recipe": best_rec.to_dict(),
-                 "published": {n: {"regret": table.objective(n, lam1) - best, "steps": STEPS}
+                 "published": {n: {"regret": table.objective(n, lam1) - best, "steps": steps}
                                for n in table.extra},
                  "strategies": {}}
         strategies = {"random": (n_cheap, lambda rng: random_search(table, lam1, budget, rng)),
@@ -304,16 +363,16 @@ def bench_stage(quick=False, repeats=None):
                 "final_median": float(med[-1])}
         entry["offgrid"] = offgrid_result(table, lam1)
         res["weights"][str(lam1)] = entry
-    plot(res, quick)
+    plot(res, quick, spec)
     return res
 
 
-def plot(res, quick):
+def plot(res, quick, spec=MAIN):
     from experiments._common import ROOT, plt, save
 
     ws = list(res["weights"])
     fig, axes = plt.subplots(1, len(ws), figsize=(5 * len(ws), 4), squeeze=False)
-    x = np.asarray(res["grid_steps"]) / STEPS
+    x = np.asarray(res["grid_steps"]) / spec.steps
     for ax, w in zip(axes[0], ws):
         e = res["weights"][w]
         for name, s in e["strategies"].items():
@@ -327,7 +386,8 @@ def plot(res, quick):
         ax.set_ylabel("regret (nats/byte)")
         ax.set_title(f"lambda1 = {w}")
     axes[0][0].legend(fontsize=7)
-    save(str(ROOT / "experiments" / "results"), "tune" + ("_quick" if quick else ""), res, fig)
+    name = "tune" + ("" if spec is MAIN else f"_{spec.name}") + ("_quick" if quick else "")
+    save(str(ROOT / "experiments" / "results"), name, res, fig)
 
 
 OFFGRID = DIR / "offgrid"
@@ -380,16 +440,19 @@ def main(argv=None):
     ap.add_argument("src", nargs="?", help="pack: the folder cptjax lab wrote")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--table", choices=sorted(SPECS), default="main",
+                    help="main: the project's table; heldout: the table built after the tuner was frozen")
     args = ap.parse_args(argv)
+    spec = SPECS[args.table]
     if args.stage == "grid":
-        return grid_stage()
+        return grid_stage(spec)
     if args.stage == "pack":
-        return pack_stage(args.src)
+        return pack_stage(args.src, spec.folder / "runs")
     if args.stage == "offgrid":
         return offgrid_stage()
     if args.stage == "pack-offgrid":
-        return pack_stage(args.src, OFFGRID / "runs")
-    return bench_stage(args.quick, args.repeats)
+        return pack_stage(args.src, OFFGRID / "runs", skip_pt=True)
+    return bench_stage(args.quick, args.repeats, spec)
 
 
 if __name__ == "__main__":
