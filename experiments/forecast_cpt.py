@@ -3,7 +3,8 @@ lab's real CPT runs (experiments/lab/runs: a 0.1M-parameter byte-level GPT, PT 3
 prose, CPT 1 500 steps on code): from the run whose CPT LR stays constant, truncated where a WSD
 CPT run of the same PT and peak starts its cooldown, forecast the WSD run's final general and
 domain losses and their λ1 = 0.5 objective — with C from the log itself (the PT part anneals in the
-``annealed`` runs; in the ``constant`` runs nothing in the log anneals and the forecast refuses)
+``annealed`` runs; in the ``constant`` runs nothing in the log anneals and C comes from the PT prior,
+``source`` says which)
 and with C from a reference (the cosine CPT run of the same PT and peak, fitted jointly) —
 against what the WSD run measured; the band's coverage. 2 PT kinds x 2 peaks = 4 branches."""
 

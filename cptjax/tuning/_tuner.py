@@ -220,6 +220,10 @@ class Tuner:
             are predicted far better at 0.99).
         verify: when the recommended recipe has not been run at full length, the next trial runs
             it (then Thompson sampling again): every recommendation is checked against a real run.
+        probe: a trial's cost in the acquisition: a recipe Thompson sampling picks that no trial
+            has run yet and whose probability of being the best is below ``probe`` is first run
+            short (``init_fraction`` of the steps: the law predicts the rest), at full length only
+            if it is picked again. ``0`` runs every pick at full length.
         seed: seeds the candidate draws, Thompson sampling and the parameter draws.
 
     Example::
@@ -236,7 +240,8 @@ class Tuner:
                  candidates: Sequence[Recipe] | None = None, steps: int | None = None,
                  init_fraction: float = 0.5, noise: float = 0.005, n_candidates: int = 256,
                  n_draws: int = 128, columns=("general_loss", "domain_loss"), pt_log=None,
-                 lam=None, lams: Sequence[float] = None, verify: bool = True, seed: int = 0):
+                 lam=None, lams: Sequence[float] = None, verify: bool = True, probe: float = 0.0,
+                 seed: int = 0):
         if space is None and not candidates:
             raise InputError("Tuner: give a search `space`, or `candidates` (a list of Recipe)")
         if candidates is not None and not all(isinstance(c, Recipe) for c in candidates):
@@ -265,6 +270,9 @@ class Tuner:
         self.rng = np.random.default_rng(seed)
         self.seed, self.n_draws, self.columns, self.lam = seed, int(n_draws), tuple(columns), lam
         self.verify = bool(verify)
+        if not (real(probe) and 0 <= probe <= 1):
+            raise InputError(f"Tuner: probe must be a probability in [0, 1], got {probe!r}")
+        self.probe = float(probe)
         for v in (LAMS if lams is None else lams) if lam is None else ([] if lam == "profile" else [lam]):
             check_lam(v, law=True)
         self.lams = tuple(float(v) for v in (LAMS if lams is None else lams))
@@ -287,6 +295,7 @@ class Tuner:
         self.asked = 0
         self._full = set()  # recipes asked at full length
         self.failed: list[Trial] = []  # trials told as failed (tell(trial, None)): never recommended
+        self._probed = set()  # recipes asked short
         self.pt_run = None if pt_log is None else self._pt_run(pt_log)
         self.law, self._pred = None, None  # the fitted pair; predictions (draws x candidates)
 
@@ -301,6 +310,7 @@ class Tuner:
         n = self.asked
         self.asked += 1
         if n < len(self._init):
+            self._probed.add(self._init[n])
             return Trial(n, self._init[n], self.init_steps, self.steps)
         pred = self._predictions()
         if pred is None:  # the law could not be fitted yet: keep filling the space
@@ -317,7 +327,13 @@ class Tuner:
         bad = {f.recipe for f in self.failed}
         pick = next((int(i) for i in order if self.candidates[i] not in self._full),
                     next((int(i) for i in order if self.candidates[i] not in bad), int(order[0])))
-        self._full.add(self.candidates[pick])
+        c = self.candidates[pick]
+        if self.probe and c not in self._probed:
+            wins = np.argmin(np.where([x in bad for x in self.candidates], np.inf, pred), axis=1)
+            if np.mean(wins == pick) < self.probe:  # exploration: a short run costs less
+                self._probed.add(c)
+                return Trial(n, c, self.init_steps, self.steps)
+        self._full.add(c)
         return Trial(n, self.candidates[pick], self.steps, self.steps)
 
     def tell(self, trial: Trial, run, *, cpt_steps_only: bool | None = None) -> None:
