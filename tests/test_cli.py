@@ -155,8 +155,8 @@ def test_design_with_the_mpl_term_law_from_fit_files(tmp_path, capsys):
                                                            "cov": np.diag((0.01 * x) ** 2).tolist()}))
     d = tmp_path / "out"
     assert cli.main(["design", "--law", f"{tmp_path / 'g.json'},{tmp_path / 'd.json'}",
-                     "--pt", "wsd(steps=3000,peak=2e-4,warmup=100,decay=0.2,final=2e-5)",
-                     "--cpt-steps", "1200", "--iterations", "200", "--out", str(d)]) == 0
+                     "--pt", "wsd(steps=2000,peak=2e-4,warmup=100,decay=0.2,final=2e-5)",
+                     "--cpt-steps", "600", "--iterations", "200", "--out", str(d)]) == 0
     out = capsys.readouterr().out
     assert "P(plan beats it)" in out and "law variants: none" in out
     rep = json.loads((d / "report.json").read_text())
