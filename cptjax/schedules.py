@@ -220,6 +220,14 @@ def _lr_array(x, name) -> np.ndarray:
     return a
 
 
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
+
+
 def from_file(path) -> np.ndarray:
     """Load a per-step LR array from ``.npy`` or ``.csv``/``.txt`` (one column, or a column
     named ``lr``)."""
@@ -256,13 +264,21 @@ def from_file(path) -> np.ndarray:
             first = text.split("\n", 1)[0]
             skip = 0
             col = None
-            if any(c.isalpha() for c in first):
-                names = [c.strip() for c in first.split(",")]
+            names = [c.strip() for c in first.split(",")]
+            if not all(_is_number(c) for c in names):  # a header ("1e-4", "nan" are numbers: data)
                 col = names.index("lr") if "lr" in names else (0 if len(names) == 1 else None)
                 if col is None:
                     raise InputError(f"file({path}): CSV has several columns and none named 'lr'")
                 skip = 1
             arr = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=skip, usecols=col, ndmin=1)
+            step = next((i for i, c in enumerate(names) if c.lower() in ("step", "cpt_step", "global_step",
+                                                                           "iter", "iteration", "_step")), None)
+            if skip and step is not None:
+                st = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, usecols=step, ndmin=1)
+                if st.size > 1 and not np.all(np.diff(st) == 1):
+                    raise InputError(f"file({path}): its {names[step]!r} column skips steps (a log?): file() "
+                                     "needs one LR per step — read a training log with load_run (cptjax fit "
+                                     "LOG), or give the schedule in text form")
     except ValueError as e:
         if str(e).startswith("file("):
             raise

@@ -224,7 +224,7 @@ def test_a_tuner_is_not_told_garbage():
                                          "domain_loss": np.linspace(3, 2, steps.size)})
     with pytest.raises(cptjax.InputError, match="general_loss"):
         tuner.tell(t, bad)
-    for junk in (None, {}, 3.0):  # not a run
+    for junk in ({}, 3.0):  # not a run (None: the trial failed)
         with pytest.raises(cptjax.InputTypeError, match="run"):
             tuner.tell(t, junk)
     assert tuner.n_trials == 0

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from .. import schedules as _schedules
-from ..errors import DataError, DataWarning, InputError
+from ..errors import DataError, DataWarning, InputError, InputTypeError
 
 __all__ = ["Run", "load_run", "DataError", "DataWarning"]
 
@@ -247,7 +247,9 @@ def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None
 
     JSON: ``{"lr": [...] | "schedule": "...", "n_pt": int, "steps": [...], "losses": {...}}``.
     """
-    path = os.fspath(path)
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise InputTypeError(f"load_run: `path` must be a file path, got {type(path).__name__}")
+    path = os.fsdecode(os.fspath(path))
     if os.path.isdir(path):  # a TensorBoard log folder (Lightning: lightning_logs/version_0/)
         path = _newest_event_file(path)
     name = os.path.basename(path)
@@ -339,6 +341,9 @@ def _csv_run(path, name, text, step_column, lr_column, loss_columns, *, schedule
              total_steps):
     """A delimited text log (CSV, W&B, Lightning; ``# key: value`` header lines) or JSON Lines."""
     meta, text = _csv_meta(path, text.replace("\r\n", "\n").replace("\r", "\n"))
+    if n_pt is not None and meta.get("n_pt") not in (None, n_pt):
+        warnings.warn(f"{path}: n_pt = {n_pt} given, the file's header says n_pt: {meta['n_pt']}; {n_pt} is used",
+                      DataWarning, stacklevel=3)
     n_pt = meta.get("n_pt", n_pt) if n_pt is None else n_pt
     replay = meta.get("replay", replay) if replay is None else replay
     size = meta.get("size", size) if size is None else size
@@ -441,7 +446,8 @@ def _columns(path, header, step_column, lr_column, loss_columns, schedule):
         # batch counter, not the training step: left out unless named.
         loss_columns = loss_columns or [c for c in header if "loss" in c.lower() and c not in (sc, lc)
                                         and not (c.lower().startswith("val") and c.endswith("_step"))
-                                        and not c.endswith(("__MIN", "__MAX"))]  # a W&B panel's band
+                                        and not c.endswith(("__MIN", "__MAX"))  # a W&B panel's band
+                                        and "scale" not in c.lower()]  # fp16's loss_scale is not a loss
         if not loss_columns:
             raise DataError(f"{path}: no loss columns found; name them with loss_columns / --loss-column")
     for c in loss_columns:
@@ -536,8 +542,10 @@ def _hf_run(path, name, d, loss_columns, **kw):
             odd[key] += 1
         return math.nan
 
+    no_step = 0
     for i, e in enumerate(hist):
         if not isinstance(e, dict) or "step" not in e:
+            no_step += isinstance(e, dict) and any(c in e for c in cols)
             continue
         st = e["step"]
         if isinstance(st, bool) or not isinstance(st, (int, float)) or not math.isfinite(st) or st != round(st):
@@ -547,6 +555,9 @@ def _hf_run(path, name, d, loss_columns, **kw):
         lrs.append(number(lr_key, e.get(lr_key)))
         for c in cols:
             losses[c].append(number(c, e.get(c)))
+    if no_step:
+        warnings.warn(f"{path}: {no_step} log_history entr{'y' if no_step == 1 else 'ies'} with a loss but no 'step' "
+                      "were left out", DataWarning, stacklevel=3)
     if odd:
         warnings.warn(f"{path}: log_history values that are not numbers were left out: "
                       + ", ".join(f"{n} × {k!r}" for k, n in sorted(odd.items())), DataWarning, stacklevel=3)
@@ -581,7 +592,7 @@ def _tensorboard_run(path, name, loss_columns, lr_column, **kw):
                         f"tags are {tags[:8]}")
     # Megatron-LM also logs "lm loss vs samples" / "vs tokens" (another x-axis): left out unless named.
     cols = list(loss_columns) if loss_columns else [t for t in tags if "loss" in t.lower() and t != lr_tag
-                                                    and " vs " not in t]
+                                                    and " vs " not in t and "scale" not in t.lower()]
     for c in cols:
         if c not in tags:
             raise DataError(f"{path}: no scalar tag {c!r}; tags are {tags[:8]}")

@@ -151,9 +151,12 @@ def make_problem(runs, kind: str, column: str, *, target: str = "general", form:
         raise InputError(f"`eps` (LR weight of S2) must be in [0, 1), got {eps!r}")
     if lam is not None and not 0 < float(lam) < 1:
         raise InputError(f"`lam` (momentum decay) must be in (0, 1), got {lam!r}")
-    if isinstance(runs, (Run, str, os.PathLike)):
+    if isinstance(runs, (Run, str, bytes, os.PathLike)):
         runs = [runs]
-    runs = [load_run(r) if isinstance(r, (str, os.PathLike)) else r for r in runs]
+    if isinstance(runs, dict) or not hasattr(runs, "__iter__"):
+        raise InputTypeError(f"runs must be a cptjax.Run, a file path or a list of them, got {type(runs).__name__}")
+    runs = list(runs)
+    runs = [load_run(r) if isinstance(r, (str, bytes, os.PathLike)) else r for r in runs]
     if not runs:
         raise DataError("no runs to fit")
     bad = next((r for r in runs if not isinstance(r, Run)), None)
@@ -180,8 +183,8 @@ def make_problem(runs, kind: str, column: str, *, target: str = "general", form:
     if extra and extra[0].size == 0:  # e.g. no decrement at all: one inert entry keeps shapes
         extra = [np.full(1, v, np.float64) for v in cls.extra_pad]
     if pad_to is not None:
-        if pad_to < n:
-            raise InputError(f"pad_to={pad_to} < {n} points")
+        if isinstance(pad_to, bool) or not isinstance(pad_to, (int, np.integer)) or not n <= pad_to <= max(4 * n, 1 << 16):
+            raise InputError(f"pad_to must be an integer from the {n} points to {max(4 * n, 1 << 16):,}, got {pad_to!r}")
         pts = [np.concatenate([f, np.repeat(f[:1], pad_to - n)]) for f in pts]
         obs = np.concatenate([obs, np.ones(pad_to - n)])
         mask = np.concatenate([mask, np.zeros(pad_to - n, bool)])

@@ -174,21 +174,28 @@ def forecast(log, *, column: str | None = None, budget: int | None = None, sched
         m, lo, hi = _at_end(law, draws, lr, sd, a)
         alternatives.append({"name": name, "end": int(lr.size), "loss": m, "lo": lo, "hi": hi})
         curves[name] = (x, _value({k: float(getattr(law, k)) for k in law.param_names()}, a))
-    _sane(alternatives + table, source)
     y = log_run.losses[column]
+    _sane(alternatives + table, source, float(y[-1]), sd)
     return Forecast(t, float(y[-1]), int(budget) if budget else None, cooldown, float(final), law, source,
                     alternatives, table, best, res, notes, curves, (log_run.steps, y))
 
 
-def _sane(rows, source):
-    """Every forecast a positive, finite loss: a law (a reference's, most often) that predicts
-    otherwise does not describe this run, and its numbers are not reported."""
+def _sane(rows, source, observed=None, sd=0.0):
+    """Every forecast a positive, finite loss, and "stop now" (the log's own last step) within 5%
+    (plus three of the fit's residual sd ``sd``: a noisy log) of the loss observed there: a law (a
+    reference's, most often) that predicts otherwise does not describe this run, and its numbers
+    are not reported."""
     bad = [r for r in rows if not (math.isfinite(r["loss"]) and r["loss"] > 0
                                    and all(math.isfinite(r[k]) for k in ("lo", "hi") if k in r))]
     if bad:
         raise InputError(f"forecast: the law ({source}) predicts a loss of {bad[0].get('loss')!r} for "
                          f"'{bad[0].get('name', bad[0].get('start'))}': not a positive finite loss, so it does not "
                          "describe this run (check the reference's parameters)")
+    stop = next((r for r in rows if r.get("name") == "stop now"), None)
+    if observed is not None and stop is not None and abs(stop["loss"] - observed) > 0.05 * observed + 3 * sd:
+        raise InputError(f"forecast: the law ({source}) gives {stop['loss']:.4g} at the log's last step, where the "
+                         f"log has {observed:.4g}: it does not describe this run (is the reference a run of this "
+                         "model, with these columns?)")
 
 
 def _check_counts(**kw):
@@ -289,7 +296,6 @@ def _relevel(law, draws, log):
     steps, y = log.points(next(iter(log.losses)))
     a = areas_numpy(log.lr, log.lr.size, law.lam, idx=steps, eps=getattr(law, "eps", 0.0))
     s1, s2 = a.s1_pt + a.s1_cpt, a.s2_pt + a.s2_cpt
-
     def solve(alpha, C):
         X = np.stack([np.ones_like(s1), np.power(s1, -alpha)], 1)
         (L0, A), *_ = np.linalg.lstsq(X, y + C * s2, rcond=None)

@@ -72,11 +72,11 @@ def forecast_cpt(log, *, general: str = "general_loss", domain: str = "domain_lo
     end = _Evaluator(laws, draws, sds, so_far.n_pt, weight_general)
     futures, table, best = _futures(so_far.lr, full, budget, L, cooldown, final, n_starts, end)
     alternatives = [{"name": name, "end": int(x.size), **end(x)} for name, x in futures.items()]
-    _sane(alternatives + table, source)
-    curves = {name: end.curve(x, t) for name, x in futures.items()}
     ix, yg = so_far.points(general)
     _, yd = so_far.points(domain)
     observed = weight_general * yg[-1] + (1 - weight_general) * yd[-1]
+    _sane(alternatives + table, source, float(observed), weight_general * sds[0] + (1 - weight_general) * sds[1])
+    curves = {name: end.curve(x, t) for name, x in futures.items()}
     notes.append(f"CPT forecast: law {LAW} on both losses, objective = {weight_general:g}·{general} + "
                  f"{1 - weight_general:g}·{domain}")
     from ..laws import LawPair

@@ -345,6 +345,12 @@ class Tuner:
         step counter, e.g. the lab's); ``cpt_steps_only`` says which when that guess is wrong."""
         if not isinstance(trial, Trial):
             raise InputTypeError(f"tell: `trial` must be a Trial from ask(), got {type(trial).__name__}")
+        whole = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+        if not (whole(trial.number) and trial.number >= 0 and whole(trial.steps) and 1 <= trial.steps <= self.steps
+                and trial.full_steps == self.steps and isinstance(trial.recipe, Recipe)):
+            raise InputError(f"tell: trial {trial.number!r} does not fit this tuner: a number >= 0, a Recipe, steps in "
+                             f"[1, {self.steps}] of full_steps = {self.steps}; got steps {trial.steps!r} of "
+                             f"{trial.full_steps!r}")
         if any(t.trial.number == trial.number for t in self.told) or any(f.number == trial.number for f in self.failed):
             raise InputError(f"tell: trial {trial.number} was already told (each trial is told once)")
         if run is None:
