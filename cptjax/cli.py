@@ -393,6 +393,8 @@ def cmd_forecast(args) -> int:
     import warnings
 
     refs = args.reference or []
+    if any(os.path.realpath(p) == os.path.realpath(args.log) for r in refs for p in r.split(",")):
+        raise _Fail(f"--reference: {args.log} is the log itself: give a finished run of the same model")
     _no_clobber({"--out": args.out, "--plot": args.plot}, [], [args.log] + refs, schedules=(args.schedule,))
     _out_file(args.out, "--out")
     _out_file(args.plot, "--plot")
@@ -716,6 +718,13 @@ _OUTPUT_SETS = (cmd_fit, cmd_predict, cmd_design, cmd_forecast)
 _USER_ERRORS = (InputError, OSError, UnicodeError)
 
 
+def _no_empty_names(args):
+    """A column name given empty (``--step-column ''``) is an error, not the default."""
+    for key in ("step_column", "lr_column", "loss_column", "column", "general", "domain"):
+        if getattr(args, key, None) == "" or (isinstance(getattr(args, key, None), str) and not getattr(args, key).strip()):
+            raise InputError(f"--{key.replace('_', '-')}: give a column name (it is empty)")
+
+
 def main(argv=None) -> int:
     """The ``cptjax`` command. Exit codes: 0 done, 2 a user error (one ``cptjax: error:`` line),
     1 an internal error (a bug: please report it), 130 / 143 interrupted / terminated.
@@ -725,6 +734,7 @@ def main(argv=None) -> int:
     debug = os.environ.get("CPTJAX_DEBUG", "") not in ("", "0")
     try:
         args = build_parser().parse_args(argv)
+        _no_empty_names(args)
         if args.func in _OUTPUT_SETS:  # their outputs (JSON, CSV, figure) land together or not at all
             from .files import output_set
 

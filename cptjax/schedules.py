@@ -354,11 +354,15 @@ def parse(text: str) -> np.ndarray:
             value = int(value)
         kwargs[key] = value
     try:
-        return _KINDS[kind](**kwargs)
+        lr = _KINDS[kind](**kwargs)
     except TypeError as e:
         raise InputError(f"schedule {shown!r}: {e}".replace("()", "")) from None
     except ValueError as e:
         raise InputError(f"schedule {shown!r}: {e}") from None
+    if lr.size and float(np.max(lr)) > MAX_LR:
+        raise InputError(f"schedule {shown!r}: its largest LR {float(np.max(lr)):g} is above {MAX_LR:g}: is it in raw "
+                         "units (such as 2e-4)?")
+    return lr
 
 
 def _split_args(body: str):

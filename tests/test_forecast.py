@@ -111,14 +111,17 @@ def test_a_schedule_gives_the_lr_of_a_log_without_one_and_is_checked_against_a_l
     (tmp_path / "lr.csv").write_text("step,lr,loss\n" + "".join(
         f"{s},{float(const[s - 1])!r},{float(v)!r}\n" for s, v in zip(steps, y)))
     (tmp_path / "nolr.csv").write_text("step,loss\n" + "".join(f"{s},{float(v)!r}\n" for s, v in zip(steps, y)))
-    ref = str(tmp_path / "lr.csv")
+    ref = str(tmp_path / "ref.csv")  # the same run's log as a reference (a copy: the log itself is refused)
+    (tmp_path / "ref.csv").write_text((tmp_path / "lr.csv").read_text())
+    with pytest.raises(cptjax.InputError, match="the log itself"):
+        cptjax.forecast(ref, reference=ref)
     a = cptjax.forecast(tmp_path / "nolr.csv", schedule=const, reference=ref)
-    b = cptjax.forecast(ref, reference=ref)
+    b = cptjax.forecast(tmp_path / "lr.csv", reference=ref)
     assert a.alternatives[1]["loss"] == pytest.approx(b.alternatives[0]["loss"], rel=1e-6)  # stop now
     with w.catch_warnings(record=True) as caught:
         w.simplefilter("always")
-        cptjax.forecast(ref, schedule=const, reference=ref)
+        cptjax.forecast(tmp_path / "lr.csv", schedule=const, reference=ref)
         assert not [x for x in caught if "disagrees" in str(x.message)]
-        cptjax.forecast(ref, schedule=const / 3, reference=ref)
+        cptjax.forecast(tmp_path / "lr.csv", schedule=const / 3, reference=ref)
     msg = [str(x.message) for x in caught if "disagrees" in str(x.message)]
     assert len(msg) == 1 and "150 of 150" in msg[0] and "step 100" in msg[0], msg

@@ -329,3 +329,88 @@ def test_report_curves_checks_what_it_stores(kw):
     trial = optuna.create_study().ask()
     with pytest.raises(cptjax.InputError, match="report_curves"):
         report_curves(trial, args.pop("steps"), args.pop("general"), args.pop("domain"), **args)
+
+
+# -- third pass: files read on the wrong axis, references that do not describe the log, types --------
+def test_a_schedule_file_reads_its_first_number_and_refuses_a_sparse_log(tmp_path):
+    """A first line such as 1e-4 (np.savetxt's format) is data, not a header (the schedule lost a
+    step); NaN there is refused like anywhere else; a log whose step column skips steps is not a
+    per-step schedule."""
+    (tmp_path / "a.txt").write_text("1e-4\n2e-4\n3e-4\n")
+    np.testing.assert_array_equal(S.parse(f"file({tmp_path / 'a.txt'})"), [1e-4, 2e-4, 3e-4])
+    (tmp_path / "n.txt").write_text("nan\n1e-4\n")
+    with pytest.raises(cptjax.InputError, match="step 1"):
+        S.parse(f"file({tmp_path / 'n.txt'})")
+    (tmp_path / "log.csv").write_text("step,lr,loss\n10,1e-4,3\n20,1e-4,2.9\n30,1e-4,2.8\n")
+    with pytest.raises(cptjax.InputError, match="skips steps"):
+        S.parse(f"file({tmp_path / 'log.csv'})")
+    (tmp_path / "plan.csv").write_text("cpt_step,lr\n1,1e-4\n2,2e-4\n")
+    assert S.parse(f"file({tmp_path / 'plan.csv'})").size == 2
+    with pytest.raises(cptjax.InputError, match="above 10"):
+        S.parse("constant(steps=10,peak=20)")
+
+
+def test_a_loss_scale_column_is_not_a_loss(tmp_path):
+    lr = S.constant(500, 3e-4, warmup=50)
+    law = cptjax.PTLaw(L0=2.0, A=0.5, alpha=0.5, C=0.5)
+    steps = np.arange(10, 501, 10)
+    y = np.asarray(cptjax.predict(law, lr, idx=steps - 1))
+    (tmp_path / "l.csv").write_text("step,lr,loss_scale,loss\n" + "".join(
+        f"{s},{float(lr[s - 1])!r},65536,{float(v)!r}\n" for s, v in zip(steps, y)))
+    assert list(cptjax.load_run(tmp_path / "l.csv").losses) == ["loss"]
+
+
+def test_a_reference_that_misses_the_log_is_refused(tmp_path):
+    """A reference law whose C is absurd printed "stop now 74 333" for a log at 3.37: "stop now"
+    (the log's own last step) must agree with the log."""
+    log = _log()
+    wild = cptjax.PTLaw(L0=2.0, A=0.5, alpha=0.5, C=1e6)
+    with pytest.raises(cptjax.InputError, match="does not describe this run"):
+        cptjax.forecast(log, reference=wild, budget=4000)
+    (tmp_path / "log.csv").write_text("step,lr,loss\n" + "".join(
+        f"{s},{float(log.lr[s - 1])!r},{float(v)!r}\n" for s, v in zip(log.steps, log.losses["loss"])))
+    with pytest.raises(cptjax.InputError, match="the log itself"):
+        cptjax.forecast(tmp_path / "log.csv", reference=str(tmp_path / "log.csv"))
+
+
+def test_wrong_types_and_sizes_are_named():
+    run = _log()
+    with pytest.raises(cptjax.InputTypeError, match="path"):
+        cptjax.load_run(None)
+    with pytest.raises(cptjax.InputError, match="empty"):
+        cptjax.load_run("")
+    for bad in (None, 5):
+        with pytest.raises(cptjax.InputTypeError, match="runs"):
+            cptjax.fit(bad, "pt")
+    with pytest.raises(cptjax.InputError, match="pad_to"):
+        cptjax.fit(run, "pt", pad_to=10**12)
+    with pytest.raises(cptjax.InputError, match="twice"):
+        cptjax.fit([run, run], "pt")
+    assert cptjax.fit(run, "pt", delta=np.float32(1e-3)).status == "converged"
+
+
+def test_a_tuner_trial_must_fit_the_tuner():
+    tuner = cptjax.Tuner(cptjax.Space(steps=40, peak=(1e-4, 1e-3)), pt=S.constant(100, 1e-3))
+    t = tuner.ask()
+    for bad in (t._replace(number=-1), t._replace(steps=10**6), t._replace(full_steps=41)):
+        with pytest.raises(cptjax.InputError, match="does not fit this tuner"):
+            tuner.tell(bad, None)
+    tuner.tell(t, None)
+    with pytest.raises(cptjax.InputError, match="every one of the 1 trials"):
+        tuner.best()
+
+
+def test_empty_column_names_and_contradicting_n_pt(tmp_path):
+    from cptjax import cli
+
+    log = _log()
+    (tmp_path / "log.csv").write_text("# n_pt: 3000\nstep,lr,loss\n" + "".join(
+        f"{s},{float(log.lr[s - 1])!r},{float(v)!r}\n" for s, v in zip(log.steps, log.losses["loss"])))
+    assert cli.main(["fit", str(tmp_path / "log.csv"), "--step-column", ""]) == 2
+    with pytest.warns(cptjax.DataWarning, match="n_pt: 3000"):
+        cptjax.load_run(tmp_path / "log.csv", n_pt=1500)
+    hist = [{"loss": float(v), "learning_rate": float(log.lr[s - 1]), **({"step": int(s)} if i % 3 else {})}
+            for i, (s, v) in enumerate(zip(log.steps, log.losses["loss"]))]
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": hist, "global_step": 3000}))
+    with pytest.warns(cptjax.DataWarning, match="no 'step'"):
+        cptjax.load_run(tmp_path / "trainer_state.json")

@@ -250,6 +250,8 @@ def load_run(path, *, schedule=None, n_pt=None, step_column=None, lr_column=None
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise InputTypeError(f"load_run: `path` must be a file path, got {type(path).__name__}")
     path = os.fsdecode(os.fspath(path))
+    if not path.strip():
+        raise InputError("load_run: the path is empty")
     if os.path.isdir(path):  # a TensorBoard log folder (Lightning: lightning_logs/version_0/)
         path = _newest_event_file(path)
     name = os.path.basename(path)

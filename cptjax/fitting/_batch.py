@@ -537,7 +537,7 @@ def _profile_lam(runs, law, column, target, form, eps, delta, max_iter, pad_to=N
 
 
 def _check_search(delta, max_iter, basins):
-    if not (isinstance(delta, (int, float)) and delta > 0):
+    if isinstance(delta, bool) or not (isinstance(delta, (int, float, np.floating, np.integer)) and delta > 0):
         raise InputError(f"`delta` must be > 0, got {delta!r}")
     for name, v, lo in (("max_iter", max_iter, 1), ("basins", basins, 0)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:

@@ -156,6 +156,10 @@ def make_problem(runs, kind: str, column: str, *, target: str = "general", form:
     if isinstance(runs, dict) or not hasattr(runs, "__iter__"):
         raise InputTypeError(f"runs must be a cptjax.Run, a file path or a list of them, got {type(runs).__name__}")
     runs = list(runs)
+    paths = [os.path.realpath(os.fsdecode(r)) for r in runs if isinstance(r, (str, bytes, os.PathLike))]
+    twice = next((p for p in paths if paths.count(p) > 1), None)
+    if twice is not None or len({id(r) for r in runs if isinstance(r, Run)}) < sum(isinstance(r, Run) for r in runs):
+        raise InputError(f"runs: {twice or 'a Run'} is given twice (it would count double)")
     runs = [load_run(r) if isinstance(r, (str, bytes, os.PathLike)) else r for r in runs]
     if not runs:
         raise DataError("no runs to fit")

@@ -159,6 +159,7 @@ def forecast(log, *, column: str | None = None, budget: int | None = None, sched
     """
     _check_counts(n_starts=n_starts, n_draws=n_draws, seed=seed)
     shape, full = _check_cooldown(cooldown, final), _full_schedule(schedule)
+    _not_itself(log, reference)
     log_run, column, budget, L = _so_far(_as_run(log, full), column, full, budget, cooldown_steps)
     t, lr_so_far = log_run.n_pt, log_run.lr
     res, law, source, notes, ref_law = _fit(log_run, column, reference)
@@ -178,6 +179,17 @@ def forecast(log, *, column: str | None = None, budget: int | None = None, sched
     _sane(alternatives + table, source, float(y[-1]), sd)
     return Forecast(t, float(y[-1]), int(budget) if budget else None, cooldown, float(final), law, source,
                     alternatives, table, best, res, notes, curves, (log_run.steps, y))
+
+
+def _not_itself(log, reference):
+    """The log given as its own reference would fit C from the log twice over: refused."""
+    paths = lambda x: [x] if isinstance(x, (str, bytes, os.PathLike)) else (list(x) if isinstance(x, (list, tuple)) else [])
+    if isinstance(log, (str, bytes, os.PathLike)):
+        me = os.path.realpath(os.fsdecode(log))
+        for r in paths(reference):
+            if isinstance(r, (str, bytes, os.PathLike)) and me in (os.path.realpath(p) for p in os.fsdecode(r).split(",")):
+                raise InputError(f"forecast: the reference {os.fsdecode(r)} is the log itself: give a finished run of "
+                                 "the same model")
 
 
 def _sane(rows, source, observed=None, sd=0.0):

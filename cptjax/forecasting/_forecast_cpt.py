@@ -26,7 +26,7 @@ import numpy as np
 
 from ..laws import Areas, areas_numpy
 from ..data import Run, load_run
-from ._forecast import MODEL_SD, PRIOR_Q, Forecast, _annealed, _as_run, _budget, _check_cooldown, _check_counts, _full_schedule, _is_fit_file, _futures, _identified, _sane
+from ._forecast import MODEL_SD, PRIOR_Q, Forecast, _not_itself, _annealed, _as_run, _budget, _check_cooldown, _check_counts, _full_schedule, _is_fit_file, _futures, _identified, _sane
 from ._forecast import _draws as _param_draws
 from ..errors import FitError, InputError
 
@@ -60,6 +60,7 @@ def forecast_cpt(log, *, general: str = "general_loss", domain: str = "domain_lo
     _check_counts(n_starts=n_starts, n_draws=n_draws, seed=seed)
     _check_cooldown(cooldown, final)
     full = _full_schedule(schedule)
+    _not_itself(log, reference)
     run = _as_run(log, full)
     so_far, t = _so_far(run, general, domain)
     budget, L = _budget(full, budget, t, cooldown_steps)

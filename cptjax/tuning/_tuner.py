@@ -551,7 +551,8 @@ class Tuner:
         pred = self._predictions()
         if pred is None:
             if not self.told:
-                raise InputError("best(): no trial has been told yet")
+                raise InputError(f"best(): every one of the {len(self.failed)} trials told so far failed" if self.failed
+                                 else "best(): no trial has been told yet")
             # No law yet: the best observed final objective among the full-length trials
             obs = [(self._observed(t), t) for t in self.told]
             o, t = min(obs, key=lambda x: x[0])
