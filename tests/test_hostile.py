@@ -414,3 +414,9 @@ def test_empty_column_names_and_contradicting_n_pt(tmp_path):
     (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": hist, "global_step": 3000}))
     with pytest.warns(cptjax.DataWarning, match="no 'step'"):
         cptjax.load_run(tmp_path / "trainer_state.json")
+
+
+def test_a_prediction_where_no_training_happened_says_so():
+    law = cptjax.PTLaw(L0=2.0, A=0.5, alpha=0.5, C=0.5)
+    with pytest.raises(cptjax.InputError, match="LR is 0 up to there"):
+        cptjax.predict(law, np.r_[0.0, S.constant(100, 3e-4)])

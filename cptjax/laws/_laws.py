@@ -777,6 +777,12 @@ def predict(law, lr, n_pt=None, *, idx=None, replay=None, size=None, lam=None, e
     for l, o in zip(laws, out):  # finite or an error, when nothing is traced
         if not isinstance(o, jax.core.Tracer) and not bool(jnp.isfinite(o).all()):
             bad = int(np.argmax(~np.isfinite(np.asarray(o)).ravel()))
+            lr1 = np.asarray(lr, np.float64).reshape(-1, lr.shape[-1])[0]
+            step = (int(np.asarray(idx).ravel()[bad]) if idx is not None and np.size(idx) else bad % lr.shape[-1])
+            if step < lr1.size and not lr1[:step + 1].any():
+                raise InputError(f"the {l.kind!r} law's prediction at step {step + 1} is not finite: the LR is 0 up "
+                                 "to there (S1 = 0: no training yet, where the law has no loss); start the "
+                                 "prediction where the LR is above 0")
             raise InputError(f"the {l.kind!r} law's prediction is not finite (first at index {bad}): its "
                              f"parameters {l.to_dict()} give no finite loss on this schedule")
     return LossPair(*out) if isinstance(law, LawPair) else out[0]
