@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -718,6 +719,29 @@ _OUTPUT_SETS = (cmd_fit, cmd_predict, cmd_design, cmd_forecast)
 _USER_ERRORS = (InputError, OSError, UnicodeError)
 
 
+@contextlib.contextmanager
+def _one_line_warnings():
+    """A data warning the library raises while a command runs: one ``[cptjax] warning:`` line,
+    once (not Python's two-line form with the source path, once per call site)."""
+    import warnings
+
+    from .errors import DataWarning
+
+    seen, show = set(), warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, DataWarning):
+            return show(message, category, filename, lineno, file, line)
+        if str(message) not in seen:
+            seen.add(str(message))
+            print(f"[cptjax] warning: {message}", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DataWarning)
+        warnings.showwarning = one_line
+        yield
+
+
 def _no_empty_names(args):
     """A column name given empty (``--step-column ''``) is an error, not the default."""
     for key in ("step_column", "lr_column", "loss_column", "column", "general", "domain"):
@@ -735,12 +759,13 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         _no_empty_names(args)
-        if args.func in _OUTPUT_SETS:  # their outputs (JSON, CSV, figure) land together or not at all
-            from .files import output_set
+        with _one_line_warnings():
+            if args.func in _OUTPUT_SETS:  # their outputs (JSON, CSV, figure) land together or not at all
+                from .files import output_set
 
-            with output_set():
-                return args.func(args)
-        return args.func(args)
+                with output_set():
+                    return args.func(args)
+            return args.func(args)
     except SystemExit as e:  # --help, or argparse's own exit
         return e.code if isinstance(e.code, int) else 0
     except KeyboardInterrupt:
