@@ -154,3 +154,24 @@ def test_tuning_table_matches_its_stored_runs():
     rec = next(r for r in table.recipes if r.replay == 0 and r.peak == max(T.PEAKS))
     s, g, d = table.curves[rec][0]
     assert d[-1] < d[0] - 0.2 and g.max() > g[0]
+
+
+def test_heldout_tuning_table_matches_its_stored_runs():
+    """The held-out table (experiments/lab/tune_heldout/runs): the seed noise, the grid's best and
+    the published recipes' regrets that results/tune_heldout.json reports, recomputed; its physics
+    (at replay 0 the general loss ends above the PT's, the domain loss below)."""
+    from experiments.lab import tune as T
+
+    table = T.Table(T.HELDOUT)
+    assert len(table.recipes) == 40 and all(len(c) == 2 for c in table.curves.values())
+    res = json.loads((T.HERE.parents[1] / "experiments" / "results" / "tune_heldout.json").read_text())
+    for w, e in res["weights"].items():
+        lam1 = float(w)
+        assert table.noise(lam1) == pytest.approx(e["seed_noise"], rel=1e-9)
+        assert table.best(lam1) == pytest.approx(e["best_objective"], rel=1e-12)
+        for name, p in e["published"].items():
+            assert table.objective(name, lam1) - table.best(lam1) == pytest.approx(p["regret"], abs=1e-12)
+    pt_g, pt_d = (table.pt_log.losses[c][-1] for c in ("general_loss", "domain_loss"))
+    for rec in (r for r in table.recipes if r.replay == 0):
+        _, g, d = table.curves[rec][0]
+        assert g[-1] > pt_g + 0.05 and d[-1] < pt_d - 0.1
