@@ -420,3 +420,16 @@ def test_a_prediction_where_no_training_happened_says_so():
     law = cptjax.PTLaw(L0=2.0, A=0.5, alpha=0.5, C=0.5)
     with pytest.raises(cptjax.InputError, match="LR is 0 up to there"):
         cptjax.predict(law, np.r_[0.0, S.constant(100, 3e-4)])
+
+
+def test_unreadable_cells_are_shown_with_a_hint(tmp_path):
+    (tmp_path / "c.csv").write_text("step;lr;loss\n10;3,0e-4;3,5\n20;3,0e-4;3,4\n")
+    with pytest.raises(cptjax.DataError, match="decimal comma"):
+        cptjax.load_run(tmp_path / "c.csv")
+    (tmp_path / "r.csv").write_text("step,lr,loss\n10,1e-4,3.0\n20,1e-4,2.9\nstep,lr,loss\n30,1e-4,2.8\n")
+    with pytest.raises(cptjax.DataError, match="repeated header"):
+        cptjax.load_run(tmp_path / "r.csv")
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"global_step": 10, "log_history": [
+        {"step": s, "loss": 3 - s / 100, "learning_rate": 1e-4} for s in (10, 20, 30)]}))
+    with pytest.raises(cptjax.DataError, match="global_step"):
+        cptjax.load_run(tmp_path / "trainer_state.json")

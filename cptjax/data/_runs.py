@@ -182,6 +182,14 @@ def _float(cell):
     return float(cell)
 
 
+def _number_cell(cell: str) -> bool:
+    try:
+        _float(cell)
+        return True
+    except (ValueError, OverflowError):
+        return False
+
+
 def _rebuild_lr(path, steps, lr_vals, total):
     """Dense LR from a sparse log: linear interpolation between logged steps; before the first
     logged step, a linear ramp from 0 (a warmup) is assumed; after the last, the LR is held."""
@@ -378,8 +386,14 @@ def _csv_run(path, name, text, step_column, lr_column, loss_columns, *, schedule
             except DataError:
                 raise
             except (ValueError, IndexError, OverflowError):
-                raise DataError(f"{path}: row {rn}: could not read a number "
-                                f"(columns {sc!r}, {lc!r}, {loss_columns})") from None
+                cells = [row[idx[c]].strip() for c in [sc, lc, *loss_columns] if c in idx and idx[c] < len(row)]
+                bad = next((c for c in cells if not _number_cell(c)), None)
+                hint = ("a repeated header (an appended, resumed log?)" if row and row[idx[sc]].strip() == sc
+                        else "a decimal comma or a thousands separator?"
+                        if bad and "," in bad and re.fullmatch(r"[\d.,\s'eE+-]+", bad)
+                        else "")
+                raise DataError(f"{path}: row {rn}: could not read a number" + (f" ({bad!r})" if bad else "")
+                                + f" in columns {sc!r}, {lc!r}, {loss_columns}" + (f": {hint}" if hint else "")) from None
     except csv.Error as e:
         raise DataError(f"{path}: not a readable CSV file ({e})") from None
     if no_step:
@@ -566,7 +580,11 @@ def _hf_run(path, name, d, loss_columns, **kw):
     missing = [c for c in cols if all(math.isnan(v) for v in losses[c])]
     if missing:
         raise DataError(f"{path}: no values for loss column(s) {missing}")
-    kw["total_steps"] = kw.get("total_steps") or (d.get("global_step") if isinstance(d.get("global_step"), int) else None)
+    gs = d.get("global_step")
+    gs = gs if isinstance(gs, int) and not isinstance(gs, bool) else None
+    if gs is not None and steps and gs < max(steps):
+        raise DataError(f"{path}: 'global_step' ({gs}) is below the largest logged step ({max(steps)})")
+    kw["total_steps"] = kw.get("total_steps") or gs
     return _assemble(path, name, steps, lrs, losses, {"format": "huggingface"}, **kw)
 
 
