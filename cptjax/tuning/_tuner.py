@@ -482,6 +482,13 @@ class Tuner:
             return None
         self.chosen_lam = self._choose_lam()
         fitted = self._fit(self.told, self.chosen_lam)
+        # The chosen form's fit on every trial can fail where its held-out fit did not: the next
+        # best form, not a random trial (which spent a full run on nothing the law chose).
+        for lam in sorted(self.lam_scores, key=self.lam_scores.get) if self.lam is None else []:
+            if fitted is not None:
+                break
+            if lam != self.chosen_lam and math.isfinite(self.lam_scores[lam]):
+                self.chosen_lam, fitted = lam, self._fit(self.told, lam)
         if fitted is None:
             return None
         self.law, covs = fitted
