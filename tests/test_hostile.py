@@ -433,3 +433,14 @@ def test_unreadable_cells_are_shown_with_a_hint(tmp_path):
         {"step": s, "loss": 3 - s / 100, "learning_rate": 1e-4} for s in (10, 20, 30)]}))
     with pytest.raises(cptjax.DataError, match="global_step"):
         cptjax.load_run(tmp_path / "trainer_state.json")
+
+
+def test_one_loss_spike_at_the_end_is_not_a_misfit():
+    """The "stop now" check compares with the median of the last logged losses: a spike of 20% on
+    the last one (common in real training) does not make the forecast refuse."""
+    log = _log()
+    y = log.losses["loss"].copy()
+    y[-1] *= 1.2
+    fc = cptjax.forecast(cptjax.Run("log", log.lr, log.n_pt, log.steps, {"loss": y}), budget=4000,
+                         reference=cptjax.PTLaw(L0=2.0, A=0.5, alpha=0.5, C=0.5))
+    assert fc.source == "reference" and math.isfinite(fc.alternatives[0]["loss"])

@@ -74,3 +74,15 @@ def test_hook_in_a_real_optax_loop():
     assert seen and hook.latest is seen[-1] and not hook.errors
     assert hook.latest.step >= 100 and hook.latest.budget == 1000
     assert threading.current_thread() is threading.main_thread()
+
+
+def test_watch_says_when_the_log_restarts(tmp_path):
+    steps = np.arange(200, 20001, 200)
+    y = np.asarray(cptjax.predict(TRUE, LR, idx=steps - 1))
+    path = tmp_path / "log.csv"
+    rows = [f"{s},{float(LR[s - 1])!r},{float(v)!r}\n" for s, v in zip(steps, y)]
+    path.write_text("step,lr,loss\n" + "".join(rows[:40]))
+    shrink = lambda _: path.write_text("step,lr,loss\n" + "".join(rows[:10]))  # a restarted run
+    with pytest.warns(cptjax.DataWarning, match="fewer than the 40"):
+        got = list(cptjax.watch(path, every=15, max_polls=2, sleep=shrink, budget=20000))
+    assert [f.step for f in got] == [8000, 2000]  # and it follows the new log from there

@@ -176,7 +176,7 @@ def forecast(log, *, column: str | None = None, budget: int | None = None, sched
         alternatives.append({"name": name, "end": int(lr.size), "loss": m, "lo": lo, "hi": hi})
         curves[name] = (x, _value({k: float(getattr(law, k)) for k in law.param_names()}, a))
     y = log_run.losses[column]
-    _sane(alternatives + table, source, float(y[-1]), sd)
+    _sane(alternatives + table, source, float(np.median(y[-5:])), sd)  # the median: one loss spike is not a misfit
     return Forecast(t, float(y[-1]), int(budget) if budget else None, cooldown, float(final), law, source,
                     alternatives, table, best, res, notes, curves, (log_run.steps, y))
 
@@ -194,9 +194,9 @@ def _not_itself(log, reference):
 
 def _sane(rows, source, observed=None, sd=0.0):
     """Every forecast a positive, finite loss, and "stop now" (the log's own last step) within 5%
-    (plus three of the fit's residual sd ``sd``: a noisy log) of the loss observed there: a law (a
-    reference's, most often) that predicts otherwise does not describe this run, and its numbers
-    are not reported."""
+    (plus three of the fit's residual sd ``sd``: a noisy log) of the loss ``observed`` there (the
+    median of the last few logged): a law (a reference's, most often) that predicts otherwise does
+    not describe this run, and its numbers are not reported."""
     bad = [r for r in rows if not (math.isfinite(r["loss"]) and r["loss"] > 0
                                    and all(math.isfinite(r[k]) for k in ("lo", "hi") if k in r))]
     if bad:
@@ -502,6 +502,10 @@ def watch(path, *, column: str | None = None, every: int = 20, poll: float = 5.0
         if col not in run.losses:
             raise InputError(f"watch: {path} has no loss column {col!r}; it has {sorted(run.losses)}")
         n = int(np.isfinite(run.losses[col]).sum())
+        if n < seen:  # replaced by a shorter log: a restarted run
+            warnings.warn(f"watch: {path} now has {n} logged losses, fewer than the {seen} before (a restarted "
+                          "run?); following it from here", DataWarning, stacklevel=2)
+            seen = 0
         if n >= 5 and (seen == 0 or n - seen >= every):
             seen = n
             yield forecast(run, column=col, **forecast_options)

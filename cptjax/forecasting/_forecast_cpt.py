@@ -76,7 +76,8 @@ def forecast_cpt(log, *, general: str = "general_loss", domain: str = "domain_lo
     ix, yg = so_far.points(general)
     _, yd = so_far.points(domain)
     observed = weight_general * yg[-1] + (1 - weight_general) * yd[-1]
-    _sane(alternatives + table, source, float(observed), weight_general * sds[0] + (1 - weight_general) * sds[1])
+    last = weight_general * yg[-5:] + (1 - weight_general) * yd[-5:] if yg.size == yd.size else np.array([observed])
+    _sane(alternatives + table, source, float(np.median(last)), weight_general * sds[0] + (1 - weight_general) * sds[1])
     curves = {name: end.curve(x, t) for name, x in futures.items()}
     notes.append(f"CPT forecast: law {LAW} on both losses, objective = {weight_general:g}·{general} + "
                  f"{1 - weight_general:g}·{domain}")
