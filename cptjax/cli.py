@@ -600,7 +600,9 @@ def _add_tune(sub) -> None:
 def _forecast_args(fo) -> None:
     fo.add_argument("log", help="the training log so far (any format cptjax reads)")
     fo.add_argument("--column", default=None, help="the loss column (default: the only one, or 'loss')")
-    fo.add_argument("--schedule", default=None, help="the run's full schedule (text form or file(...))")
+    fo.add_argument("--schedule", default=None,
+                    help="the run's full schedule (text form or file(...)); it also gives the LR of a log that "
+                         "records none, and is checked against a log's own LR (a warning where they differ)")
     fo.add_argument("--budget", type=int, default=None, help="planned total steps (default: the schedule's)")
     fo.add_argument("--cooldown", default="linear", choices=("linear", "1-sqrt", "cosine", "exp"),
                     help="cooldown shape (linear)")
