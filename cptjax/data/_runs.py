@@ -182,6 +182,17 @@ def _float(cell):
     return float(cell)
 
 
+def _lr_cell(cell: str, schedule) -> float:
+    """A logged LR; with a schedule given it is only compared, so a cell that is not a number is
+    left out rather than refused."""
+    if schedule is None:
+        return _float(cell)
+    try:
+        return _float(cell)
+    except (ValueError, OverflowError):
+        return math.nan
+
+
 def _number_cell(cell: str) -> bool:
     try:
         _float(cell)
@@ -378,7 +389,7 @@ def _csv_run(path, name, text, step_column, lr_column, loss_columns, *, schedule
                     raise DataError(f"{path}: row {rn}: step {row[idx[sc]].strip()!r} (column {sc!r}) "
                                     "is not a whole number")
                 rows_steps.append(int(round(step)))
-                rows_lr.append(_float(row[idx[lc]]) if lc in idx and idx[lc] < len(row) else math.nan)
+                rows_lr.append(_lr_cell(row[idx[lc]], schedule) if lc in idx and idx[lc] < len(row) else math.nan)
                 for c in loss_columns:
                     cell = row[idx[c]] if idx[c] < len(row) else ""
                     nan_cells[c] += cell.strip().lower() == "nan"
