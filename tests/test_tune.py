@@ -242,6 +242,11 @@ def test_a_failed_trial_is_neither_asked_again_nor_recommended():
         tuner.tell(cptjax.Trial(3, best, STEPS, STEPS), None)
     assert tuner.best().recipe in near  # a recipe that did not fail
     tuner.asked = 99  # past the first design: the law's proposals
+    tuner.probe = 1.0  # cost-aware: a pick not yet run and not surely the best runs short first
+    probes = [tuner.ask() for _ in range(3)]
+    short = [t for t in probes if t.steps < STEPS]
+    assert short and all(t.steps == tuner.init_steps and t.recipe not in tuner._full for t in short)
+    tuner.probe = 0.0
     assert all(tuner.ask().recipe != best for _ in range(len(CANDS)))
     rows = tuner.history()
     assert [r["failed"] for r in rows] == [False, False, False, True]
