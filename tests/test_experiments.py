@@ -133,22 +133,32 @@ def test_lab_closed_loop_report_matches_stored_results(tmp_path, monkeypatch, ep
     assert all(free[k]["measured_mean"] > plan[k]["measured_mean"] for k in plan if k[1] < 0.8)
 
 
-def test_tuning_table_matches_its_stored_runs():
-    """The tuning benchmark's stored table (experiments/lab/tune/runs) gives the seed noise, the
-    grid's best, the published recipes' regrets and the off-grid results that results/tune.json
-    (and the README) report, recomputed from the run files."""
+def _table_matches_its_results(spec, n_recipes, results):
+    """A stored tuning table recomputes the seed noise, the grid's best and the published recipes'
+    regrets that ``results`` (and the README) report. Returns the table and its weights' entries."""
     from experiments.lab import tune as T
 
-    table = T.Table()
-    assert len(table.recipes) == 60 and all(len(c) == 2 for c in table.curves.values())
-    res = json.loads((T.HERE.parents[1] / "experiments" / "results" / "tune.json").read_text())
+    table = T.Table(spec)
+    assert len(table.recipes) == n_recipes and all(len(c) == 2 for c in table.curves.values())
+    res = json.loads((T.HERE.parents[1] / "experiments" / "results" / results).read_text())
     for w, e in res["weights"].items():
         lam1 = float(w)
         assert table.noise(lam1) == pytest.approx(e["seed_noise"], rel=1e-9)
         assert table.best(lam1) == pytest.approx(e["best_objective"], rel=1e-12)
         for name, p in e["published"].items():
             assert table.objective(name, lam1) - table.best(lam1) == pytest.approx(p["regret"], abs=1e-12)
-        off = T.offgrid_result(table, lam1)
+    return table, res["weights"]
+
+
+def test_tuning_table_matches_its_stored_runs():
+    """The tuning benchmark's stored table (experiments/lab/tune/runs) gives the seed noise, the
+    grid's best, the published recipes' regrets and the off-grid results that results/tune.json
+    (and the README) report, recomputed from the run files."""
+    from experiments.lab import tune as T
+
+    table, weights = _table_matches_its_results(T.MAIN, 60, "tune.json")
+    for w, e in weights.items():
+        off = T.offgrid_result(table, float(w))
         assert off["regret"] == pytest.approx(e["offgrid"]["regret"], abs=1e-12) and len(off["measured"]) == 3
     # the CPT physics of the table: the domain loss falls, the general loss rises at replay 0
     rec = next(r for r in table.recipes if r.replay == 0 and r.peak == max(T.PEAKS))
@@ -157,20 +167,11 @@ def test_tuning_table_matches_its_stored_runs():
 
 
 def test_heldout_tuning_table_matches_its_stored_runs():
-    """The held-out table (experiments/lab/tune_heldout/runs): the seed noise, the grid's best and
-    the published recipes' regrets that results/tune_heldout.json reports, recomputed; its physics
-    (at replay 0 the general loss ends above the PT's, the domain loss below)."""
+    """The held-out table (experiments/lab/tune_heldout/runs), the same way; its physics (at
+    replay 0 the general loss ends above the PT's, the domain loss below)."""
     from experiments.lab import tune as T
 
-    table = T.Table(T.HELDOUT)
-    assert len(table.recipes) == 40 and all(len(c) == 2 for c in table.curves.values())
-    res = json.loads((T.HERE.parents[1] / "experiments" / "results" / "tune_heldout.json").read_text())
-    for w, e in res["weights"].items():
-        lam1 = float(w)
-        assert table.noise(lam1) == pytest.approx(e["seed_noise"], rel=1e-9)
-        assert table.best(lam1) == pytest.approx(e["best_objective"], rel=1e-12)
-        for name, p in e["published"].items():
-            assert table.objective(name, lam1) - table.best(lam1) == pytest.approx(p["regret"], abs=1e-12)
+    table, _ = _table_matches_its_results(T.HELDOUT, 40, "tune_heldout.json")
     pt_g, pt_d = (table.pt_log.losses[c][-1] for c in ("general_loss", "domain_loss"))
     for rec in (r for r in table.recipes if r.replay == 0):
         _, g, d = table.curves[rec][0]

@@ -16,11 +16,15 @@ TRUE = cptjax.PTLaw(L0=2.4, A=0.55, alpha=0.5, C=0.45)
 LR = S.constant(20000, 3e-4, warmup=500)
 
 
-def test_watch_follows_a_growing_log(tmp_path):
+def _rows():
+    """The CSV rows of the true law's log, a point every 200 steps."""
     steps = np.arange(200, 20001, 200)
     y = np.asarray(cptjax.predict(TRUE, LR, idx=steps - 1))
-    path = tmp_path / "log.csv"
-    rows = [f"{s},{float(LR[s - 1])!r},{float(v)!r}\n" for s, v in zip(steps, y)]
+    return [f"{s},{float(LR[s - 1])!r},{float(v)!r}\n" for s, v in zip(steps, y)]
+
+
+def test_watch_follows_a_growing_log(tmp_path):
+    path, rows = tmp_path / "log.csv", _rows()
     path.write_text("step,lr,loss\n" + "".join(rows[:30]))
     polls = []
 
@@ -77,10 +81,7 @@ def test_hook_in_a_real_optax_loop():
 
 
 def test_watch_says_when_the_log_restarts(tmp_path):
-    steps = np.arange(200, 20001, 200)
-    y = np.asarray(cptjax.predict(TRUE, LR, idx=steps - 1))
-    path = tmp_path / "log.csv"
-    rows = [f"{s},{float(LR[s - 1])!r},{float(v)!r}\n" for s, v in zip(steps, y)]
+    path, rows = tmp_path / "log.csv", _rows()
     path.write_text("step,lr,loss\n" + "".join(rows[:40]))
     shrink = lambda _: path.write_text("step,lr,loss\n" + "".join(rows[:10]))  # a restarted run
     with pytest.warns(cptjax.DataWarning, match="fewer than the 40"):
