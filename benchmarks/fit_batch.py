@@ -21,6 +21,12 @@ cache and with a warm one (make_problem, compilation and fit; the interpreter's 
 ``import cptjax`` reported apart); the paper method's problems/s; the ratios; "no worse" = the
 fraction of the paper-timed problems where cptjax's objective ≤ the paper method's × (1 + 1e-6).
 
+``--large N… --pool P`` (for accelerators: N = 10⁴…10⁶): problem i keeps the logged points of
+pool problem i mod P (P distinct schedules from the set's generator) and gets a law drawn afresh
+by the same generator, its observations computed from the law's formula, with fresh 0.2% noise;
+``fit_batch`` alone is timed (``--chunk`` sizes compared at the smallest N, each after a first,
+compiling call on the same problems; larger N reuse those shapes), and the wall time stops at ``--budget-s``.
+
 ``--reference N`` instead runs benchmarks/reference.py (128-start scipy with the exact gradient)
 on N synthetic problems and every real data set.
 
@@ -87,6 +93,78 @@ def make_runs(n, seed=0, kind="own"):
             runs.append((lr, n_pt, steps, y * np.exp(rng.normal(0, 0.002, y.size))))
         out.append(runs)
     return out
+
+
+NAMES = ("L0", "A", "alpha", "C1", "C2", "B", "E", "beta")
+
+
+def _law_matrix(rng, n, kind):
+    """(n, 8) natural Eq. 4 parameters drawn as :func:`_law` draws them (vectorised)."""
+    pair = cptjax.preset("setting-a")
+    base = np.array([[float(getattr(law, k)) for k in NAMES] for law in (pair.general, pair.domain)])
+    x = base[np.arange(n) % 2]
+    w = 0.1 if kind in ("own", "schedules") else 0.3
+    x = x * rng.uniform(1 - w, 1 + w, x.shape)
+    if w == 0.3:
+        x[:, 6] = np.exp(rng.uniform(np.log(5), np.log(200), n))
+    return x
+
+
+@jax.jit
+def _eq4(x, s1p, s1c, s2p, s2c, key):
+    """Eq. 4 (the papers' objective's formula) at the points, for (n, 8) parameters x, with 0.2%
+    multiplicative noise."""
+    L0, A, al, C1, C2, B, E, be = (x[:, k:k + 1] for k in range(8))
+    y = L0 + A * (s1p + s1c) ** -al - C1 * s2p - C2 * s2c + B * (1 - (1 + E * s1c) ** -be)
+    return y * jax.numpy.exp(0.002 * jax.random.normal(key, y.shape, y.dtype))
+
+
+def tiled(pool, n, seed, kind):
+    """``n`` problems on the pool's points with laws drawn afresh (module docstring)."""
+    import dataclasses
+
+    rng, key = np.random.default_rng(seed), jax.random.key(seed)
+    assert all(p.mask.all() for p in pool)  # unpadded: a problem's observations are a row of y
+    feats = [jax.numpy.asarray(np.stack([p.feats[k] for p in pool])) for k in range(4)]
+    out = []
+    for b0 in range(0, n, 100_000):
+        m, key = min(100_000, n - b0), jax.random.fold_in(key, b0)
+        idx = (b0 + np.arange(m)) % len(pool)
+        y = np.asarray(_eq4(_law_matrix(rng, m, kind), *(f[idx] for f in feats), key))
+        out += [dataclasses.replace(pool[j], obs=y[i]) for i, j in enumerate(idx)]
+    return out
+
+
+def large(args):
+    """fit_batch alone at large N (accelerators): chunk sizes compared at the smallest N, then the
+    best at every N until ``--budget-s``."""
+    t_start = time.perf_counter()
+    for kind in args.problems:
+        pool = problems(make_runs(args.pool, seed=0, kind=kind))
+        n_max = max(args.large)
+        probs = tiled(pool, n_max, 1, kind)
+        print(f"\nproblems: {kind} (pool {args.pool}, built in {time.perf_counter() - t_start:.0f} s)", flush=True)
+        print(f"{'N':>8} {'chunk':>6} {'first call s':>13} {'fit s':>7} {'problems/s':>11} {'converged':>10} "
+              f"{'mean iters':>10}", flush=True)
+        best = None
+        for n in sorted(args.large):
+            first = n == min(args.large)
+            for chunk in (args.chunk if best is None else [best[0]]):
+                if best and time.perf_counter() - t_start + 1.5 * n / best[1] > args.budget_s:
+                    print(f"{n:>8} {chunk:>6} skipped: would end past --budget-s {args.budget_s:g}", flush=True)
+                    continue
+                t0 = time.perf_counter()
+                if first:  # the same shapes (chunk, chunk/4, chunk/16) serve every larger N
+                    cptjax.fit_batch(probs[:n], chunk=chunk)
+                t1 = time.perf_counter()
+                res = cptjax.fit_batch(probs[:n], chunk=chunk)
+                t = time.perf_counter() - t1
+                conv = np.mean([r.status == "converged" for r in res])
+                its = np.mean([r.iterations for r in res])
+                print(f"{n:>8} {chunk:>6} {t1 - t0:>13.1f} {t:>7.1f} {n / t:>11.0f} {conv:>10.4f} {its:>10.1f}",
+                      flush=True)
+                if best is None or n / t > best[1]:
+                    best = (chunk, n / t)
 
 
 def problems(runsets):
@@ -170,6 +248,10 @@ def main():
     ap.add_argument("--paper-max", type=int, default=5)
     ap.add_argument("--cold", action="store_true")
     ap.add_argument("--reference", type=int, default=0, metavar="N")
+    ap.add_argument("--large", type=int, nargs="+", metavar="N")
+    ap.add_argument("--pool", type=int, default=1000)
+    ap.add_argument("--chunk", type=int, nargs="+", default=[512, 4096, 16384])
+    ap.add_argument("--budget-s", type=float, default=400)
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -179,7 +261,9 @@ def main():
         import reference
 
         return reference.main(["--synthetic", str(args.reference)])
-    print(f"backend {jax.default_backend()}, {jax.local_device_count()} device(s)")
+    print(f"backend {jax.default_backend()}, {jax.local_device_count()} device(s): {jax.devices()[0].device_kind}")
+    if args.large:
+        return large(args)
     for kind in args.problems:
         print(f"\nproblems: {kind}")
         run_set(args, make_runs(max(args.sizes), seed=0, kind=kind))

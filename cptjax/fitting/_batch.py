@@ -44,6 +44,7 @@ class _Plan(NamedTuple):
     problems: list
     chunk: int
     sharding: object  # NamedSharding over the local devices, or None (one device)
+    data: tuple  # every problem's (features, observations, mask), stacked once (numpy)
 
     def put(self, tree):
         if self.sharding is None:
@@ -61,7 +62,14 @@ class _Plan(NamedTuple):
             while size % 4 == 0 and size // 4 >= sel.size and (size // 4) % self.ndev == 0:
                 size //= 4
             pick = np.concatenate([sel, np.full(size - sel.size, sel[-1])])
-            yield sel, pick, self.put(_stack([self.problems[i] for i in pick]))
+            feats, obs, mask = self.data
+            yield sel, pick, self.put((tuple(f[pick] for f in feats), obs[pick], mask[pick]))
+
+    def grids(self, pick):
+        """The fallback start grids of the problems ``pick`` (:func:`_fit.starts`), (n, starts, p)."""
+        _, obs, mask = self.data
+        lo = np.nanmin(np.where(mask[pick], obs[pick], np.nan), axis=1)
+        return _fit.starts_batch(self.kind, lo)
 
     @property
     def ndev(self):
@@ -166,7 +174,7 @@ def _plan(problems, chunk):
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
         sharding = NamedSharding(Mesh(np.array(jax.local_devices()), ("b",)), PartitionSpec("b"))
-    return _Plan(kind, opts, problems, chunk, sharding)
+    return _Plan(kind, opts, problems, chunk, sharding, _stack(problems))
 
 
 def _first_round(plan, state, todo, delta, max_iter, progress):
@@ -174,7 +182,7 @@ def _first_round(plan, state, todo, delta, max_iter, progress):
     iterations of the problems ``todo``."""
     first = min(max_iter, ROUND)
     for sel, pick, data in plan.chunks(todo):
-        grid = np.stack([_fit.starts(plan.kind, plan.problems[i].obs[plan.problems[i].mask]) for i in pick])
+        grid = plan.grids(pick)
         theta = _fit._start_batch(plan.kind, plan.opts, plan.put(grid), *data, delta)
         warm = plan.put((np.full(len(pick), _fit.MU0), np.full(len(pick), 2.0), np.full(len(pick), first)))
         out = jax.device_get(_fit._continue_batch(plan.kind, plan.opts, theta, warm[0], warm[1], *data, delta,
@@ -191,8 +199,7 @@ def _screen_grid(plan, state, todo, init, delta, max_iter, progress):
     per problem."""
     n0 = min(max_iter, ROUND if init is not None else _fit.SCREEN_ITER)
     for sel, pick, data in plan.chunks(todo):
-        grid = np.stack([_fit.starts(plan.kind, plan.problems[i].obs[plan.problems[i].mask])
-                         if init is None else np.atleast_2d(init) for i in pick])
+        grid = plan.grids(pick) if init is None else np.repeat(np.atleast_2d(init)[None], len(pick), 0)
         theta = np.asarray(_fit._to_theta_batch(plan.kind, grid))
         best, score = None, None
         for j in range(theta.shape[1]):
@@ -286,10 +293,13 @@ def _results(kind, opts, arrays, delta):
     """FitResults from per-problem arrays (θ, objective, status, iterations, statistics);
     ``opts``: each problem's law options (a list of them)."""
     x = np.asarray(_fit._to_natural_batch(kind, arrays["theta"]))  # all problems in one call
-    stat_keys = [k for k in arrays if k not in ("theta", "f", "st", "it")]
-    return [_stats._finish(kind, opts[i], None, arrays["theta"][i], x[i], arrays["f"][i], arrays["st"][i],
-                         arrays["it"][i], {k: arrays[k][i] for k in stat_keys}, delta)
-            for i in range(arrays["theta"].shape[0])]
+    bound, beta_zero = _fit._at_bound(kind, arrays["theta"])
+    # Python scalars up front (tolist is one C loop; float() of numpy scalars per field is not).
+    cols = {k: (v if v.ndim > 1 else v.tolist()) for k, v in arrays.items() if k not in ("theta", "f", "st", "it")}
+    xs, fs, sts, its = x.tolist(), arrays["f"].tolist(), arrays["st"].tolist(), arrays["it"].tolist()
+    return [_stats._finish(kind, opts[i], None, arrays["theta"][i], xs[i], fs[i], sts[i], its[i],
+                           {k: v[i] for k, v in cols.items()}, delta, bounds=(bound[i], beta_zero[i]))
+            for i in range(len(xs))]
 
 
 def _no_rows(prob, delta):

@@ -45,12 +45,16 @@ LOG_BETA_MIN = -80.0
 STATUS = {CONVERGED: "converged", MAX_ITERATIONS: "max-iterations", NONFINITE: "non-finite"}
 
 
+@functools.lru_cache(maxsize=None)
 def _spec(kind):
-    """(law class, parameter names, free-sign mask) from the law's own metadata."""
+    """(law class, parameter names, free-sign mask) from the law's own metadata (cached: it is
+    asked for once per problem when results are built)."""
     if kind not in _laws.LAWS:
         raise InputError(f"unknown law {kind!r}; expected one of {sorted(_laws.LAWS)}")
     cls = _laws.LAWS[kind]
-    return cls, cls.param_names(), np.array([not p.positive for p in cls.params])
+    free = np.array([not p.positive for p in cls.params])
+    free.flags.writeable = False
+    return cls, cls.param_names(), free
 
 
 def _to_theta(kind, x):
@@ -265,6 +269,16 @@ def starts(kind: str, obs: np.ndarray) -> np.ndarray:
     lo = float(np.nanmin(obs))
     vals = [[v * lo for v in p.start] if p.name == "L0" else list(p.start) for p in _spec(kind)[0].params]
     return np.array(list(itertools.product(*vals)), np.float64)
+
+
+def starts_batch(kind: str, lo: np.ndarray) -> np.ndarray:
+    """:func:`starts` of many problems at once from each one's lowest observed loss ``lo`` (n,):
+    (n, starts, p)."""
+    cls, names, _ = _spec(kind)
+    out = np.repeat(starts(kind, np.ones(1))[None], lo.size, 0)
+    if "L0" in names:
+        out[..., names.index("L0")] *= lo[:, None]
+    return out
 
 
 def _vp_starts(kind, opts, feats, obs, mask, k, points=VP_POINTS):

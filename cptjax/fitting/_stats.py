@@ -219,13 +219,14 @@ class FitResult:
         return np.asarray(y), np.asarray(y - z * sd), np.asarray(y + z * sd)
 
 
-def _finish(kind, opts, column, theta, x, f, st, it, stats, delta):
+def _finish(kind, opts, column, theta, x, f, st, it, stats, delta, bounds=None):
     """A FitResult from one problem's solver state θ, natural parameters ``x`` and statistics
-    (all numpy: no per-fit JAX dispatch)."""
-    names = _spec(kind)[1]
-    law = jax.tree.map(float, _build(kind, x, opts))
+    (all numpy: no per-fit JAX dispatch); ``bounds``: :func:`_at_bound` of θ when the caller
+    computed it for a whole batch."""
+    cls, names, _ = _spec(kind)
+    law = cls(**{n: float(v) for n, v in zip(names, x)}, **dict(opts))
     cov = np.asarray(stats["cov"])
-    se = np.sqrt(np.clip(np.diag(cov), 0, None))
+    se = np.sqrt(np.maximum(np.diagonal(cov), 0.0))
     warn = []
     status = STATUS[int(st)]
     if status == "max-iterations":
@@ -233,7 +234,7 @@ def _finish(kind, opts, column, theta, x, f, st, it, stats, delta):
                     "restart): the objective may not be at its optimum; refit with a larger max_iter")
     elif status != "converged":
         warn.append(f"fit status: {status}")
-    bound, beta_zero = _at_bound(kind, theta)
+    bound, beta_zero = _at_bound(kind, theta) if bounds is None else bounds
     if beta_zero:
         warn.append(f"beta ran to 0 (B → ∞ with B·beta = {theta[names.index('B')]:.4g} fixed): the data "
                     "favour the shift's limit B·beta·log(1 + E·S1_cpt); B and beta are not separately "
