@@ -165,6 +165,14 @@ def large(args):
                       flush=True)
                 if best is None or n / t > best[1]:
                     best = (chunk, n / t)
+        if args.profile and time.perf_counter() - t_start + 3 * args.profile / best[1] < args.budget_s:
+            import cProfile
+            import pstats
+
+            print(f"\nwhere the time goes: fit_batch of {args.profile} problems, chunk {best[0]} (cProfile)")
+            prof = cProfile.Profile()
+            prof.runcall(cptjax.fit_batch, probs[:args.profile], chunk=best[0])
+            pstats.Stats(prof).sort_stats("tottime").print_stats(14)
 
 
 def problems(runsets):
@@ -252,6 +260,7 @@ def main():
     ap.add_argument("--pool", type=int, default=1000)
     ap.add_argument("--chunk", type=int, nargs="+", default=[512, 4096, 16384])
     ap.add_argument("--budget-s", type=float, default=400)
+    ap.add_argument("--profile", type=int, default=0, metavar="N", help="with --large: profile a fit of N problems")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:

@@ -69,6 +69,26 @@ def test_batch_equals_single_even_with_a_nan_lane():
         assert batch[i].objective == pytest.approx(solo.objective, rel=1e-12)
 
 
+def test_problems_resident_on_the_device_fit_as_from_the_host(monkeypatch):
+    """The path a lone accelerator takes (the stacked problems kept on the device, each chunk
+    gathered there; forced here on the CPU) gives the host path's fits exactly, a padded last
+    chunk and a NaN lane included."""
+    from cptjax.fitting import _batch
+
+    probs = [cptjax.make_problem(synthetic(s), "cpt", "loss") for s in range(5)]
+    probs[3].obs = probs[3].obs.copy()
+    probs[3].obs[::5] = np.nan
+    host = cptjax.fit_batch(probs, chunk=4)
+    monkeypatch.setattr(_batch, "RESIDENT", True)
+    plan = _batch._plan(probs, 4)
+    assert not isinstance(plan.data[1], np.ndarray)  # on the device
+    dev = cptjax.fit_batch(probs, chunk=4)
+    for a, b in zip(host, dev):
+        assert a.status == b.status and a.objective == b.objective or not (a.finite or b.finite)
+        np.testing.assert_array_equal(list(a.params.values()), list(b.params.values()))
+    assert sum(r.status == "non-finite" for r in dev) == 1
+
+
 def test_problems_at_different_lam_share_a_batch():
     """λ shapes the features only: problems at λ = 0.99 and 0.999 fit in one batch, each equal to
     its own fit, each law carrying its own λ."""
