@@ -389,8 +389,8 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
             arrays = _no_rows(problems[0], delta)
         arrays = _gather(arrays, len(problems), share)
     out = _results(kind, [p.opts for p in problems], arrays, delta)
-    bad = [i for i, r in enumerate(out) if not r.finite]
-    if throw and bad:
+    bad = [i for i, r in enumerate(out) if not r.finite] if throw else []  # ~20 µs a problem
+    if bad:
         raise FitError(f"{len(bad)} of {len(out)} fits ended non-finite (first: problem {bad[0]})")
     return out
 
