@@ -174,7 +174,8 @@ def _resident(data, sharding):
 
 def _plan(problems, chunk):
     """Pad the problems to one shape and choose the chunk: 32 per device on CPU (a chunk's working
-    set stays in cache), 512 per device on accelerators (not tuned); laws with per-run extras
+    set stays in cache), 4 096 per device on accelerators (an H200, 2·10⁴ problems: 13.2K
+    problems/s at 512, 17.7K at 4 096, 18.7K at 16 384; 4 096 keeps a chunk near 1.5 GB); laws with per-run extras
     (MPL: (point, decrement) pairs) keep a chunk's temporaries near 32 MB."""
     # The kernels see the law's options less λ and ε (they shape the features, not the
     # computation): problems at different λ share one compilation and one batch.
@@ -185,7 +186,7 @@ def _plan(problems, chunk):
     problems = _pad_extras([_repad(p, n_max) for p in problems])
     ndev = jax.local_device_count()
     if chunk is None:
-        chunk = (32 if jax.default_backend() == "cpu" else 512) * ndev
+        chunk = (32 if jax.default_backend() == "cpu" else 4096) * ndev
     if len(problems[0].feats) > problems[0].n_point_feats:
         chunk = min(chunk, max(1, int(32e6 / (8 * 8 * problems[0].feats[-1].size))))
     chunk = max(ndev, (min(chunk, len(problems)) // ndev) * ndev)
@@ -358,7 +359,7 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
     same problems, solves its contiguous share, and gets all results back in input order).
 
     ``chunk`` is the number of problems solved together on this process (default: 32 per device
-    on CPU, 512 per device on accelerators). Problems run in rounds of ``ROUND`` iterations; after
+    on CPU, 4 096 per device on accelerators). Problems run in rounds of ``ROUND`` iterations; after
     each round the unfinished ones are regrouped into full chunks, so no lane idles while a slow
     problem in its chunk converges. Returns a list of :class:`FitResult` (each with its status).
     ``progress(done, total)`` is called after each chunk of work with the number of finished
