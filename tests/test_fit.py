@@ -89,6 +89,22 @@ def test_problems_resident_on_the_device_fit_as_from_the_host(monkeypatch):
     assert sum(r.status == "non-finite" for r in dev) == 1
 
 
+def test_chunks_in_threads_fit_as_one_after_another(monkeypatch):
+    """Chunks worked on two at a time (threads) give exactly the fits of one chunk at a time, in
+    input order, with progress still monotone."""
+    from cptjax.fitting import _batch
+
+    probs = [cptjax.make_problem(synthetic(s), "cpt", "loss") for s in range(7)]
+    seen = []
+    two = cptjax.fit_batch(probs, chunk=2, progress=lambda d, t: seen.append(d))
+    monkeypatch.setattr(_batch, "WORKERS", 1)
+    one = cptjax.fit_batch(probs, chunk=2)
+    for a, b in zip(one, two):
+        assert a.objective == b.objective and a.status == b.status
+        np.testing.assert_array_equal(list(a.params.values()), list(b.params.values()))
+    assert seen == sorted(seen) and seen[-1] == 7
+
+
 def test_problems_at_different_lam_share_a_batch():
     """λ shapes the features only: problems at λ = 0.99 and 0.999 fit in one batch, each equal to
     its own fit, each law carrying its own λ."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import jax
@@ -52,22 +53,41 @@ class _Plan(NamedTuple):
             return tree
         return jax.tree.map(lambda x: jax.device_put(x, self.sharding), tree)
 
-    def chunks(self, idx):
-        """Full chunks of the problems ``idx`` as (selected, picked, device data); the last one
-        padded by repeating its last problem to the smallest of ``chunk``, ``chunk/4``,
+    def chunks(self, idx, work):
+        """``(sel, pick, work(pick, data))`` for full chunks of the problems ``idx``, in order;
+        ``data`` is the chunk's (features, observations, mask) on the device(s). The last chunk
+        is padded by repeating its last problem to the smallest of ``chunk``, ``chunk/4``,
         ``chunk/16`` (whole devices) that holds it: a few shapes, each compiled once, and a slow
-        tail of 1-2 problems no longer pays for 32 lanes an iteration."""
+        tail of 1-2 problems no longer pays for 32 lanes an iteration. ``WORKERS`` chunks are
+        worked on at once, in threads (JAX releases the GIL while it computes): on the 2-core
+        CPU one chunk's solver runs beside another's (×1.35 the throughput at N = 1 000), on an
+        accelerator the host prepares a chunk while the device solves one. ``work`` must only
+        read the rows of its own chunk of any shared state; results are consumed in order."""
+        picks = []
         for c0 in range(0, idx.size, self.chunk):
             sel = idx[c0:c0 + self.chunk]
             size = self.chunk
             while size % 4 == 0 and size // 4 >= sel.size and (size // 4) % self.ndev == 0:
                 size //= 4
-            pick = np.concatenate([sel, np.full(size - sel.size, sel[-1])])
-            if isinstance(self.data[1], np.ndarray):
-                feats, obs, mask = self.data
-                yield sel, pick, self.put((tuple(f[pick] for f in feats), obs[pick], mask[pick]))
-            else:  # resident on the one device: gathered there, nothing crosses the bus
-                yield sel, pick, _rows(self.data, pick)
+            picks.append((sel, np.concatenate([sel, np.full(size - sel.size, sel[-1])])))
+        if WORKERS < 2 or len(picks) < 2:
+            for sel, pick in picks:
+                yield sel, pick, work(pick, self.rows(pick))
+            return
+        pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="cptjax-fit")
+        try:
+            futures = [pool.submit(lambda p=pick: work(p, self.rows(p))) for _, pick in picks]
+            for (sel, pick), fut in zip(picks, futures):
+                yield sel, pick, fut.result()
+        finally:  # also on Ctrl-C or an error: nothing more starts, the running chunks end
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def rows(self, pick):
+        """The problems ``pick``'s (features, observations, mask) on the device(s)."""
+        if isinstance(self.data[1], np.ndarray):
+            feats, obs, mask = self.data
+            return self.put((tuple(f[pick] for f in feats), obs[pick], mask[pick]))
+        return _rows(self.data, pick)  # resident on the one device: gathered there
 
     def grids(self, pick):
         """The fallback start grids of the problems ``pick`` (:func:`_fit.starts`), (n, starts, p)."""
@@ -155,6 +175,7 @@ def _pad_extras(problems):
 
 
 _rows = jax.jit(lambda data, pick: jax.tree.map(lambda a: a[pick], data))
+WORKERS = 2  # chunks in flight at once (Plan.chunks); 1: one after another
 RESIDENT = 0.25  # data kept on a lone accelerator when under this fraction of its memory (0: never)
 
 
@@ -206,12 +227,14 @@ def _first_round(plan, state, todo, delta, max_iter, progress):
     """Starts (variable projection + the grid, screened by objective) and the first ``ROUND``
     iterations of the problems ``todo``."""
     first = min(max_iter, ROUND)
-    for sel, pick, data in plan.chunks(todo):
-        grid = plan.grids(pick)
-        theta = _fit._start_batch(plan.kind, plan.opts, plan.put(grid), *data, delta)
+
+    def work(pick, data):
+        theta = _fit._start_batch(plan.kind, plan.opts, plan.put(plan.grids(pick)), *data, delta)
         warm = plan.put((np.full(len(pick), _fit.MU0), np.full(len(pick), 2.0), np.full(len(pick), first)))
-        out = jax.device_get(_fit._continue_batch(plan.kind, plan.opts, theta, warm[0], warm[1], *data, delta,
-                                                  warm[2], irls=_fit.IRLS_START))
+        return jax.device_get(_fit._continue_batch(plan.kind, plan.opts, theta, warm[0], warm[1], *data, delta,
+                                                   warm[2], irls=_fit.IRLS_START))
+
+    for sel, pick, out in plan.chunks(todo, work):
         th, f, st, it, mu, nu = (np.asarray(o)[:sel.size] for o in out)
         state = state.set(sel, theta=th, f=f, st=st, it=it, mu=mu, nu=nu, used=first)
         progress(state, sel)
@@ -223,7 +246,8 @@ def _screen_grid(plan, state, todo, init, delta, max_iter, progress):
     iterations (one start: a first round) with the continuation's compiled solver, the best kept
     per problem."""
     n0 = min(max_iter, ROUND if init is not None else _fit.SCREEN_ITER)
-    for sel, pick, data in plan.chunks(todo):
+
+    def work(pick, data):
         grid = plan.grids(pick) if init is None else np.repeat(np.atleast_2d(init)[None], len(pick), 0)
         theta = np.asarray(_fit._to_theta_batch(plan.kind, grid))
         best, score = None, None
@@ -237,6 +261,9 @@ def _screen_grid(plan, state, todo, init, delta, max_iter, progress):
                 best = [np.where(better.reshape((-1,) + (1,) * (o.ndim - 1)), o, b) for o, b in
                         zip(out, out if best is None else best)]
                 score = np.where(better, s, score)
+        return best
+
+    for sel, pick, best in plan.chunks(todo, work):
         th, f, st, it, mu, nu = (o[:sel.size] for o in best)
         # Screening iterations do not count against max_iter (the best start gets a full budget).
         state = state.set(sel, theta=th, f=f, st=st, it=it, mu=mu, nu=nu, used=n0 if init is not None else 0)
@@ -246,12 +273,14 @@ def _screen_grid(plan, state, todo, init, delta, max_iter, progress):
 
 def _more_rounds(plan, state, todo, grid_only, delta, max_iter, progress):
     """Problems still running continue in regrouped full chunks, ``ROUND`` iterations at a time."""
+    def work(pick, data):
+        budget = np.minimum(ROUND, max_iter - state.used[pick])
+        warm = plan.put((state.theta[pick], state.mu[pick], state.nu[pick]))
+        return budget, jax.device_get(_fit._continue_batch(plan.kind, plan.opts, *warm, *data, delta,
+                                                           plan.put(budget), irls=_fit.IRLS_GRID if grid_only else 0))
+
     while (act := state.running(todo, max_iter)).size:
-        for sel, pick, data in plan.chunks(act):
-            budget = np.minimum(ROUND, max_iter - state.used[pick])
-            warm = plan.put((state.theta[pick], state.mu[pick], state.nu[pick]))
-            out = jax.device_get(_fit._continue_batch(plan.kind, plan.opts, *warm, *data, delta, plan.put(budget),
-                                                      irls=_fit.IRLS_GRID if grid_only else 0))
+        for sel, pick, (budget, out) in plan.chunks(act, work):
             th, f, st, it, mu, nu = (np.asarray(o)[:sel.size] for o in out)
             state = state.set(sel, theta=th, f=f, st=st, it=state.it[sel] + it, mu=mu, nu=nu,
                               used=state.used[sel] + budget[:sel.size])
@@ -295,10 +324,10 @@ def _retry_max_iter(plan, state, delta, max_iter, progress):
 
 def _statistics(plan, theta, delta):
     """Fit statistics of every problem at θ, as arrays with a leading problem axis."""
-    parts = []
-    for sel, pick, data in plan.chunks(np.arange(theta.shape[0])):
-        stats = jax.device_get(_stats._stats_batch(plan.kind, plan.opts, plan.put(theta[pick]), *data, delta))
-        parts.append({k: np.asarray(v)[:sel.size] for k, v in stats.items()})
+    work = lambda pick, data: jax.device_get(_stats._stats_batch(plan.kind, plan.opts, plan.put(theta[pick]),
+                                                                 *data, delta))
+    parts = [{k: np.asarray(v)[:sel.size] for k, v in stats.items()}
+             for sel, pick, stats in plan.chunks(np.arange(theta.shape[0]), work)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -331,7 +360,7 @@ def _no_rows(prob, delta):
     """The per-problem arrays of zero problems (shapes and dtypes by ``jax.eval_shape``: nothing
     is solved)."""
     plan = _plan([prob], 1)
-    _, _, data = next(plan.chunks(np.arange(1)))
+    data = plan.rows(np.arange(1))
     theta = np.zeros((1, len(_fit._spec(plan.kind)[1])))
     stats = jax.eval_shape(lambda t, *d: _stats._stats_batch(plan.kind, plan.opts, t, *d, delta), theta, *data)
     rows = {k: np.zeros((0,) + v.shape[1:], v.dtype) for k, v in stats.items()}
