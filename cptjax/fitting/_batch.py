@@ -70,14 +70,16 @@ class _Plan(NamedTuple):
             while size % 4 == 0 and size // 4 >= sel.size and (size // 4) % self.ndev == 0:
                 size //= 4
             picks.append((sel, np.concatenate([sel, np.full(size - sel.size, sel[-1])])))
+        # The first chunk alone: it traces and compiles the pass's kernels once (two threads
+        # that both start cold would both trace them).
+        for sel, pick in picks[:1] if WORKERS > 1 else picks:
+            yield sel, pick, work(pick, self.rows(pick))
         if WORKERS < 2 or len(picks) < 2:
-            for sel, pick in picks:
-                yield sel, pick, work(pick, self.rows(pick))
             return
         pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="cptjax-fit")
         try:
-            futures = [pool.submit(lambda p=pick: work(p, self.rows(p))) for _, pick in picks]
-            for (sel, pick), fut in zip(picks, futures):
+            futures = [pool.submit(lambda p=pick: work(p, self.rows(p))) for _, pick in picks[1:]]
+            for (sel, pick), fut in zip(picks[1:], futures):
                 yield sel, pick, fut.result()
         finally:  # also on Ctrl-C or an error: nothing more starts, the running chunks end
             pool.shutdown(wait=True, cancel_futures=True)
