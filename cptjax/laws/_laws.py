@@ -38,6 +38,8 @@ class Param(NamedTuple):
         grid: the values a nonlinear parameter takes on the variable-projection grid.
         start: its values on the fallback start grid (natural units; for ``L0``, fractions of
             the lowest observed loss).
+        wide: more values that one fit (``cptjax.fit``) also starts from when its best basin
+            has the shift term at a bound (batches keep the lean grid).
     """
 
     name: str
@@ -45,6 +47,7 @@ class Param(NamedTuple):
     linear: bool = False
     grid: tuple = ()
     start: tuple = ()
+    wide: tuple = ()
 
 
 LAM = 0.999  # the CPT paper's momentum decay λ (LAW.md §1)
@@ -204,7 +207,7 @@ _A = Param("A", linear=True, start=(0.5,))
 _ALPHA = Param("alpha", grid=(0.2, 0.3, 0.5, 0.7, 1.0), start=(0.3, 0.7))
 _SHIFT_PARAMS = (Param("B", positive=False, linear=True, start=(-0.5, 0.5)),
                  Param("E", grid=(10.0, 100.0, 1000.0, 10000.0), start=(30.0, 3000.0)),
-                 Param("beta", grid=(0.1, 0.5), start=(0.3,)))
+                 Param("beta", grid=(0.1, 0.5), start=(0.3,), wide=(2.0,)))
 
 
 @_law
