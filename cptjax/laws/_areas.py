@@ -293,6 +293,14 @@ def _areas(lr, n_pt, kappa, eta0, pt_warmup, method, eps=0.0):
     return Areas(s[0], s[1], s[2], s[3])
 
 
+@functools.lru_cache(maxsize=16)
+def _powers(b: int, lam: float) -> np.ndarray:
+    """λ^j for j < b (read-only; the same few (b, λ) recur for every run of a batch)."""
+    p = np.exp(np.arange(b) * math.log(lam))
+    p.flags.writeable = False
+    return p
+
+
 def _momentum_np(d, lam: float):
     """The momentum recurrence m_i = λ·m_{i−1} + d_i in numpy (float64) for concrete inputs: in
     blocks of b steps, where λ^(−b) ≤ 2^10, each block in closed form
@@ -310,12 +318,23 @@ def _momentum_np(d, lam: float):
     b = min(b, T)
     nb = -(-T // b)
     x = np.concatenate([d, np.zeros(nb * b - T)]).reshape(nb, b)
-    p = np.exp(np.arange(b) * log_l)  # λ^j
+    p = _powers(b, lam)  # λ^j
     local = np.cumsum(x / p, axis=1) * p
     if nb > 1:
         carry = _momentum_np(local[:, -1], math.exp(b * log_l))  # m at each block's end
         local[1:] += carry[:-1, None] * (lam * p)
     return local.reshape(-1)[:T]
+
+
+def _prefix_at(x, idx):
+    """``np.cumsum(x)[idx]`` without the whole cumulative sum (a sequential scan: the cost of
+    building a fitting problem): sums of the segments between the sorted indices, vectorised,
+    then a cumulative sum over the segments only. Equal to rounding."""
+    if idx.size == 0:
+        return np.zeros(0)
+    u, inv = np.unique(idx, return_inverse=True)
+    seg = np.add.reduceat(x[:u[-1] + 1], np.concatenate([[0], u[:-1] + 1]))
+    return np.cumsum(seg)[inv.reshape(idx.shape)]
 
 
 def areas_numpy(lr, n_pt, lam: float = 0.999, eta0=None, eps: float = 0.0, idx=None) -> Areas:
@@ -331,13 +350,21 @@ def areas_numpy(lr, n_pt, lam: float = 0.999, eta0=None, eps: float = 0.0, idx=N
     m = _momentum_np(d, lam)
     if eps:
         m = m * np.where(lr > 0, np.where(lr > 0, lr, 1.0) ** eps, 0.0)
-    s1, s2 = np.cumsum(lr), np.cumsum(m)
-    at_n = (s1[n - 1], s2[n - 1]) if n else (0.0, 0.0)
+    # S2 without a cumulative sum: Σ m = λ·Σ m_prev + Σ d, and Σ_{k≤i} d_k telescopes to
+    # d_0 + lr_0 − lr_i, so S2_i = (d_0 + (lr_0 − lr_i) − λ·m_i) / (1 − λ) — rounding ε/(1 − λ)
+    # relative, so only for λ ≤ 0.999 (the paper's λ and below) and eps = 0. S1 at given indices:
+    # segment sums (vectorised), then a cumulative sum over the segments only.
+    closed = not eps and float(lam) <= 0.999
+    s2_at = lambda i: (d[0] + (lr[0] - lr[i]) - lam * m[i]) / (1.0 - lam)
     if idx is not None:
         idx = np.asarray(idx)
-        s1, s2 = s1[idx], s2[idx]
+        s1 = _prefix_at(lr, idx)
+        s2 = s2_at(idx) if closed else _prefix_at(m, idx)
+        at_n = (np.sum(lr[:n]), (s2_at(n - 1) if closed else np.sum(m[:n]))) if n else (0.0, 0.0)
         pt = idx < n
     else:
+        s1, s2 = np.cumsum(lr), (s2_at(np.arange(T)) if closed else np.cumsum(m))
+        at_n = (s1[n - 1], s2[n - 1]) if n else (0.0, 0.0)
         pt = np.arange(T) < n
     s1p, s2p = np.where(pt, s1, at_n[0]), np.where(pt, s2, at_n[1])
     return Areas(s1p, s1 - s1p, s2p, s2 - s2p)
