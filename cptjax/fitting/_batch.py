@@ -54,12 +54,14 @@ class _Plan(NamedTuple):
             return tree
         return jax.tree.map(lambda x: jax.device_put(x, self.sharding), tree)
 
-    def chunks(self, idx, work):
+    def chunks(self, idx, work, shrink=False):
         """``(sel, pick, work(pick, data))`` for full chunks of the problems ``idx``, in order;
         ``data`` is the chunk's (features, observations, mask) on the device(s). The last chunk
-        is padded by repeating its last problem to the smallest of ``chunk``, ``chunk/4``,
-        ``chunk/16`` (whole devices) that holds it: a few shapes, each compiled once, and a slow
-        tail of 1-2 problems no longer pays for 32 lanes an iteration. ``WORKERS`` chunks are
+        is padded by repeating its last problem to ``chunk`` or, with ``shrink`` (the later
+        rounds, where 1-2 slow problems can run on for many rounds), to the smallest of
+        ``chunk``, ``chunk/4``, ``chunk/16`` (whole devices) that holds it: a few shapes, each
+        compiled once, and a slow tail no longer pays for 32 lanes an iteration (elsewhere a
+        smaller shape would cost a fresh process another trace of each kernel, ~0.3 s). ``WORKERS`` chunks are
         worked on at once, in threads (JAX releases the GIL while it computes): on the 2-core
         CPU one chunk's solver runs beside another's (×1.35 the throughput at N = 1 000), on an
         accelerator the host prepares a chunk while the device solves one. ``work`` must only
@@ -68,7 +70,7 @@ class _Plan(NamedTuple):
         for c0 in range(0, idx.size, self.chunk):
             sel = idx[c0:c0 + self.chunk]
             size = self.chunk
-            while size % 4 == 0 and size // 4 >= sel.size and (size // 4) % self.ndev == 0:
+            while shrink and size % 4 == 0 and size // 4 >= sel.size and (size // 4) % self.ndev == 0:
                 size //= 4
             picks.append((sel, np.concatenate([sel, np.full(size - sel.size, sel[-1])])))
         # The first chunk alone: it traces and compiles the pass's kernels once (two threads
@@ -283,7 +285,7 @@ def _more_rounds(plan, state, todo, grid_only, delta, max_iter, progress):
                                                            plan.put(budget), irls=_fit.IRLS_GRID if grid_only else 0))
 
     while (act := state.running(todo, max_iter)).size:
-        for sel, pick, (budget, out) in plan.chunks(act, work):
+        for sel, pick, (budget, out) in plan.chunks(act, work, shrink=True):
             th, f, st, it, mu, nu = (np.asarray(o)[:sel.size] for o in out)
             state = state.set(sel, theta=th, f=f, st=st, it=state.it[sel] + it, mu=mu, nu=nu,
                               used=state.used[sel] + budget[:sel.size])
