@@ -452,23 +452,25 @@ def _basins(prob, res, k, delta, max_iter):
     """Multi-basin search (see :func:`fit`): LM from each of the k best distinct
     variable-projection starts; the best objective wins; near-ties that predict differently are
     reported. When the winner has a parameter at a bound (the shift term at one of its limits,
-    E → 0 or ∞: a flat valley the solver walks out along), ``BOUND_BASINS``·k more starts are
-    tried: on hard synthetic CPT problems a better interior optimum was there."""
+    E → 0 or ∞: a flat valley the solver walks out along) or statistics that are not finite,
+    ``BOUND_BASINS``·k more starts are tried (on hard synthetic CPT problems a better interior
+    optimum was there), then restarts next to the winner (:func:`_inside_starts`)."""
     ok = [res] if res.status != "non-finite" and math.isfinite(res.objective) else []
     runs = _basin_runs(prob, k, delta, max_iter)
     best = _choose(prob, ok, runs, 1 + len(runs), delta, fallback=res)
-    if k < 1 or best.status == "non-finite" or not _at_a_bound(prob.kind, best):
+    if k < 1 or best.status == "non-finite" or not _stuck(prob.kind, best):
         return best
     more = _basin_runs(prob, BOUND_BASINS * k, delta, max_iter, skip=k)
     best = _choose(prob, [best], more, 1 + len(runs) + len(more), delta, fallback=best)
-    if best.status == "non-finite" or not _at_a_bound(prob.kind, best):
+    if best.status == "non-finite" or not _stuck(prob.kind, best):
         return best
     inside = _runs_from(prob, _inside_starts(prob.kind, best), delta, max_iter)
     return _choose(prob, [best], inside, best.extra["basins_tried"] + len(inside), delta, fallback=best)
 
 
 def _inside_starts(kind, res):
-    """Starts next to a winner whose shift term ran to a bound: its parameters, with the shift's
+    """Starts next to a winner whose shift term ran to a bound (or whose statistics are not
+    finite: a flat direction such as β → ∞): its parameters, with the shift's
     nonlinear ones (E, β) over their grid (and ``Param.wide`` values) and every other positive
     parameter at a bound (a C at 0) moved back inside (e⁻⁵). On a real CPT pair (the lab's runs,
     one with replay) the winner had E → ∞ and C1 = C2 = 0; from these starts LM found an optimum
@@ -494,6 +496,12 @@ def _runs_from(prob, xs, delta, max_iter):
     state = _more_rounds(plan, state, idx, True, delta, max_iter, none)
     state = _retry_max_iter(plan, state, delta, max_iter, none)
     return [_State(*(a[i:i + 1] for a in state)) for i in idx]
+
+
+def _stuck(kind, res) -> bool:
+    """Whether a law with Eq. 3's shift ended with the shift at a limit or with statistics that
+    are not finite (a flat direction): then more starts are worth their cost."""
+    return _fit._spec(kind)[0].shift and (_at_a_bound(kind, res) or not res.finite)
 
 
 def _at_a_bound(kind, res) -> bool:
@@ -522,6 +530,10 @@ def _choose(prob, ok, runs, tried, delta, fallback=None):
     if not ok:  # nothing finite: the first fit as it ended
         return fallback if fallback is not None else result(runs[0])
     best = min(ok, key=lambda f: f.objective)
+    # A winner whose statistics are not finite (a flat direction: β → ∞ as well as E → ∞) gives
+    # way to a finite fit within BASIN_TIE of its objective.
+    finite = [f for f in ok if f.finite and f.objective <= best.objective * (1 + BASIN_TIE) + 1e-12]
+    best = best if best.finite or not finite else min(finite, key=lambda f: f.objective)
     best.warnings = list(best.warnings)
     best.extra["basins_tried"] = tried
     rivals = _rivals(best, ok, prob)
