@@ -48,6 +48,7 @@ class _Plan(NamedTuple):
     sharding: object  # NamedSharding over the local devices, or None (one device)
     data: tuple  # every problem's (features, observations, mask), stacked once: numpy, or on the device
     lo: np.ndarray  # every problem's lowest observed loss (the start grids' L0 scale)
+    workers: int  # chunks in flight at once (WORKERS on the CPU; 1 on accelerators, not measured there)
 
     def put(self, tree):
         if self.sharding is None:
@@ -61,10 +62,10 @@ class _Plan(NamedTuple):
         rounds, where 1-2 slow problems can run on for many rounds), to the smallest of
         ``chunk``, ``chunk/4``, ``chunk/16`` (whole devices) that holds it: a few shapes, each
         compiled once, and a slow tail no longer pays for 32 lanes an iteration (elsewhere a
-        smaller shape would cost a fresh process another trace of each kernel, ~0.3 s). ``WORKERS`` chunks are
-        worked on at once, in threads (JAX releases the GIL while it computes): on the 2-core
-        CPU one chunk's solver runs beside another's (×1.35 the throughput at N = 1 000), on an
-        accelerator the host prepares a chunk while the device solves one. ``work`` must only
+        smaller shape would cost a fresh process another trace of each kernel, ~0.3 s).
+        ``WORKERS`` chunks are worked on at once on the CPU, in threads (JAX releases the GIL while it computes): on the
+        2-core CPU one chunk's solver runs beside another's (×1.35 the throughput at N = 1 000);
+        on accelerators one at a time (two in flight were not measured there). ``work`` must only
         read the rows of its own chunk of any shared state; results are consumed in order."""
         picks = []
         for c0 in range(0, idx.size, self.chunk):
@@ -75,11 +76,11 @@ class _Plan(NamedTuple):
             picks.append((sel, np.concatenate([sel, np.full(size - sel.size, sel[-1])])))
         # The first chunk alone: it traces and compiles the pass's kernels once (two threads
         # that both start cold would both trace them).
-        for sel, pick in picks[:1] if WORKERS > 1 else picks:
+        for sel, pick in picks[:1] if self.workers > 1 else picks:
             yield sel, pick, work(pick, self.rows(pick))
-        if WORKERS < 2 or len(picks) < 2:
+        if self.workers < 2 or len(picks) < 2:
             return
-        pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="cptjax-fit")
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="cptjax-fit")
         try:
             futures = [pool.submit(lambda p=pick: work(p, self.rows(p))) for _, pick in picks[1:]]
             for (sel, pick), fut in zip(picks[1:], futures):
@@ -225,7 +226,8 @@ def _plan(problems, chunk):
     lo = np.nanmin(np.where(data[2], data[1], np.nan), axis=1)
     if _resident(data, sharding):
         data = jax.device_put(data)
-    return _Plan(kind, opts, problems, chunk, sharding, data, lo)
+    workers = WORKERS if jax.default_backend() == "cpu" else 1
+    return _Plan(kind, opts, problems, chunk, sharding, data, lo, workers)
 
 
 def _first_round(plan, state, todo, delta, max_iter, progress):
