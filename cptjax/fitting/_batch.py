@@ -446,8 +446,7 @@ def _basin_runs(prob, k, delta, max_iter, skip=0):
             break
     if len(picked) <= skip:
         return []
-    starts = np.asarray(_fit._to_natural_batch(prob.kind, np.stack(picked[skip:])))
-    return [_fit_local([prob], delta, max_iter, None, x, None, stats=False)[0] for x in starts]
+    return _runs_from(prob, np.asarray(_fit._to_natural_batch(prob.kind, np.stack(picked[skip:]))), delta, max_iter)
 
 
 def _basins(prob, res, k, delta, max_iter):
@@ -489,15 +488,10 @@ def _inside_starts(kind, res):
 
 
 def _runs_from(prob, xs, delta, max_iter):
-    """The solver alone from each start ``xs`` (natural units, (k, p)) to convergence, all in one
-    batch: a list of one-problem solver states."""
-    n = len(xs)
-    plan, idx, none = _plan([prob] * n, None), np.arange(n), _Progress(None, n, max_iter)
-    state = _State.empty(n, xs.shape[1]).set(idx, theta=np.asarray(_fit._to_theta_batch(prob.kind, xs)),
-                                             mu=np.full(n, _fit.MU0), nu=np.full(n, 2.0))
-    state = _more_rounds(plan, state, idx, True, delta, max_iter, none)
-    state = _retry_max_iter(plan, state, delta, max_iter, none)
-    return [_State(*(a[i:i + 1] for a in state)) for i in idx]
+    """The solver alone from each start ``xs`` (natural units, (k, p)), one after another on the
+    one-problem kernels the basins compiled (a batch of k would compile another shape: ~1 s in a
+    fresh process, more than the k solves): a list of one-problem solver states."""
+    return [_fit_local([prob], delta, max_iter, None, x, None, stats=False)[0] for x in xs]
 
 
 def _stuck(kind, res) -> bool:
