@@ -16,7 +16,8 @@ numpy objective (the same Huber δ = 1e-3 on log residuals, same parameterisatio
 32-point start grid, one problem at a time — timed on ``--paper-max`` problems and extrapolated.
 
 Columns: problems/s of cptjax end to end (make_problem + fit_batch) in a warm process (best of
-3 after a compiling call), and of fit_batch alone on the built problems ("fit only"); with ``--cold`` also in a fresh process with an empty compilation
+3 after a compiling call), and of fit_batch alone on the built problems ("fit only"); with
+``--cold`` also in a fresh process with an empty compilation
 cache and with a warm one (make_problem, compilation and fit; the interpreter's start and
 ``import cptjax`` reported apart); the paper method's problems/s; the ratios; "no worse" = the
 fraction of the paper-timed problems where cptjax's objective ≤ the paper method's × (1 + 1e-6).

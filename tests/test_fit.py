@@ -79,7 +79,7 @@ def test_problems_resident_on_the_device_fit_as_from_the_host(monkeypatch):
     probs[3].obs = probs[3].obs.copy()
     probs[3].obs[::5] = np.nan
     host = cptjax.fit_batch(probs, chunk=4)
-    monkeypatch.setattr(_batch, "RESIDENT", True)
+    monkeypatch.setattr(_batch, "_resident", lambda data, sharding: True)
     plan = _batch._plan(probs, 4)
     assert not isinstance(plan.data[1], np.ndarray)  # on the device
     dev = cptjax.fit_batch(probs, chunk=4)

@@ -63,9 +63,9 @@ class _Plan(NamedTuple):
         ``chunk``, ``chunk/4``, ``chunk/16`` (whole devices) that holds it: a few shapes, each
         compiled once, and a slow tail no longer pays for 32 lanes an iteration (elsewhere a
         smaller shape would cost a fresh process another trace of each kernel, ~0.3 s).
-        ``WORKERS`` chunks are worked on at once on the CPU, in threads (JAX releases the GIL while it computes): on the
-        2-core CPU one chunk's solver runs beside another's (×1.35 the throughput at N = 1 000);
-        on accelerators one at a time (two in flight were not measured there). ``work`` must only
+        ``WORKERS`` chunks are worked on at once on the CPU, in threads (JAX releases the GIL
+        while it computes): on the 2-core CPU one chunk's solver runs beside another's (×1.35 the
+        throughput at N = 1 000); on accelerators one at a time (not measured there). ``work`` must only
         read the rows of its own chunk of any shared state; results are consumed in order."""
         picks = []
         for c0 in range(0, idx.size, self.chunk):
@@ -189,11 +189,7 @@ def _resident(data, sharding):
     """Whether the stacked problems stay on the device for the whole fit (one accelerator, room
     to spare): each pass then gathers its chunks there, instead of copying them from the host
     (the host was the bottleneck on an H200: ~110 µs per problem, compute a fraction of it)."""
-    if sharding is not None or not RESIDENT:
-        return False
-    if RESIDENT is True:
-        return True
-    if jax.default_backend() == "cpu":
+    if sharding is not None or not RESIDENT or jax.default_backend() == "cpu":
         return False
     limit = (jax.local_devices()[0].memory_stats() or {}).get("bytes_limit", 0)
     return sum(a.nbytes for a in jax.tree.leaves(data)) < RESIDENT * limit
@@ -202,8 +198,8 @@ def _resident(data, sharding):
 def _plan(problems, chunk):
     """Pad the problems to one shape and choose the chunk: 32 per device on CPU (a chunk's working
     set stays in cache), 4 096 per device on accelerators (an H200, 2·10⁴ problems: 13.2K
-    problems/s at 512, 17.7K at 4 096, 18.7K at 16 384; 4 096 keeps a chunk near 1.5 GB); laws with per-run extras
-    (MPL: (point, decrement) pairs) keep a chunk's temporaries near 32 MB."""
+    problems/s at 512, 17.7K at 4 096, 18.7K at 16 384; 4 096 keeps a chunk near 1.5 GB); laws
+    with per-run extras (MPL: (point, decrement) pairs) keep a chunk's temporaries near 32 MB."""
     # The kernels see the law's options less λ and ε (they shape the features, not the
     # computation): problems at different λ share one compilation and one batch.
     kind, opts = problems[0].kind, _fit.kernel_opts(problems[0].opts)
@@ -476,9 +472,10 @@ def _inside_starts(kind, res):
     parameter at a bound (a C at 0) moved back inside (e⁻⁵). On a real CPT pair (the lab's runs,
     one with replay) the winner had E → ∞ and C1 = C2 = 0; from these starts LM found an optimum
     1.2e-4 lower than it, below 128-start scipy's."""
-    cls, names, free = _fit._spec(kind)
+    cls, names, _ = _fit._spec(kind)
     x = np.array([res.params[n] for n in names])
-    bound = (np.abs(np.asarray(_fit._to_theta_batch(kind, x[None]))[0]) > 15) & ~free
+    bound, beta_zero = _fit._at_bound(kind, np.asarray(_fit._to_theta_batch(kind, x[None]))[0])
+    bound[names.index("beta")] |= beta_zero
     x = np.where(bound, math.exp(-5), x)
     shift = [names.index(n) for n in ("E", "beta")]
     values = [cls.params[i].grid + cls.params[i].wide for i in shift]
