@@ -88,6 +88,8 @@ _EXPORTS = {
     "forecast_cpt": (".forecasting", 'forecast_cpt'),
     "watch": (".forecasting", 'watch'),
     "Forecast": (".forecasting", 'Forecast'),
+    "RealizedLaw": (".forecasting", 'RealizedLaw'),
+    "realized_annealing": (".forecasting", 'realized_annealing'),
     "run_tune_study": (".tuning", 'run_tune_study'),
 }
 
@@ -184,4 +186,6 @@ if TYPE_CHECKING:  # the same names, for static analysis (tests/test_api.py keep
     from .forecasting import forecast_cpt as forecast_cpt
     from .forecasting import watch as watch
     from .forecasting import Forecast as Forecast
+    from .forecasting import RealizedLaw as RealizedLaw
+    from .forecasting import realized_annealing as realized_annealing
     from .tuning import run_tune_study as run_tune_study

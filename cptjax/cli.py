@@ -407,6 +407,8 @@ def cmd_forecast(args) -> int:
 
     _number("--weight-general", args.weight_general, 0, 1)
     _number("--n-pt", args.n_pt, 1, integer=True)
+    if args.n_pt is not None and args.anneal == "realized":
+        raise _Fail("--anneal realized: a CPT forecast (--n-pt) uses Eq. 4's annealing term; leave --anneal out")
     ref = (refs[0] if len(refs) == 1 else refs) or None
     opts = dict(budget=args.budget, schedule=args.schedule, cooldown=args.cooldown,
                 cooldown_steps=args.cooldown_steps, final=args.final, reference=ref)
@@ -419,7 +421,7 @@ def cmd_forecast(args) -> int:
         else:
             progress(f"fitting the annealing law to {args.log}" + (f" with {len(refs)} reference(s)" if refs else ""),
                      args.json)
-            fc = cptjax.forecast(args.log, column=args.column, **opts)
+            fc = cptjax.forecast(args.log, column=args.column, anneal=args.anneal, **opts)
     for w in caught:
         progress(f"warning: {w.message}", args.json)
     if args.out:
@@ -442,7 +444,8 @@ def cmd_watch(args) -> int:
     progress(f"watching {args.log} (a refit every {args.every} new losses; Ctrl-C stops)", False)
     for fc in cptjax.watch(args.log, column=args.column, every=args.every, poll=args.poll, budget=args.budget,
                            schedule=args.schedule, cooldown=args.cooldown, cooldown_steps=args.cooldown_steps,
-                           final=args.final, reference=(refs[0] if len(refs) == 1 else refs) or None):
+                           final=args.final, reference=(refs[0] if len(refs) == 1 else refs) or None,
+                           anneal=args.anneal):
         print(fc.line(), flush=True)
         if args.plot:
             fc.plot(args.plot)
@@ -612,12 +615,18 @@ def _forecast_args(fo) -> None:
     fo.add_argument("--reference", nargs="+", default=None, metavar="RUN|FIT",
                     help="finished runs of the same model (fitted jointly) or a fit JSON (its C)")
     fo.add_argument("--plot", default=None, help="write a figure (.png/.pdf/.svg)")
+    fo.add_argument("--anneal", default="auto", choices=("auto", "realized", "eq1"),
+                    help="the law's annealing term: 'realized' (each LR drop's gain realized by the LR area "
+                         "after it), 'eq1' (Eq. 1's S2), or 'auto' (realized, else Eq. 1 where the peak LR is "
+                         "outside the range it was calibrated on; the default). PT forecasts only: a CPT "
+                         "forecast (--n-pt) uses Eq. 4")
 
 
 def _add_forecast(sub) -> None:
     fo = sub.add_parser(
         "forecast", help="forecast a run's final loss: cool down now, at step k, or continue",
-        description="Fit the annealing law (Eq. 1) to a training log so far and forecast the final "
+        description="Fit the annealing law (Eq. 1, with the realized annealing term: see --anneal) "
+                    "to a training log so far and forecast the final "
                     "loss, with a 90% band, of: the run's own schedule (--schedule), stopping now, "
                     "cooling down now, and starting the cooldown at each step k of a budget "
                     "(--budget), with the best k. A log with no annealing does not identify the "

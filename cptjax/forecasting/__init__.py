@@ -3,3 +3,4 @@ with a band, for PT runs (``forecast``, ``watch``) and CPT runs (``forecast_cpt`
 
 from ._forecast import COOLDOWN_SHAPES, Forecast, forecast, watch
 from ._forecast_cpt import forecast_cpt
+from ._realized import RealizedLaw, fit_realized, realized_annealing

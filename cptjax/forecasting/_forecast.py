@@ -30,22 +30,31 @@ from ..laws import areas_numpy, check_law, check_schedule
 from ..data import Run, load_run
 from ..errors import DataWarning, FitError, InputError, InputTypeError
 from ..files import atomic_write, dumps
+from ._realized import RealizedLaw, areas_of, fit_realized
 
 __all__ = ["forecast", "watch", "Forecast", "COOLDOWN_SHAPES", "PRIOR_Q"]
 
 COOLDOWN_SHAPES = {"linear": "linear", "1-sqrt": "sqrt", "sqrt": "sqrt", "cosine": "cosine", "exp": "exp"}
 # The prior of the annealing gain: κ_t = C·S1_t^(1+α)/(A·α) — what a unit of annealing area is worth
-# against a unit of forward area at the log's last step t — scales as t^1.5 across real runs:
-# κ_t = q·t^1.5 with q = 8.2e-6 (median over Eq. 1 fits of 8 runs with cooldowns from two studies:
-# MultiPowerLaw 25M/100M/400M, 24 000 steps, q = 7.9e-6..9.2e-6; OLMo-2 ladder 190M..3B at 10xC,
-# 73 000..202 000 steps, q = 5.9e-6..1.27e-5; experiments/forecast.py), log-sd 0.22 there, taken
-# as 0.35 for a model it has not seen. A·α·S1_t^(−α−1) is the log's own slope in S1, which a
-# constant-LR log does identify; so C = q·t^1.5·A·α / S1_t^(1+α).
-PRIOR_Q = (8.2e-6, 0.35)
-# The law's relative error on an unseen future schedule, in the band: 0.4% — the mean |error| of
-# reference-mode forecasts of the 29 real cooldown branches of experiments/forecast.py (so the
-# band's coverage there is calibrated in-sample; without it 34% of them fell inside the band).
-MODEL_SD = 0.004
+# against a unit of forward area at the log's last step t — grows as a power of t across real runs.
+# A·α·S1_t^(−α−1) is the log's own slope in S1, which a constant-LR log does identify; so
+# C = κ_t·A·α / S1_t^(1+α). Calibrated on the joint fits (constant log truncated at the branch
+# step + the cosine reference) of the 29 real branches of experiments/forecast.py (MultiPowerLaw
+# 25M/100M/400M at 20 000 steps, OLMo-2 ladder 190M..3B at 5 000..181 000 steps): for the realized
+# law (the default), κ_t = q·T0^1.5·(t/T0)^p with q = 1.07e-5, T0 = 20 000, p = 1.28, log-sd 0.13
+# there, taken as 0.25 for a model it has not seen; for Eq. 1 (``anneal="eq1"``), κ_t = q·t^1.5
+# with q = 8.2e-6 (median over Eq. 1 fits of the 8 full runs of the same studies), log-sd 0.22
+# there, taken as 0.35.
+PRIOR_Q = {"realized": (9.6e-6, 0.35, 1.5), "eq1": (8.2e-6, 0.35, 1.5)}  # (q, log-sd, power p)
+PRIOR_T0 = 20_000
+# The peak LRs the realized law's area constant (c = 25 per unit of LR·steps) was chosen on: AdamW
+# runs at 3e-4..9.7e-4; taken an order of magnitude wider on each side
+REALIZED_LRS = (3e-5, 1e-2)
+# The law's relative error on an unseen future schedule, in the band: the mean |error| of
+# reference-mode forecasts of the 29 real cooldown branches of experiments/forecast.py, ×1.25 (the sd
+# of a normal with that mean |error|): 0.19% → 0.25% for the realized law, 0.36% → 0.4% for Eq. 1 (so
+# the band's coverage there is calibrated in-sample).
+MODEL_SD = {"realized": 0.0025, "eq1": 0.004}
 _IDENTIFIED = 0.3  # C counts as identified by the log when its relative standard error is below this
 
 
@@ -139,7 +148,8 @@ def _cooldown(start_lr, n, shape, final):
 
 def forecast(log, *, column: str | None = None, budget: int | None = None, schedule=None,
              cooldown: str = "linear", cooldown_steps: int | None = None, final: float = 0.0,
-             reference=None, n_starts: int = 12, n_draws: int = 256, seed: int = 0) -> Forecast:
+             reference=None, anneal: str = "auto", n_starts: int = 12, n_draws: int = 256,
+             seed: int = 0) -> Forecast:
     """Forecast a (pre-)training run's final loss under alternative futures.
 
     Args:
@@ -155,14 +165,40 @@ def forecast(log, *, column: str | None = None, budget: int | None = None, sched
         reference: other runs of the same model (list of :class:`Run` or log files; fitted
             jointly), or a fitted law (``pt`` law, or a fit file path): where C comes from when the
             log has no annealing. ``None``: the prior.
+        anneal: the law's annealing term: ``"realized"`` (each LR drop's gain realized by the LR
+            area after it, :class:`RealizedLaw`; on the 29 real branches of experiments/forecast.py
+            it halves Eq. 1's error), ``"eq1"`` (Eq. 1's S2, momentum per step), or ``"auto"``
+            (default): realized, unless the peak LR is outside ``REALIZED_LRS`` (the range its
+            area constant was calibrated on, AdamW runs) or its forecast is not sane there — then
+            Eq. 1, and a note says so. A reference *law* (a fit file) is Eq. 1's and makes it Eq. 1.
         n_starts: rows of the cooldown-start table.
     """
     _check_counts(n_starts=n_starts, n_draws=n_draws, seed=seed)
+    if anneal not in ("auto", "realized", "eq1"):
+        raise InputError(f"forecast: anneal must be 'auto', 'realized' or 'eq1', got {anneal!r}")
     shape, full = _check_cooldown(cooldown, final), _full_schedule(schedule)
     _not_itself(log, reference)
     log_run, column, budget, L = _so_far(_as_run(log, full), column, full, budget, cooldown_steps)
+    opts = (log_run, column, reference, full, budget, L, cooldown, final, n_starts, n_draws, seed)
+    if anneal != "auto":
+        return _forecast(anneal, [], *opts)
+    peak = float(np.max(log_run.lr))
+    if not REALIZED_LRS[0] <= peak <= REALIZED_LRS[1]:
+        return _forecast("eq1", [f"peak LR {peak:.3g} is outside {REALIZED_LRS}, where the realized law's area "
+                                 "constant was calibrated: Eq. 1's annealing term is used"], *opts)
+    try:
+        return _forecast("realized", [], *opts)
+    except InputError as e:
+        if "does not describe this run" not in str(e):
+            raise
+        return _forecast("eq1", [f"the realized law's forecast was not sane ({e}); Eq. 1's annealing term is "
+                                 "used"], *opts)
+
+
+def _forecast(anneal, notes0, log_run, column, reference, full, budget, L, cooldown, final, n_starts, n_draws, seed):
     t, lr_so_far = log_run.n_pt, log_run.lr
-    res, law, source, notes, ref_law = _fit(log_run, column, reference)
+    res, law, source, notes, ref_law = _fit(log_run, column, reference, anneal)
+    notes = notes0 + notes
     rng = np.random.default_rng(seed)
     law, draws, source = _annealing(law, res.cov, source, ref_law, log_run, budget or (t + L), n_draws, rng, notes)
     sd = float(res.rmse) if math.isfinite(res.rmse) else 0.0
@@ -306,7 +342,7 @@ def _relevel(law, draws, log):
     least squares (for the law and each draw, its α and C held): the curve so far stays fitted
     (the warmup's negative annealing area would otherwise shift it by C·S2)."""
     steps, y = log.points(next(iter(log.losses)))
-    a = areas_numpy(log.lr, log.lr.size, law.lam, idx=steps, eps=getattr(law, "eps", 0.0))
+    a = _areas_at(law, log.lr, steps)
     s1, s2 = a.s1_pt + a.s1_cpt, a.s2_pt + a.s2_cpt
     def solve(alpha, C):
         X = np.stack([np.ones_like(s1), np.power(s1, -alpha)], 1)
@@ -332,12 +368,14 @@ def _annealing(law, cov, source, ref_law, log, T_end, n_draws, rng, notes):
         law, draws = _relevel(law, draws, log)
     elif source == "prior":
         t, S1 = lr_so_far.size, float(lr_so_far.sum())
-        q = PRIOR_Q[0] * np.exp(PRIOR_Q[1] * rng.standard_normal(n_draws))
-        draws["C"] = q * t ** 1.5 * draws["A"] * draws["alpha"] / S1 ** (draws["alpha"] + 1)
-        law = dataclasses.replace(law, C=float(PRIOR_Q[0] * t ** 1.5 * law.A * law.alpha / S1 ** (law.alpha + 1)))
+        q0, sd, power = PRIOR_Q["realized" if isinstance(law, RealizedLaw) else "eq1"]
+        kappa = q0 * PRIOR_T0 ** 1.5 * (t / PRIOR_T0) ** power
+        q = kappa * np.exp(sd * rng.standard_normal(n_draws))
+        draws["C"] = q * draws["A"] * draws["alpha"] / S1 ** (draws["alpha"] + 1)
+        law = dataclasses.replace(law, C=float(kappa * law.A * law.alpha / S1 ** (law.alpha + 1)))
         law, draws = _relevel(law, draws, log)
         notes.append("the log has no annealing and no reference was given: C comes from the prior "
-                     f"(q = {PRIOR_Q[0]:g}, log-sd {PRIOR_Q[1]:g}, from 8 real runs of two studies); give a "
+                     f"(q = {q0:g}, log-sd {sd:g}, from real runs of two studies); give a "
                      "finished run of this model as reference= for a sharper forecast")
     return law, draws, source
 
@@ -373,7 +411,7 @@ def _as_run(log, full, what="log") -> Run:
     raise InputTypeError(f"forecast: `{what}` must be a Run or a log file path, got {type(log).__name__}")
 
 
-def _fit(log_run, column, reference):
+def _fit(log_run, column, reference, anneal="realized"):
     from ..fitting import fit
     from ..laws import PTLaw
     from ..fitting import load_law
@@ -402,6 +440,13 @@ def _fit(log_run, column, reference):
                                      f"it has {sorted(rr.losses)}")
                 runs.append(Run(rr.name, rr.lr, rr.lr.size, rr.steps, {column: rr.losses[column]}))
             source = "reference"
+    if anneal == "realized" and ref_law is None:
+        res = fit_realized(runs, column)
+        if not (np.isfinite(res.rmse) and np.all(np.isfinite(list(res.law.to_dict().values())[1:5]))):
+            raise InputError(f"forecast: the law could not be fitted to {log_run.name}: non-finite parameters")
+        return res, res.law, source, notes, None
+    if anneal == "realized":
+        notes.append("the reference law is Eq. 1's: forecast with Eq. 1's annealing term (anneal='eq1')")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -440,6 +485,8 @@ def _draws(law, cov, n, rng) -> dict:
 
 
 def _areas_at(law, lr, idx):
+    if isinstance(law, RealizedLaw):
+        return areas_of(np.asarray(lr, np.float64), np.asarray(idx))
     return areas_numpy(lr, lr.size, law.lam, idx=np.asarray(idx), eps=getattr(law, "eps", 0.0))
 
 
@@ -457,7 +504,7 @@ def _at_end(law, draws, lr, sd, a=None):
     # the band: parameter draws, plus the log's residual scatter (the measured loss has it too) and
     # the law's own error on a future it has not seen (MODEL_SD, relative)
     z = np.random.default_rng(0).standard_normal((2, vals.size))
-    noise = z[0] * sd + z[1] * MODEL_SD * mean
+    noise = z[0] * sd + z[1] * MODEL_SD["realized" if isinstance(law, RealizedLaw) else "eq1"] * mean
     lo, hi = np.quantile(vals + noise, [0.05, 0.95]) if vals.size else (math.nan, math.nan)
     return mean, float(lo), float(hi)
 

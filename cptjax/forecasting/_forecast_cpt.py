@@ -10,7 +10,7 @@ standard error is below 30%; a re-warmup's negative annealing area alone fitted 
 lab's runs, so it does not count), else from
 ``reference`` — finished CPT runs of the same model and PT (fitted jointly, all parameters
 shared), or a fitted pair (``cpt-shared`` or ``cpt`` law files: its C, or C2) — else from the PT
-forecast's prior (:data:`cptjax.PRIOR_Q`, over the whole run so far; ``source == "prior"``, its
+forecast's Eq. 1 prior (:data:`cptjax.PRIOR_Q` ``['eq1']``, over the whole run so far; ``source == "prior"``, its
 spread in the band), which is calibrated on pre-training runs only (on the lab's CPT runs its
 forecasts missed by 4.3% on average against 2.3% with a reference: experiments/forecast_cpt.py).
 """
@@ -153,10 +153,10 @@ def _fit_both(so_far, columns, reference):
         if not (source == "reference" or (_annealed(so_far.lr) and _identified(law, res.cov))):
             if ref is None:  # the PT forecast's prior: κ_t = C·S1_t^(1+α)/(A·α) = q·t^1.5
                 t, S1 = so_far.lr.size, float(so_far.lr.sum())
-                C = PRIOR_Q[0] * t ** 1.5 * law.A * law.alpha / S1 ** (law.alpha + 1)
-                source, spread = "prior", PRIOR_Q[1]
+                C = PRIOR_Q["eq1"][0] * t ** 1.5 * law.A * law.alpha / S1 ** (law.alpha + 1)
+                source, spread = "prior", PRIOR_Q["eq1"][1]
                 notes.append(f"{c}: the log has no annealing and no reference was given: C = {C:.4g} comes from "
-                             f"the prior (q = {PRIOR_Q[0]:g}, log-sd {PRIOR_Q[1]:g}, from pre-training runs); give "
+                             f"the prior (q = {PRIOR_Q['eq1'][0]:g}, log-sd {PRIOR_Q['eq1'][1]:g}, from pre-training runs); give "
                              "a finished CPT run of this model as reference= for a sharper forecast")
             else:
                 C = float(getattr(ref, "C", getattr(ref, "C2", math.nan)))
@@ -220,7 +220,7 @@ class _Evaluator:
             a = areas_numpy(lr, self.n_pt, law.lam, idx=[lr.size - 1], eps=law.eps)
             a = Areas(*(float(np.asarray(v).reshape(-1)[-1]) for v in a))
             m = float(law(a))
-            v = np.asarray(d(a)) + z[2 * k] * sd + z[2 * k + 1] * MODEL_SD * m
+            v = np.asarray(d(a)) + z[2 * k] * sd + z[2 * k + 1] * MODEL_SD["eq1"] * m
             vals.append(v)
             out[name] = {"loss": m, **_band(v)}
         obj = self.w * vals[0] + (1 - self.w) * vals[1]
