@@ -181,3 +181,38 @@ def test_auto_uses_eq1_outside_the_calibrated_lrs_and_says_so():
     assert type(fc.law) is cptjax.PTLaw and any("outside" in n for n in fc.notes)
     fc = cptjax.forecast(log_of(S.constant(T, PEAK, warmup=W), 12000, rng, law=LAWS["realized"]), budget=T)
     assert isinstance(fc.law, RealizedLaw) and not any("outside" in n for n in fc.notes)
+
+
+def test_a_realized_law_as_reference_keeps_its_own_annealing_term(tmp_path):
+    """An earlier forecast's law (in memory or saved) gives its C in S2ᵃ's units: the forecast stays
+    with the realized law and recovers the truth; Eq. 1 refuses it."""
+    rng = np.random.default_rng(4)
+    law = LAWS["realized"]
+    const = S.constant(T, PEAK, warmup=W)
+    ref = log_of(S.cosine(T, PEAK, warmup=W, final=0.1 * PEAK), T, rng, law=law)
+    log = log_of(const, 12000, rng, law=law)
+    first = cptjax.forecast(log, budget=T, reference=[ref])
+    first.save(tmp_path / "fc.json")
+    now = np.concatenate([const[:12000], S.wsd(4000, PEAK, decay=1.0, final=0.0)])
+    for reference in (first.law, tmp_path / "fc.json"):
+        fc = cptjax.forecast(log, budget=T, reference=reference)
+        a = next(a for a in fc.alternatives if a["name"].startswith("cool down now"))
+        assert isinstance(fc.law, RealizedLaw) and fc.source == "reference"
+        assert abs(a["loss"] / truth(now, law) - 1) < 0.002 and a["lo"] <= truth(now, law) <= a["hi"]
+    with pytest.raises(cptjax.InputError, match="realized"):
+        cptjax.forecast(log, budget=T, reference=first.law, anneal="eq1")
+
+
+def test_the_realized_path_checks_its_inputs():
+    rng = np.random.default_rng(5)
+    log = log_of(S.constant(T, PEAK, warmup=W), 12000, rng, law=LAWS["realized"])
+    bad = log_of(S.cosine(T, PEAK, warmup=W), T, rng, law=LAWS["realized"])
+    bad.lr[100] = np.nan
+    with pytest.raises(cptjax.InputError, match="non-finite LR"):
+        cptjax.forecast(log, budget=T, reference=[bad], anneal="realized")
+    zero = log_of(S.cosine(T, PEAK, warmup=W), T, rng, law=LAWS["realized"])
+    zero.losses["loss"][3] = 0.0
+    with pytest.raises(cptjax.InputError, match="loss <= 0"):
+        fit_realized([zero], "loss")
+    with pytest.raises(cptjax.InputError, match="idx"):
+        realized_annealing(S.constant(10, PEAK), [10])

@@ -1,7 +1,9 @@
 """Forecast a run while it trains: "if I start the cooldown now (or at step k), the final loss will
 be X".
 
-The annealing law (Eq. 1, L = L0 + A·S1^−α − C·S2) is fitted on the log so far; each alternative
+The annealing law is fitted on the log so far — by default with the realized annealing term
+(L = L0 + A·S1^−α − C·S2ᵃ, :mod:`._realized`: each LR drop's gain realized by the LR area after it;
+``anneal="eq1"``: Eq. 1's S2, the momentum per step) — and each alternative
 future schedule (the run's own, cool down now, stop now, start the cooldown at step k of a fixed
 budget) is the log's LR so far joined to that future, and its final loss is the law's prediction
 there, with a 90% band from parameter draws.
@@ -36,15 +38,15 @@ __all__ = ["forecast", "watch", "Forecast", "COOLDOWN_SHAPES", "PRIOR_Q"]
 
 COOLDOWN_SHAPES = {"linear": "linear", "1-sqrt": "sqrt", "sqrt": "sqrt", "cosine": "cosine", "exp": "exp"}
 # The prior of the annealing gain: κ_t = C·S1_t^(1+α)/(A·α) — what a unit of annealing area is worth
-# against a unit of forward area at the log's last step t — grows as a power of t across real runs.
+# against a unit of forward area at the log's last step t — grows as t^1.5 across real runs.
 # A·α·S1_t^(−α−1) is the log's own slope in S1, which a constant-LR log does identify; so
-# C = κ_t·A·α / S1_t^(1+α). Calibrated on the joint fits (constant log truncated at the branch
-# step + the cosine reference) of the 29 real branches of experiments/forecast.py (MultiPowerLaw
-# 25M/100M/400M at 20 000 steps, OLMo-2 ladder 190M..3B at 5 000..181 000 steps): for the realized
-# law (the default), κ_t = q·T0^1.5·(t/T0)^p with q = 1.07e-5, T0 = 20 000, p = 1.28, log-sd 0.13
-# there, taken as 0.25 for a model it has not seen; for Eq. 1 (``anneal="eq1"``), κ_t = q·t^1.5
-# with q = 8.2e-6 (median over Eq. 1 fits of the 8 full runs of the same studies), log-sd 0.22
-# there, taken as 0.35.
+# C = κ_t·A·α / S1_t^(1+α), κ_t = q·T0^1.5·(t/T0)^p. For the realized law (the default): q = 9.6e-6,
+# the median over the joint fits (constant log truncated at the branch step + the cosine reference)
+# of the 29 real branches of experiments/forecast.py (MultiPowerLaw 25M/100M/400M at 20 000 steps,
+# OLMo-2 ladder 190M..3B at 5 000..181 000 steps), log-sd 0.24 there, taken as 0.35 for a model it
+# has not seen; p = 1.5 (a fitted 1.28 forecast the two-stage branches at step 8 000 far worse). For
+# Eq. 1 (``anneal="eq1"``): q = 8.2e-6 (median over Eq. 1 fits of the 8 full runs of the same
+# studies), log-sd 0.22 there, taken as 0.35.
 PRIOR_Q = {"realized": (9.6e-6, 0.35, 1.5), "eq1": (8.2e-6, 0.35, 1.5)}  # (q, log-sd, power p)
 PRIOR_T0 = 20_000
 # The peak LRs the realized law's area constant (c = 25 per unit of LR·steps) was chosen on: AdamW
@@ -52,8 +54,8 @@ PRIOR_T0 = 20_000
 REALIZED_LRS = (3e-5, 1e-2)
 # The law's relative error on an unseen future schedule, in the band: the mean |error| of
 # reference-mode forecasts of the 29 real cooldown branches of experiments/forecast.py, ×1.25 (the sd
-# of a normal with that mean |error|): 0.19% → 0.25% for the realized law, 0.36% → 0.4% for Eq. 1 (so
-# the band's coverage there is calibrated in-sample).
+# of a normal with that mean |error|): 0.19% → 0.25% for the realized law; 0.4% for Eq. 1 (its 0.36%,
+# set before that rule). The band's coverage there is calibrated in-sample.
 MODEL_SD = {"realized": 0.0025, "eq1": 0.004}
 _IDENTIFIED = 0.3  # C counts as identified by the log when its relative standard error is below this
 
@@ -182,7 +184,7 @@ def forecast(log, *, column: str | None = None, budget: int | None = None, sched
     opts = (log_run, column, reference, full, budget, L, cooldown, final, n_starts, n_draws, seed)
     if anneal != "auto":
         return _forecast(anneal, [], *opts)
-    peak = float(np.max(log_run.lr))
+    peak = max(float(np.max(log_run.lr)), float(np.max(full)) if full is not None else 0.0)
     if not REALIZED_LRS[0] <= peak <= REALIZED_LRS[1]:
         return _forecast("eq1", [f"peak LR {peak:.3g} is outside {REALIZED_LRS}, where the realized law's area "
                                  "constant was calibrated: Eq. 1's annealing term is used"], *opts)
@@ -423,7 +425,7 @@ def _fit(log_run, column, reference, anneal="realized"):
             ref_law = reference
         elif isinstance(reference, (str, bytes)) or hasattr(reference, "__fspath__"):
             if _is_fit_file(reference):  # a fit file is read as one, its errors reported as such
-                ref_law = load_law(reference)
+                ref_law = _realized_law_file(reference) or load_law(reference)
             else:
                 reference = [reference]
         elif not (isinstance(reference, (list, tuple)) and reference):
@@ -440,11 +442,21 @@ def _fit(log_run, column, reference, anneal="realized"):
                                      f"it has {sorted(rr.losses)}")
                 runs.append(Run(rr.name, rr.lr, rr.lr.size, rr.steps, {column: rr.losses[column]}))
             source = "reference"
-    if anneal == "realized" and ref_law is None:
-        res = fit_realized(runs, column)
-        if not (np.isfinite(res.rmse) and np.all(np.isfinite(list(res.law.to_dict().values())[1:5]))):
+    if isinstance(ref_law, RealizedLaw) and anneal == "eq1":
+        raise InputError("forecast: the reference law is a realized law (an earlier forecast's): its C is not Eq. 1's; "
+                         "use anneal='realized' or 'auto'")
+    if anneal == "realized" and (ref_law is None or isinstance(ref_law, RealizedLaw)):
+        try:
+            res = fit_realized(runs, column)
+        except InputError as e:
+            raise InputError(f"forecast: {e}") from None
+        if not (np.isfinite(res.rmse) and np.all(np.isfinite([res.law.L0, res.law.A, res.law.alpha, res.law.C]))):
             raise InputError(f"forecast: the law could not be fitted to {log_run.name}: non-finite parameters")
-        return res, res.law, source, notes, None
+        if ref_law is not None:
+            if _annealed(log_run.lr) and _identified(res.law, res.cov):
+                source = "log"
+            notes.append(f"reference law: C = {ref_law.C:.4g}")
+        return res, res.law, source, notes, ref_law
     if anneal == "realized":
         notes.append("the reference law is Eq. 1's: forecast with Eq. 1's annealing term (anneal='eq1')")
     with warnings.catch_warnings():
@@ -458,6 +470,24 @@ def _fit(log_run, column, reference, anneal="realized"):
             source = "log"
         notes.append(f"reference law: C = {ref_law.C:.4g}")
     return res, res.law, source, notes, ref_law
+
+
+def _realized_law_file(path):
+    """The realized law of a saved forecast or law file (``"law": "pt-realized"``), else ``None``."""
+    import json
+
+    from ..files import read_text
+
+    d = json.loads(read_text(path, "reference", limit=64 << 20))
+    d = d.get("law", d) if isinstance(d, dict) else d
+    if not (isinstance(d, dict) and d.get("law") == "pt-realized"):
+        return None
+    try:
+        law = RealizedLaw(**{k: float(d[k]) for k in RealizedLaw.param_names()})
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"forecast: the reference {os.fsdecode(path)} has a realized law without its parameters: {e}") from None
+    check_law(law, "reference")
+    return law
 
 
 def _annealed(lr) -> bool:
