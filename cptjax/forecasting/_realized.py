@@ -103,7 +103,9 @@ def realized_annealing(lr, idx, *, c: float = C_AREA, beta: float = BETA) -> np.
     """S2ᵃ of the per-step schedule ``lr`` at the 0-based step indices ``idx`` (float64 array).
 
     Exact sums where they are small (a point costs O(its drops)); otherwise the 49-exponential
-    quadrature (|error| < 1e-5 of the full drop) in chunks of 32 768 steps."""
+    quadrature (|error| < 1e-5 of the full drop) in chunks of 32 768 steps. The drops counted are
+    those after the schedule's (first) global maximum: a schedule that re-warms above an earlier
+    peak counts its drops from the later one."""
     check_schedule(lr, name="lr")
     lr = np.asarray(lr, np.float64)
     if lr.ndim != 1:
