@@ -610,7 +610,7 @@ def _forecast_args(fo) -> None:
     fo.add_argument("--cooldown", default="linear", choices=("linear", "1-sqrt", "cosine", "exp"),
                     help="cooldown shape (linear)")
     fo.add_argument("--cooldown-steps", type=int, default=None,
-                    help="length of 'cool down now' (default 20%% of the budget)")
+                    help="length of 'cool down now' (default 20%% of the budget, within the steps left in it)")
     fo.add_argument("--final", type=float, default=0.0, help="LR at the cooldown's end, as a fraction (0)")
     fo.add_argument("--reference", nargs="+", default=None, metavar="RUN|FIT",
                     help="finished runs of the same model (fitted jointly) or a fit JSON (its C)")

@@ -216,3 +216,11 @@ def test_the_realized_path_checks_its_inputs():
         fit_realized([zero], "loss")
     with pytest.raises(cptjax.InputError, match="idx"):
         realized_annealing(S.constant(10, PEAK), [10])
+
+
+def test_cool_down_now_stays_within_the_budget():
+    rng = np.random.default_rng(6)
+    log = log_of(S.constant(T, PEAK, warmup=W), 18000, rng)
+    fc = cptjax.forecast(log, budget=T)  # 20% of the budget is 4 000 steps; 2 000 are left
+    now = next(a for a in fc.alternatives if a["name"].startswith("cool down now"))
+    assert now["end"] == T and "2000 steps" in now["name"]

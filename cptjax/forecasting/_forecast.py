@@ -162,8 +162,8 @@ def forecast(log, *, column: str | None = None, budget: int | None = None, sched
             cooldown-start table).
         schedule: the run's own full schedule (per-step array or text form), when known.
         cooldown: the cooldown's shape: ``linear``, ``1-sqrt``, ``cosine``, ``exp``.
-        cooldown_steps: the length of "cool down now" (default: 20% of the budget, else of the
-            steps so far).
+        cooldown_steps: the length of "cool down now" (default: 20% of the budget, at most the
+            steps left in it; else 20% of the steps so far).
         final: the LR at the end of a cooldown, as a fraction of the LR it starts from.
         reference: other runs of the same model (list of :class:`Run` or log files; fitted
             jointly), or a fitted law (``pt`` law, or a fit file path): where C comes from when the
@@ -317,7 +317,9 @@ def _budget(full, budget, t, cooldown_steps):
                                        or not 1 <= cooldown_steps <= (budget - t if budget else _schedules.MAX_STEPS - t)):
         raise InputError(f"forecast: cooldown_steps must be an integer in [1, {budget - t if budget else _schedules.MAX_STEPS - t}]"
                          f"{' (the steps left in the budget)' if budget else ''}, got {cooldown_steps!r}")
+    # "cool down now" by default over 20% of the budget (within the steps left in it), else of the steps so far
     L = int(cooldown_steps) if cooldown_steps is not None else max(1, round(0.2 * (budget or t)))
+    L = min(L, budget - t) if budget and cooldown_steps is None else L
     return budget, L
 
 
