@@ -31,28 +31,27 @@ OLMO_SIZES = ("190M", "370M", "760M", "1B", "3B")
 OLMO_MULTS = ("0.5", "1", "2", "5", "10")
 
 
-def two_stage(quick):
-    """The wsdcon branches: (name, log, branch schedule, measured final loss, reference Run)."""
+def _mpl(quick, at, names):
+    """MultiPowerLaw branches ``names`` of each size, from constant_24000 truncated at step ``at``;
+    reference cosine_24000."""
     for size in (["100"] if quick else ["25", "100", "400"]):
         const, cos = mpl_run(DATA, size, "constant_24000"), mpl_run(DATA, size, "cosine_24000")
-        keep = const.steps <= 8000
-        log = cptjax.Run(f"mpl{size}-constant", const.lr[:8000], 8000, const.steps[keep],
-                         {"loss": const.losses["loss"][keep]})
-        for k in ((9,) if quick else (3, 9, 18)):
-            br = mpl_run(DATA, size, f"wsdcon_{k}")
-            yield f"MPL {size}M wsdcon{k}", log, br.lr, float(br.losses["loss"][-1]), cos
+        keep = const.steps <= at
+        log = cptjax.Run(f"mpl{size}-constant", const.lr[:at], at, const.steps[keep], {"loss": const.losses["loss"][keep]})
+        for b in names:
+            br = mpl_run(DATA, size, b)
+            label = b.replace("_", "") if b.startswith("wsdcon") else b.split("_")[0]  # wsdcon9, wsd, wsdld
+            yield f"MPL {size}M {label}", log, br.lr, float(br.losses["loss"][-1]), cos
+
+
+def two_stage(quick):
+    """The wsdcon branches: (name, log, branch schedule, measured final loss, reference Run)."""
+    yield from _mpl(quick, 8000, ["wsdcon_9"] if quick else ["wsdcon_3", "wsdcon_9", "wsdcon_18"])
 
 
 def branches(quick):
     """(name, log (truncated Run), branch schedule (full), measured final loss, reference Run)."""
-    for size in (["100"] if quick else ["25", "100", "400"]):
-        const, cos = mpl_run(DATA, size, "constant_24000"), mpl_run(DATA, size, "cosine_24000")
-        keep = const.steps <= 20000
-        log = cptjax.Run(f"mpl{size}-constant", const.lr[:20000], 20000, const.steps[keep],
-                         {"loss": const.losses["loss"][keep]})
-        for b in ("wsd_20000_24000", "wsdld_20000_24000"):
-            br = mpl_run(DATA, size, b)
-            yield f"MPL {size}M {b.split('_')[0]}", log, br.lr, float(br.losses["loss"][-1]), cos
+    yield from _mpl(quick, 20000, ["wsd_20000_24000", "wsdld_20000_24000"])
     if quick:
         return
     for size in OLMO_SIZES:

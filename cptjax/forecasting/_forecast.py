@@ -40,15 +40,15 @@ COOLDOWN_SHAPES = {"linear": "linear", "1-sqrt": "sqrt", "sqrt": "sqrt", "cosine
 # The prior of the annealing gain: κ_t = C·S1_t^(1+α)/(A·α) — what a unit of annealing area is worth
 # against a unit of forward area at the log's last step t — grows as t^1.5 across real runs.
 # A·α·S1_t^(−α−1) is the log's own slope in S1, which a constant-LR log does identify; so
-# C = κ_t·A·α / S1_t^(1+α), κ_t = q·T0^1.5·(t/T0)^p. For the realized law (the default): q = 9.6e-6,
+# C = q·t^1.5·A·α / S1_t^(1+α). For the realized law (the default): q = 9.6e-6,
 # the median over the joint fits (constant log truncated at the branch step + the cosine reference)
 # of the 29 real branches of experiments/forecast.py (MultiPowerLaw 25M/100M/400M at 20 000 steps,
 # OLMo-2 ladder 190M..3B at 5 000..181 000 steps), log-sd 0.24 there, taken as 0.35 for a model it
-# has not seen; p = 1.5 (a fitted 1.28 forecast the two-stage branches at step 8 000 far worse). For
+# has not seen (a power of t fitted there, 1.28, forecast the two-stage branches at step 8 000 far
+# worse: 1.46% against 0.44%). For
 # Eq. 1 (``anneal="eq1"``): q = 8.2e-6 (median over Eq. 1 fits of the 8 full runs of the same
 # studies), log-sd 0.22 there, taken as 0.35.
-PRIOR_Q = {"realized": (9.6e-6, 0.35, 1.5), "eq1": (8.2e-6, 0.35, 1.5)}  # (q, log-sd, power p)
-PRIOR_T0 = 20_000
+PRIOR_Q = {"realized": (9.6e-6, 0.35), "eq1": (8.2e-6, 0.35)}  # (q, log-sd)
 # The peak LRs the realized law's area constant (c = 25 per unit of LR·steps) was chosen on: AdamW
 # runs at 3e-4..9.7e-4; taken an order of magnitude wider on each side
 REALIZED_LRS = (3e-5, 1e-2)
@@ -173,7 +173,8 @@ def forecast(log, *, column: str | None = None, budget: int | None = None, sched
             it halves Eq. 1's error), ``"eq1"`` (Eq. 1's S2, momentum per step), or ``"auto"``
             (default): realized, unless the peak LR is outside ``REALIZED_LRS`` (the range its
             area constant was calibrated on, AdamW runs) or its forecast is not sane there — then
-            Eq. 1, and a note says so. A reference *law* (a fit file) is Eq. 1's and makes it Eq. 1.
+            Eq. 1, and a note says so. A reference *law* keeps its own term: an Eq. 1 law (a fit
+            file) makes it Eq. 1; a realized law (an earlier forecast's) is refused by Eq. 1.
         n_starts: rows of the cooldown-start table.
     """
     _check_counts(n_starts=n_starts, n_draws=n_draws, seed=seed)
@@ -373,8 +374,8 @@ def _annealing(law, cov, source, ref_law, log, T_end, n_draws, rng, notes):
         law, draws = _relevel(law, draws, log)
     elif source == "prior":
         t, S1 = lr_so_far.size, float(lr_so_far.sum())
-        q0, sd, power = PRIOR_Q["realized" if isinstance(law, RealizedLaw) else "eq1"]
-        kappa = q0 * PRIOR_T0 ** 1.5 * (t / PRIOR_T0) ** power
+        q0, sd = PRIOR_Q[_form(law)]
+        kappa = q0 * t ** 1.5
         q = kappa * np.exp(sd * rng.standard_normal(n_draws))
         draws["C"] = q * draws["A"] * draws["alpha"] / S1 ** (draws["alpha"] + 1)
         law = dataclasses.replace(law, C=float(kappa * law.A * law.alpha / S1 ** (law.alpha + 1)))
@@ -385,19 +386,24 @@ def _annealing(law, cov, source, ref_law, log, T_end, n_draws, rng, notes):
     return law, draws, source
 
 
-def _is_fit_file(path) -> bool:
-    """A ``.json`` file whose top level has a ``law`` key (cptjax's fit and law files)."""
+def _fit_file(path) -> dict | None:
+    """The parsed top level of a ``.json`` file with a ``law`` key (cptjax's fit, law and forecast
+    files), else ``None``."""
     import json
 
     if not os.fspath(path).endswith(".json") or not os.path.isfile(path):
-        return False
+        return None
     try:
         from ..files import read_text
 
         d = json.loads(read_text(path, "reference", limit=64 << 20))
     except (ValueError, RecursionError, InputError, OSError):
-        return False
-    return isinstance(d, dict) and "law" in d
+        return None
+    return d if isinstance(d, dict) and "law" in d else None
+
+
+def _is_fit_file(path) -> bool:
+    return _fit_file(path) is not None
 
 
 def _as_run(log, full, what="log") -> Run:
@@ -427,8 +433,9 @@ def _fit(log_run, column, reference, anneal="realized"):
             check_law(reference, "reference")
             ref_law = reference
         elif isinstance(reference, (str, bytes)) or hasattr(reference, "__fspath__"):
-            if _is_fit_file(reference):  # a fit file is read as one, its errors reported as such
-                ref_law = _realized_law_file(reference) or load_law(reference)
+            d = _fit_file(reference)
+            if d is not None:  # a fit file is read as one, its errors reported as such
+                ref_law = _realized_law(d, reference) or load_law(reference)
             else:
                 reference = [reference]
         elif not (isinstance(reference, (list, tuple)) and reference):
@@ -448,25 +455,14 @@ def _fit(log_run, column, reference, anneal="realized"):
     if isinstance(ref_law, RealizedLaw) and anneal == "eq1":
         raise InputError("forecast: the reference law is a realized law (an earlier forecast's): its C is not Eq. 1's; "
                          "use anneal='realized' or 'auto'")
-    if anneal == "realized" and (ref_law is None or isinstance(ref_law, RealizedLaw)):
-        try:
-            res = fit_realized(runs, column)
-        except InputError as e:
-            raise InputError(f"forecast: {e}") from None
-        if not (np.isfinite(res.rmse) and np.all(np.isfinite([res.law.L0, res.law.A, res.law.alpha, res.law.C]))):
-            raise InputError(f"forecast: the law could not be fitted to {log_run.name}: non-finite parameters")
-        if ref_law is not None:
-            if _annealed(log_run.lr) and _identified(res.law, res.cov):
-                source = "log"
-            notes.append(f"reference law: C = {ref_law.C:.4g}")
-        return res, res.law, source, notes, ref_law
-    if anneal == "realized":
+    realized = anneal == "realized" and (ref_law is None or isinstance(ref_law, RealizedLaw))
+    if anneal == "realized" and not realized:
         notes.append("the reference law is Eq. 1's: forecast with Eq. 1's annealing term (anneal='eq1')")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            res = fit(runs, "pt", column, throw=True)
-        except FitError as e:
+            res = fit_realized(runs, column) if realized else fit(runs, "pt", column, throw=True)
+        except (FitError, InputError) as e:
             raise InputError(f"forecast: the annealing law could not be fitted to {log_run.name}: {e}") from None
     if ref_law is not None:
         if _annealed(log_run.lr) and _identified(res.law, res.cov):
@@ -475,15 +471,11 @@ def _fit(log_run, column, reference, anneal="realized"):
     return res, res.law, source, notes, ref_law
 
 
-def _realized_law_file(path):
-    """The realized law of a saved forecast or law file (``"law": "pt-realized"``), else ``None``."""
-    import json
-
-    from ..files import read_text
-
-    d = json.loads(read_text(path, "reference", limit=64 << 20))
-    d = d.get("law", d) if isinstance(d, dict) else d
-    if not (isinstance(d, dict) and d.get("law") == "pt-realized"):
+def _realized_law(d, path):
+    """The realized law of a saved forecast or law file's top level ``d`` (``"law": "pt-realized"``),
+    else ``None``."""
+    d = d["law"] if isinstance(d["law"], dict) else d
+    if d.get("law") != "pt-realized":
         return None
     try:
         law = RealizedLaw(**{k: float(d[k]) for k in RealizedLaw.param_names()})
@@ -517,6 +509,11 @@ def _draws(law, cov, n, rng) -> dict:
     return {k: x[:, i] for i, k in enumerate(names)}
 
 
+def _form(law) -> str:
+    """The law's annealing term: ``realized`` or ``eq1`` (the keys of PRIOR_Q and MODEL_SD)."""
+    return "realized" if isinstance(law, RealizedLaw) else "eq1"
+
+
 def _areas_at(law, lr, idx):
     if isinstance(law, RealizedLaw):
         return areas_of(np.asarray(lr, np.float64), np.asarray(idx))
@@ -537,7 +534,7 @@ def _at_end(law, draws, lr, sd, a=None):
     # the band: parameter draws, plus the log's residual scatter (the measured loss has it too) and
     # the law's own error on a future it has not seen (MODEL_SD, relative)
     z = np.random.default_rng(0).standard_normal((2, vals.size))
-    noise = z[0] * sd + z[1] * MODEL_SD["realized" if isinstance(law, RealizedLaw) else "eq1"] * mean
+    noise = z[0] * sd + z[1] * MODEL_SD[_form(law)] * mean
     lo, hi = np.quantile(vals + noise, [0.05, 0.95]) if vals.size else (math.nan, math.nan)
     return mean, float(lo), float(hi)
 

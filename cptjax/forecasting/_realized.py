@@ -33,8 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import InputError
-from ..laws import Areas, PTLaw, areas_numpy, check_schedule
-from ..laws._laws import LAM
+from ..laws import Areas, PTLaw, check_schedule
 
 __all__ = ["C_AREA", "BETA", "realized_annealing", "RealizedLaw", "RealizedFit", "areas_of", "fit_realized"]
 
@@ -147,9 +146,11 @@ class RealizedLaw(PTLaw):
 
 
 def areas_of(lr, idx) -> Areas:
-    """S1 (as Eq. 1's) and S2ᵃ in place of S2 (in ``s2_pt``), at 0-based step indices ``idx``."""
-    a = areas_numpy(lr, lr.size, LAM, idx=np.asarray(idx))
-    return Areas(a.s1_pt, a.s1_cpt, realized_annealing(lr, idx), np.zeros(np.shape(a.s2_cpt)))
+    """S1 (as Eq. 1's: the LR summed to each step, in ``s1_pt``) and S2ᵃ in place of S2 (in
+    ``s2_pt``), at 0-based step indices ``idx``."""
+    s2 = realized_annealing(lr, idx)  # checks lr and idx
+    zero = np.zeros_like(s2)
+    return Areas(np.cumsum(np.asarray(lr, np.float64))[np.asarray(idx).reshape(-1)], zero, s2, zero)
 
 
 @dataclasses.dataclass
@@ -205,15 +206,20 @@ def fit_realized(runs, column, *, free_c: bool = True) -> RealizedFit:
     i = int(np.argmin(scores))
     lo, hi = _ALPHAS[max(i - 1, 0)], _ALPHAS[min(i + 1, _ALPHAS.size - 1)]
     g = (math.sqrt(5) - 1) / 2
-    for _ in range(48):  # golden section on [lo, hi]
-        a1, a2 = hi - g * (hi - lo), lo + g * (hi - lo)
-        if solve(a1)[0] < solve(a2)[0]:
-            hi = a2
+    a1, a2 = hi - g * (hi - lo), lo + g * (hi - lo)
+    f1, f2 = solve(a1)[0], solve(a2)[0]
+    for _ in range(48):  # golden section on [lo, hi]: one new evaluation a step
+        if f1 < f2:
+            hi, a2, f2 = a2, a1, f1
+            a1 = hi - g * (hi - lo)
+            f1 = solve(a1)[0]
         else:
-            lo = a1
+            lo, a1, f1 = a1, a2, f2
+            a2 = lo + g * (hi - lo)
+            f2 = solve(a2)[0]
     alpha = (lo + hi) / 2
     rss, (L0, A, C) = solve(alpha)
-    if not math.isfinite(rss):
+    if not (math.isfinite(rss) and math.isfinite(alpha)):
         raise InputError(f"the realized law could not be fitted to {', '.join(r.name for r in runs)}: no "
                          "non-negative L0, A, C fits these losses")
     law = RealizedLaw(L0=float(L0), A=float(A), alpha=float(alpha), C=float(C))
