@@ -28,11 +28,12 @@ by the same generator, its observations computed from the law's formula, with fr
 ``fit_batch`` alone is timed (``--chunk`` sizes compared at the smallest N, each after a first,
 compiling call on the same problems; larger N reuse those shapes), and the wall time stops at ``--budget-s``.
 
-``--reference N`` instead runs benchmarks/reference.py (128-start scipy with the exact gradient)
-on N synthetic problems and every real data set.
+The global-optimum check (128-start scipy with the exact gradient) on N of these synthetic
+problems and every real data set is benchmarks/reference.py, which imports this file's generators
+(this file imports nothing from it).
 
     python benchmarks/fit_batch.py [--sizes 10 100 1000] [--paper-max 5] [--cold]
-    python benchmarks/fit_batch.py --reference 200
+    python benchmarks/reference.py --synthetic 200
 """
 
 import argparse
@@ -256,7 +257,6 @@ def main():
     ap.add_argument("--problems", nargs="+", default=["own"], choices=["own", "wide", "schedules", "wide-schedules"])
     ap.add_argument("--paper-max", type=int, default=5)
     ap.add_argument("--cold", action="store_true")
-    ap.add_argument("--reference", type=int, default=0, metavar="N")
     ap.add_argument("--large", type=int, nargs="+", metavar="N")
     ap.add_argument("--pool", type=int, default=1000)
     ap.add_argument("--chunk", type=int, nargs="+", default=[512, 4096, 16384])
@@ -266,11 +266,6 @@ def main():
     args = ap.parse_args()
     if args.child:
         return child(*args.child)
-    if args.reference:
-        sys.path.insert(0, HERE)
-        import reference
-
-        return reference.main(["--synthetic", str(args.reference)])
     print(f"backend {jax.default_backend()}, {jax.local_device_count()} device(s): {jax.devices()[0].device_kind}")
     if args.large:
         return large(args)

@@ -666,6 +666,9 @@ def build_parser() -> argparse.ArgumentParser:
                "'cosine(steps=10000,peak=1e-4,warmup=500,final=0)', 'constant(steps=N,peak=X)', "
                "'linear(...)', 'multistep(...)', 'inverse_sqrt(...)', or 'file(lr.npy)'. "
                "Run 'cptjax COMMAND --help' for each command.")
+    import cptjax  # the package's __init__ only: the version, without JAX
+
+    p.add_argument("--version", action="version", version=f"cptjax {cptjax.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 

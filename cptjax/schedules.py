@@ -60,7 +60,7 @@ def _with_warmup(steps: int, peak: float, warmup: int, body) -> np.ndarray:
 def constant(steps: int, peak: float, warmup: int = 0) -> np.ndarray:
     """Constant LR: η_i = peak after the warmup.
 
-    Example:
+    Examples:
         >>> constant(4, 1e-3, warmup=2).tolist()
         [0.0005, 0.001, 0.001, 0.001]
     """
@@ -71,7 +71,7 @@ def constant(steps: int, peak: float, warmup: int = 0) -> np.ndarray:
 def cosine(steps: int, peak: float, warmup: int = 0, final: float = 0.0) -> np.ndarray:
     """Cosine decay: η = final + (peak − final)·½(1 + cos πu), reaching ``final`` at step T.
 
-    Example:
+    Examples:
         >>> cosine(3, 1.0).round(3).tolist()
         [0.75, 0.25, 0.0]
     """
@@ -107,7 +107,7 @@ def wsd(steps: int, peak: float, warmup: int = 0, decay: float = 0.2, final: flo
     ``linear`` peak + (final − peak)·v; ``exp`` peak·(final/peak)^v (geometric, needs final > 0);
     ``cosine`` final + (peak − final)·½(1 + cos πv); ``sqrt`` final + (peak − final)·(1 − √v).
 
-    Example:
+    Examples:
         >>> wsd(5, 1.0, decay=0.4, final=0.0).tolist()
         [1.0, 1.0, 1.0, 0.5, 0.0]
     """
@@ -197,7 +197,7 @@ def to_csv(lr) -> str:
 def join(pt, cpt) -> tuple[np.ndarray, int]:
     """Join a PT and a CPT schedule into one array; returns ``(lr, n_pt)``.
 
-    Example:
+    Examples:
         >>> lr, n_pt = join(constant(3, 1.0), constant(2, 0.5)); n_pt
         3
     """
@@ -228,63 +228,48 @@ def _is_number(cell: str) -> bool:
         return False
 
 
-def from_file(path) -> np.ndarray:
-    """Load a per-step LR array from ``.npy`` or ``.csv``/``.txt`` (one column, or a column
-    named ``lr``)."""
-    if not str(path).strip():
-        raise InputError("file(): give a path, e.g. file(lr.npy)")
-    p = pathlib.Path(path)
-    if not p.exists():
-        raise InputError(f"file({path}): no such file")
-    if p.is_dir():
-        raise InputError(f"file({path}): is a folder, not a schedule file")
-    from .files import read_bytes
+def _read_npy(raw: bytes, path) -> np.ndarray:
+    buf = io.BytesIO(raw)
+    version = np.lib.format.read_magic(buf)
+    fmt = np.lib.format
+    shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(buf)
+    if math.prod(shape) > MAX_STEPS or math.prod(shape) * dtype.itemsize > len(raw):
+        raise InputError(f"file({path}): its header claims shape {shape}: above the limit of "
+                         f"{MAX_STEPS:,} steps, or more than the file holds")
+    return np.load(io.BytesIO(raw), allow_pickle=False)
 
-    # bounded: a regular file of at most 256 MiB (a FIFO or device would never end)
-    raw = read_bytes(p, f"file({path})", limit=256 << 20)
-    try:
-        if p.suffix == ".npy":
-            buf = io.BytesIO(raw)
-            version = np.lib.format.read_magic(buf)
-            fmt = np.lib.format
-            shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(buf)
-            if math.prod(shape) > MAX_STEPS or math.prod(shape) * dtype.itemsize > len(raw):
-                raise InputError(f"file({path}): its header claims shape {shape}: above the limit of "
-                                 f"{MAX_STEPS:,} steps, or more than the file holds")
-            arr = np.load(io.BytesIO(raw), allow_pickle=False)
-        elif p.suffix == ".json":  # a plan file from `cptjax design` (or any {"schedule": [...]})
-            import json
 
-            d = json.loads(raw.decode("utf-8-sig"))
-            if not (isinstance(d, dict) and isinstance(d.get("schedule"), list)):
-                raise InputError(f"file({path}): a JSON schedule needs a 'schedule' list of LRs")
-            arr = d["schedule"]
-        else:
-            text = raw.decode("utf-8-sig")
-            first = text.split("\n", 1)[0]
-            skip = 0
-            col = None
-            names = [c.strip() for c in first.split(",")]
-            if not all(_is_number(c) for c in names):  # a header ("1e-4", "nan" are numbers: data)
-                col = names.index("lr") if "lr" in names else (0 if len(names) == 1 else None)
-                if col is None:
-                    raise InputError(f"file({path}): CSV has several columns and none named 'lr'")
-                skip = 1
-            arr = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=skip, usecols=col, ndmin=1)
-            step = next((i for i, c in enumerate(names) if c.lower() in ("step", "cpt_step", "global_step",
-                                                                           "iter", "iteration", "_step")), None)
-            if skip and step is not None:
-                st = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, usecols=step, ndmin=1)
-                if st.size > 1 and not np.all(np.diff(st) == 1):
-                    raise InputError(f"file({path}): its {names[step]!r} column skips steps (a log?): file() "
-                                     "needs one LR per step — read a training log with load_run (cptjax fit "
-                                     "LOG), or give the schedule in text form")
-    except ValueError as e:
-        if str(e).startswith("file("):
-            raise
-        raise InputError(f"file({path}): could not read a numeric LR array ({e})") from None
-    except (OSError, UnicodeDecodeError, EOFError, RecursionError, json_errors()) as e:
-        raise InputError(f"file({path}): could not read it ({str(e)[:200]})") from None
+def _read_json(raw: bytes, path):
+    """A plan file from `cptjax design` (or any {"schedule": [...]})."""
+    import json
+
+    d = json.loads(raw.decode("utf-8-sig"))
+    if not (isinstance(d, dict) and isinstance(d.get("schedule"), list)):
+        raise InputError(f"file({path}): a JSON schedule needs a 'schedule' list of LRs")
+    return d["schedule"]
+
+
+def _read_csv(raw: bytes, path) -> np.ndarray:
+    text = raw.decode("utf-8-sig")
+    names = [c.strip() for c in text.split("\n", 1)[0].split(",")]
+    if all(_is_number(c) for c in names):  # no header ("1e-4", "nan" are numbers: data)
+        return np.loadtxt(io.StringIO(text), delimiter=",", ndmin=1)
+    col = names.index("lr") if "lr" in names else (0 if len(names) == 1 else None)
+    if col is None:
+        raise InputError(f"file({path}): CSV has several columns and none named 'lr'")
+    arr = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, usecols=col, ndmin=1)
+    step = next((i for i, c in enumerate(names) if c.lower() in ("step", "cpt_step", "global_step",
+                                                                   "iter", "iteration", "_step")), None)
+    if step is not None:
+        st = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, usecols=step, ndmin=1)
+        if st.size > 1 and not np.all(np.diff(st) == 1):
+            raise InputError(f"file({path}): its {names[step]!r} column skips steps (a log?): file() "
+                             "needs one LR per step — read a training log with load_run (cptjax fit "
+                             "LOG), or give the schedule in text form")
+    return arr
+
+
+def _checked_lrs(arr, path) -> np.ndarray:
     kind = np.asarray(arr).dtype.kind if isinstance(arr, np.ndarray) else None
     if kind is not None and kind not in "fiu":  # datetimes, strings, booleans, complex: not LRs
         raise InputError(f"file({path}): expected a numeric LR array, got dtype {arr.dtype}")
@@ -303,6 +288,32 @@ def from_file(path) -> np.ndarray:
     return arr
 
 
+def from_file(path) -> np.ndarray:
+    """Load a per-step LR array from ``.npy``, a plan ``.json`` or ``.csv``/``.txt`` (one column, or
+    a column named ``lr``)."""
+    if not str(path).strip():
+        raise InputError("file(): give a path, e.g. file(lr.npy)")
+    p = pathlib.Path(path)
+    if not p.exists():
+        raise InputError(f"file({path}): no such file")
+    if p.is_dir():
+        raise InputError(f"file({path}): is a folder, not a schedule file")
+    from .files import read_bytes
+
+    # bounded: a regular file of at most 256 MiB (a FIFO or device would never end)
+    raw = read_bytes(p, f"file({path})", limit=256 << 20)
+    reader = {".npy": _read_npy, ".json": _read_json}.get(p.suffix, _read_csv)
+    try:
+        arr = reader(raw, path)
+    except ValueError as e:
+        if str(e).startswith("file("):
+            raise
+        raise InputError(f"file({path}): could not read a numeric LR array ({e})") from None
+    except (OSError, UnicodeDecodeError, EOFError, RecursionError, json_errors()) as e:
+        raise InputError(f"file({path}): could not read it ({str(e)[:200]})") from None
+    return _checked_lrs(arr, path)
+
+
 def json_errors():
     import json
 
@@ -318,7 +329,7 @@ def parse(text: str) -> np.ndarray:
     """Build a schedule from its text form, e.g. ``wsd(steps=40000,peak=2e-4,warmup=500,decay=0.2,final=2e-5)``
     or ``file(path/to/lr.npy)``. Keyword arguments only; errors name the bad part.
 
-    Example:
+    Examples:
         >>> parse("constant(steps=3, peak=1e-4)").tolist()
         [0.0001, 0.0001, 0.0001]
     """

@@ -73,7 +73,7 @@ def load_law(spec: str, *, details: bool = False):
     carries the covariances and the fitted data's range. Raises ``InputError`` naming the file and
     key for anything malformed.
 
-    Example:
+    Examples:
         >>> load_law("setting-a").general.kind
         'cpt'
     """

@@ -45,12 +45,14 @@ def forecast_cpt(log, *, general: str = "general_loss", domain: str = "domain_lo
         log: the run so far, a :class:`Run` (or a log file) whose ``n_pt`` marks the CPT start
             and whose ``lr`` is the joined PT + CPT schedule so far (``load_run(path,
             schedule=..., n_pt=...)``).
-        general, domain: the two loss columns.
+        general: the general loss column.
+        domain: the domain loss column.
         weight_general: λ1 of the objective λ1·general + (1 − λ1)·domain.
         schedule: the run's full joined schedule, when known (the "continue" alternative).
         reference: finished CPT runs of the same model and PT (list of :class:`Run` or files,
             fitted jointly), or a fitted :class:`LawPair` / ``"general.json,domain.json"``.
-        Others as :func:`cptjax.forecast`.
+
+    The other arguments are as in :func:`cptjax.forecast`.
 
     Returns a :class:`cptjax.Forecast` whose alternatives and table rows carry ``loss`` (the
     objective), ``lo``, ``hi`` and ``general`` / ``domain`` (each ``{loss, lo, hi}``).
@@ -107,6 +109,27 @@ def _so_far(run, general, domain):
                {general: run.losses[general][keep], domain: run.losses[domain][keep]}), t
 
 
+def _reference_runs(reference, so_far, columns, notes) -> list[Run]:
+    """The finished CPT runs given as reference, each cut to the log's loss columns."""
+    runs = []
+    for r in (reference if isinstance(reference, (list, tuple)) else [reference]):
+        rr = _as_run(r, None, "reference")
+        if not isinstance(r, Run) and rr.n_pt >= rr.lr.size:  # the file records no PT length
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rr = load_run(r, n_pt=so_far.n_pt)
+            notes.append(f"reference {rr.name}: its PT length is not recorded; read with the log's "
+                         f"n_pt = {so_far.n_pt}")
+        if not 0 < rr.n_pt < rr.lr.size:
+            raise InputError(f"forecast: the reference {rr.name} has no CPT steps after its PT (n_pt = "
+                             f"{rr.n_pt} of {rr.lr.size} steps): a CPT reference is a finished CPT run")
+        missing = [c for c in columns if c not in rr.losses]
+        if missing:
+            raise InputError(f"forecast: the reference {rr.name} has no loss column(s) {missing}")
+        runs.append(Run(rr.name, rr.lr, rr.n_pt, rr.steps, {c: rr.losses[c] for c in columns}, replay=rr.replay))
+    return runs
+
+
 def _fit_both(so_far, columns, reference):
     """Each loss's law with C from the log, the reference runs (fitted jointly), a reference pair
     or the prior (then its log-sd in ``spreads``)."""
@@ -125,21 +148,7 @@ def _fit_both(so_far, columns, reference):
     if pair is not None and not (isinstance(pair, LawPair) and all(hasattr(l, "C") or hasattr(l, "C2") for l in pair)):
         raise InputError("forecast: a CPT reference law must be a general,domain pair of cpt-shared or cpt laws")
     if reference is not None and pair is None:
-        for r in (reference if isinstance(reference, (list, tuple)) else [reference]):
-            rr = _as_run(r, None, "reference")
-            if not isinstance(r, Run) and rr.n_pt >= rr.lr.size:  # the file records no PT length
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    rr = load_run(r, n_pt=so_far.n_pt)
-                notes.append(f"reference {rr.name}: its PT length is not recorded; read with the log's "
-                             f"n_pt = {so_far.n_pt}")
-            if not 0 < rr.n_pt < rr.lr.size:
-                raise InputError(f"forecast: the reference {rr.name} has no CPT steps after its PT (n_pt = "
-                                 f"{rr.n_pt} of {rr.lr.size} steps): a CPT reference is a finished CPT run")
-            missing = [c for c in columns if c not in rr.losses]
-            if missing:
-                raise InputError(f"forecast: the reference {rr.name} has no loss column(s) {missing}")
-            runs.append(Run(rr.name, rr.lr, rr.n_pt, rr.steps, {c: rr.losses[c] for c in columns}, replay=rr.replay))
+        runs += _reference_runs(reference, so_far, columns, notes)
         source = "reference"
     laws, fits = [], []
     for c, ref in zip(columns, pair if pair is not None else (None, None)):

@@ -170,6 +170,23 @@ _ALPHAS = np.geomspace(0.02, 3.0, 64)
 _SUBSETS = {n: [k for k in ((0, 1, 2), (0, 1), (0, 2), (1, 2), (0,), (1,), (2,)) if max(k) < n] for n in (2, 3)}
 
 
+def _golden(f, lo: float, hi: float, steps: int = 48) -> float:
+    """The minimiser of a unimodal ``f`` on [lo, hi] by golden section: one new evaluation a step."""
+    g = (math.sqrt(5) - 1) / 2
+    a1, a2 = hi - g * (hi - lo), lo + g * (hi - lo)
+    f1, f2 = f(a1), f(a2)
+    for _ in range(steps):
+        if f1 < f2:
+            hi, a2, f2 = a2, a1, f1
+            a1 = hi - g * (hi - lo)
+            f1 = f(a1)
+        else:
+            lo, a1, f1 = a1, a2, f2
+            a2 = lo + g * (hi - lo)
+            f2 = f(a2)
+    return (lo + hi) / 2
+
+
 def fit_realized(runs, column, *, free_c: bool = True) -> RealizedFit:
     """Fit ``L0, A, α, C`` to the loss ``column`` of ``runs`` (jointly, all parameters shared) by
     variable projection: L0, A and C (all ≥ 0) by linear least squares at each α of a grid from
@@ -204,20 +221,7 @@ def fit_realized(runs, column, *, free_c: bool = True) -> RealizedFit:
 
     scores = [solve(a)[0] for a in _ALPHAS]
     i = int(np.argmin(scores))
-    lo, hi = _ALPHAS[max(i - 1, 0)], _ALPHAS[min(i + 1, _ALPHAS.size - 1)]
-    g = (math.sqrt(5) - 1) / 2
-    a1, a2 = hi - g * (hi - lo), lo + g * (hi - lo)
-    f1, f2 = solve(a1)[0], solve(a2)[0]
-    for _ in range(48):  # golden section on [lo, hi]: one new evaluation a step
-        if f1 < f2:
-            hi, a2, f2 = a2, a1, f1
-            a1 = hi - g * (hi - lo)
-            f1 = solve(a1)[0]
-        else:
-            lo, a1, f1 = a1, a2, f2
-            a2 = lo + g * (hi - lo)
-            f2 = solve(a2)[0]
-    alpha = (lo + hi) / 2
+    alpha = _golden(lambda a: solve(a)[0], _ALPHAS[max(i - 1, 0)], _ALPHAS[min(i + 1, _ALPHAS.size - 1)])
     rss, (L0, A, C) = solve(alpha)
     if not (math.isfinite(rss) and math.isfinite(alpha)):
         raise InputError(f"the realized law could not be fitted to {', '.join(r.name for r in runs)}: no "

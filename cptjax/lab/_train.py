@@ -532,6 +532,19 @@ class _Progress:
         print(msg, file=sys.stderr, flush=True)
 
 
+def _start(spec: RunSpec, ck: str, pt_final: str, out_dir: str, fresh):
+    """Where a run starts: its own checkpoint (resume), its PT's final checkpoint (a CPT run), or step 0."""
+    if os.path.exists(ck):
+        return _load_ckpt(ck, fresh)
+    if spec.cpt is not None:
+        if not os.path.exists(pt_final):
+            raise InputError(f"{spec.name}: the PT checkpoint {pt_final} is missing (the folder's .ckpt was "
+                             f"deleted?): remove {os.path.join(out_dir, 'pt-' + spec.pt_name + '.csv')} "
+                             "to retrain the PT run, or use a fresh --out")
+        return _load_ckpt(pt_final, fresh)
+    return 0, fresh, []
+
+
 def train_run(spec: RunSpec, study: Study, corpora, out_dir, fns, progress=None, stop_after=None,
               evals=None):
     """Train one run (PT, or CPT branching from its PT checkpoint), resuming from its checkpoint;
@@ -550,16 +563,7 @@ def train_run(spec: RunSpec, study: Study, corpora, out_dir, fns, progress=None,
     ck = os.path.join(ckdir, spec.name + ".npz")
     pt_final = os.path.join(ckdir, f"pt-{spec.pt_name}.final.npz")
     evals = _eval_batches(corpora, cfg, study.eval_batches) if evals is None else evals
-    if os.path.exists(ck):
-        step, (params, state), log = _load_ckpt(ck, (params, state))
-    elif is_cpt:
-        if not os.path.exists(pt_final):
-            raise InputError(f"{spec.name}: the PT checkpoint {pt_final} is missing (the folder's .ckpt was "
-                             f"deleted?): remove {os.path.join(out_dir, 'pt-' + spec.pt_name + '.csv')} "
-                             "to retrain the PT run, or use a fresh --out")
-        step, (params, state), log = _load_ckpt(pt_final, (params, state))
-    else:
-        step, log = 0, []
+    step, (params, state), log = _start(spec, ck, pt_final, out_dir, (params, state))
     T = lr.size
     ev = study.eval_interval
     done_here = 0

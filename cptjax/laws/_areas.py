@@ -199,7 +199,7 @@ def areas(lr, n_pt=None, lam=0.999, eta0=None, *, pt_warmup: str = "literal",
     Returns:
         :class:`Areas` ``(s1_pt, s1_cpt, s2_pt, s2_cpt)``, each of length T, in ``lr``'s dtype.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> a = areas(np.full(4, 0.5), n_pt=2)
         >>> [float(x[-1]) for x in a]

@@ -739,7 +739,7 @@ def predict(law, lr, n_pt=None, *, idx=None, replay=None, size=None, lam=None, e
     ``replay`` (replay ratio r_pt ∈ [0, 1]) and ``size`` (N, millions) are required exactly by the
     laws that take them. Returns an array, or a :class:`LossPair` for a pair.
 
-    Example:
+    Examples:
         >>> import cptjax
         >>> lr, n_pt = cptjax.schedules.join(cptjax.schedules.constant(20000, 2e-4),
         ...                                  cptjax.schedules.constant(20000, 2e-4))

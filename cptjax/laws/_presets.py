@@ -166,7 +166,7 @@ def preset(name: str):
 
     Returns a :class:`LawPair` (CPT presets) or a :class:`MultiPowerLaw`.
 
-    Example:
+    Examples:
         >>> preset("setting-a").general.B
         0.366
     """

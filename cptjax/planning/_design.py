@@ -404,7 +404,7 @@ def design(law, pt, cpt_steps: int, *, max_lr: float, weight_general: float = 0.
             extrapolation and is refused.
     Returns a :class:`Plan` that is never worse than its best baseline.
 
-    Example:
+    Examples:
         >>> import cptjax
         >>> pt = cptjax.schedules.wsd(20000, 2e-4, warmup=500, decay=0.2, final=2e-5)
         >>> plan = cptjax.design(cptjax.preset("setting-a"), pt, 2000, max_lr=2e-4, iterations=300)

@@ -138,6 +138,11 @@ def _uncertainty(pair, pt, plan, free, cpt_steps, max_lr, warmup, replay, weight
     return unc, bands
 
 
+def _front_dicts(weights, front) -> list[dict]:
+    return [{"weight_general": w, "general": p.general, "domain": p.domain, "objective": p.objective,
+             "replay": p.replay} for w, p in zip(weights, front)]
+
+
 def design_report(law, pt, cpt_steps: int, *, max_lr: float = 2e-4, weight_general: float = 0.5,
                   replay=None, warmup: int = 500, shape: str = "wsd", knots: int = 64,
                   iterations: int = 2000, robust: int = 0, covs=None, pt_text: str | None = None,
@@ -149,17 +154,18 @@ def design_report(law, pt, cpt_steps: int, *, max_lr: float = 2e-4, weight_gener
             plan's uncertainty and their data range the extrapolation checks), a
             :class:`LawSource`, or a :class:`LawPair` (with ``covs`` = (cov_general, cov_domain)).
         pt: the PT schedule (an array, or text form as ``schedules.parse`` reads).
-        cpt_steps, max_lr, weight_general, replay, warmup, shape, knots, iterations: as
-            :func:`cptjax.design`.
         robust: minimise the mean objective over this many parameter draws (needs covariances).
         pt_text: how to name the PT schedule in the report (default: its text form, if given).
         progress: ``progress(message)`` at each stage; ``step_progress(done, total, objective)``
             during the optimisation.
 
+    ``cpt_steps``, ``max_lr``, ``weight_general``, ``replay``, ``warmup``, ``shape``, ``knots`` and
+    ``iterations`` are as in :func:`cptjax.design`.
+
     Returns a :class:`DesignReport`; ``report.to_dict()`` equals the command's ``report.json``
     (apart from ``files``).
 
-    Example:
+    Examples:
         >>> rep = design_report("setting-a", "wsd(steps=4000,peak=2e-4,warmup=100,decay=0.2,final=2e-5)",
         ...                     1000, warmup=50, iterations=100)          # doctest: +SKIP
         >>> print(rep.summary()); rep.save("my-design")                    # doctest: +SKIP
@@ -191,14 +197,12 @@ def design_report(law, pt, cpt_steps: int, *, max_lr: float = 2e-4, weight_gener
     if not np.isfinite(plan.objective):
         raise InputError("the design ended with a non-finite objective (status non-finite): check the "
                          "law's parameters and the PT schedule")
-    front_d = [{"weight_general": w, "general": p.general, "domain": p.domain, "objective": p.objective,
-                "replay": p.replay} for w, p in zip(weights, front)]
     unc, bands = _uncertainty(pair, pt, plan, free, cpt_steps, max_lr, warmup, replay, weight_general,
                               draws, progress)
     warns += _outside_areas(pair, pt, plan.schedule, src.area_range)
     meta = {"law": src.name, "pt": pt_text if pt_text is not None else f"array({pt.size} steps)",
             "cpt_steps": cpt_steps, "max_lr": max_lr}
-    return DesignReport(plan, free, front_d, unc, warns, bands, meta)
+    return DesignReport(plan, free, _front_dicts(weights, front), unc, warns, bands, meta)
 
 
 def _check_design(src, replay, max_lr) -> list:

@@ -236,11 +236,8 @@ def _progress(progress, tuner, trial, e, j, n_trials, t0):
              f"{(n_trials - j - 1) / rate:.0f} s")
 
 
-def run_tune_study(study: dict, out: str, progress=None, workers: int = 1) -> dict:
-    """Run (or resume) a tune study in folder ``out``; returns the report. ``workers``: trials run
-    at once (each batch is asked together; the tuner does not propose a recipe that is running)."""
-    jpath = os.path.join(out, "journal.json")
-    journal = json.loads(read_text(jpath, "journal")) if os.path.exists(jpath) else []
+def _study_tuner(study: dict, out: str, journal: list, jpath: str):
+    """The study's Tuner and the settings its journal records (checked against a resumed one)."""
     # What the trials depend on (not ``trials``: asking a study for more trials resumes it).
     settings = {k: study[k] for k in sorted(study) if not k.startswith("_") and k != "trials"}
     tuner = Tuner(study["_space"] if not study["_candidates"] else None, pt=study["pt"],
@@ -255,6 +252,24 @@ def run_tune_study(study: dict, out: str, progress=None, workers: int = 1) -> di
     if not journal:  # the folder is made, saying what it was made with, before any trial runs
         os.makedirs(out, exist_ok=True)
         atomic_write(jpath, dumps([{"settings": settings}], indent=1))
+    return tuner, settings
+
+
+def _report(tuner, entries, spent, settings) -> dict:
+    b = tuner.best()
+    return {"recommendation": {"recipe": b.recipe.to_dict(), "name": b.recipe.name(),
+                               "objective": b.objective, "interval90": list(b.interval),
+                               "p_best": b.p_best, "general": b.general, "domain": b.domain},
+            "cpt_steps_spent": spent, "trials": entries, "stopped_early": tuner.should_stop(),
+            "expected_gain_left": tuner.expected_gain(), "settings": settings}
+
+
+def run_tune_study(study: dict, out: str, progress=None, workers: int = 1) -> dict:
+    """Run (or resume) a tune study in folder ``out``; returns the report. ``workers``: trials run
+    at once (each batch is asked together; the tuner does not propose a recipe that is running)."""
+    jpath = os.path.join(out, "journal.json")
+    journal = json.loads(read_text(jpath, "journal")) if os.path.exists(jpath) else []
+    tuner, settings = _study_tuner(study, out, journal, jpath)
     entries = journal[1:] if journal else []
     while entries and entries[-1]["error"]:  # a resumed study retries the trials that failed last
         entries.pop()
@@ -294,12 +309,7 @@ def run_tune_study(study: dict, out: str, progress=None, workers: int = 1) -> di
             break
     if not tuner.n_trials:
         raise InputError(f"every trial failed; the first: {entries[0]['error']}")
-    b = tuner.best()
-    report = {"recommendation": {"recipe": b.recipe.to_dict(), "name": b.recipe.name(),
-                                 "objective": b.objective, "interval90": list(b.interval),
-                                 "p_best": b.p_best, "general": b.general, "domain": b.domain},
-              "cpt_steps_spent": spent, "trials": entries, "stopped_early": tuner.should_stop(),
-              "expected_gain_left": tuner.expected_gain(), "settings": settings}
+    report = _report(tuner, entries, spent, settings)
     atomic_write(os.path.join(out, "report.json"), dumps(report, indent=2))
     _figure(tuner, entries, os.path.join(out, "report.png"))
     return report

@@ -194,6 +194,25 @@ class _Told:
     run: Run
 
 
+def _check_options(weight_general, init_fraction, noise, n_candidates, n_draws, seed, columns, probe):
+    """Tuner's scalar options, each checked by name."""
+    real = lambda v: isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)
+    if not (real(weight_general) and 0 <= weight_general <= 1):
+        raise InputError(f"Tuner: weight_general must be in [0, 1], got {weight_general!r}")
+    if not (real(init_fraction) and 0 < init_fraction <= 1):
+        raise InputError(f"Tuner: init_fraction must be in (0, 1], got {init_fraction!r}")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float, np.floating)) or not 0 <= noise <= 1:
+        raise InputError(f"Tuner: noise (the objective's seed noise, in nats) must be a number in [0, 1], got {noise!r}")
+    for name, v, lo, hi in (("n_candidates", n_candidates, 1, 100_000), ("n_draws", n_draws, 2, 100_000),
+                            ("seed", seed, 0, 2**63 - 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+            raise InputError(f"Tuner: {name} must be an integer in [{lo}, {hi}], got {v!r}")
+    if not isinstance(columns, (list, tuple)) or len(columns) != 2 or not all(isinstance(c, str) for c in columns):
+        raise InputError(f"Tuner: columns must be two column names (general, domain), got {columns!r}")
+    if not (real(probe) and 0 <= probe <= 1):
+        raise InputError(f"Tuner: probe must be a probability in [0, 1], got {probe!r}")
+
+
 class Tuner:
     """Ask-and-tell tuning of a CPT recipe with the replay law.
 
@@ -246,19 +265,7 @@ class Tuner:
             raise InputError("Tuner: give a search `space`, or `candidates` (a list of Recipe)")
         if candidates is not None and not all(isinstance(c, Recipe) for c in candidates):
             raise InputTypeError("Tuner: `candidates` must be a list of cptjax.Recipe")
-        real = lambda v: isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)
-        if not (real(weight_general) and 0 <= weight_general <= 1):
-            raise InputError(f"Tuner: weight_general must be in [0, 1], got {weight_general!r}")
-        if not (real(init_fraction) and 0 < init_fraction <= 1):
-            raise InputError(f"Tuner: init_fraction must be in (0, 1], got {init_fraction!r}")
-        if isinstance(noise, bool) or not isinstance(noise, (int, float, np.floating)) or not 0 <= noise <= 1:
-            raise InputError(f"Tuner: noise (the objective's seed noise, in nats) must be a number in [0, 1], got {noise!r}")
-        for name, v, lo, hi in (("n_candidates", n_candidates, 1, 100_000), ("n_draws", n_draws, 2, 100_000),
-                                ("seed", seed, 0, 2**63 - 1)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
-                raise InputError(f"Tuner: {name} must be an integer in [{lo}, {hi}], got {v!r}")
-        if not isinstance(columns, (list, tuple)) or len(columns) != 2 or not all(isinstance(c, str) for c in columns):
-            raise InputError(f"Tuner: columns must be two column names (general, domain), got {columns!r}")
+        _check_options(weight_general, init_fraction, noise, n_candidates, n_draws, seed, columns, probe)
         self.space, self.lam1, self.noise = space, float(weight_general), float(noise)
         self.steps = int(steps if steps is not None else (space.steps if space else 0))
         if not 2 <= self.steps <= MAX_TUNE_STEPS:
@@ -269,10 +276,7 @@ class Tuner:
             raise InputError("Tuner: `pt` must be a finite per-step LR schedule")
         self.rng = np.random.default_rng(seed)
         self.seed, self.n_draws, self.columns, self.lam = seed, int(n_draws), tuple(columns), lam
-        self.verify = bool(verify)
-        if not (real(probe) and 0 <= probe <= 1):
-            raise InputError(f"Tuner: probe must be a probability in [0, 1], got {probe!r}")
-        self.probe = float(probe)
+        self.verify, self.probe = bool(verify), float(probe)
         for v in (LAMS if lams is None else lams) if lam is None else ([] if lam == "profile" else [lam]):
             check_lam(v, law=True)
         self.lams = tuple(float(v) for v in (LAMS if lams is None else lams))
