@@ -20,7 +20,7 @@ def enable_compilation_cache(folder: str | None = None) -> str | None:
     """Keep compiled kernels on disk so that a new process fits and designs without compiling
     again (a fresh ``fit_batch`` of 1 000 problems: compilation is most of its time). The
     ``cptjax`` command calls it; library users call it once after importing JAX. ``folder``
-    defaults to :func:`cache_dir`. Returns the folder, or ``None`` when turned off or not
+    defaults to `cache_dir`. Returns the folder, or ``None`` when turned off or not
     writable (then every process compiles, as JAX does by default)."""
     import jax
 

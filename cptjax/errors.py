@@ -1,8 +1,8 @@
 """The errors cptjax raises on purpose.
 
-Bad input — an argument, a schedule, a law or fit file, a log — raises :class:`InputError` (a
+Bad input — an argument, a schedule, a law or fit file, a log — raises `InputError` (a
 ``ValueError``) whose message names the argument, file, column or row; bad *types* raise
-:class:`InputTypeError` (also a ``TypeError``). Anything else that escapes cptjax is a bug. The
+`InputTypeError` (also a ``TypeError``). Anything else that escapes cptjax is a bug. The
 command line relies on this split: it prints an ``InputError`` (or an ``OSError``) as one
 ``cptjax: error:`` line with exit code 2, and anything else as an internal error, exit code 1.
 """

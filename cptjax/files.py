@@ -112,17 +112,17 @@ SET_WRITTEN = False  # the last output set was renamed into place in full (for t
 
 
 def set_written() -> bool:
-    """Whether the last :func:`output_set` was renamed into place in full."""
+    """Whether the last `output_set` was renamed into place in full."""
     return SET_WRITTEN
 
 
 @contextlib.contextmanager
 def output_set():
-    """Make every :func:`atomic_write` and :func:`atomic_dir` inside one set of outputs: each is
+    """Make every `atomic_write` and `atomic_dir` inside one set of outputs: each is
     written under its temporary name and all are renamed into place together when the block ends
     without an error — a command's JSON, CSV and figure are all there or none is. An interrupt
     that arrives while they are renamed waits for the renames (they hold the lock that
-    :func:`cleanup_partial` takes), so it never leaves half a set."""
+    `cleanup_partial` takes), so it never leaves half a set."""
     global _STAGED, SET_WRITTEN
     outer, _STAGED = _STAGED, []
     staged = _STAGED
@@ -168,7 +168,7 @@ def _commit(tmp, dest):
 def atomic_write(path, data) -> None:
     """Write text or bytes to ``path`` via a temporary file in the same folder + rename: never a
     partly written file; the mode honours the umask (as ``open`` would). Inside
-    :func:`output_set` the rename waits for the set."""
+    `output_set` the rename waits for the set."""
     path = os.fspath(path)
     check_output_file(path, "output")
     folder = _parent(path)
@@ -235,7 +235,7 @@ def read_bytes(path, what: str = "input", limit: int | None = None) -> bytes:
 
 
 def read_text(path, what: str = "input", limit: int | None = None) -> str:
-    """:func:`read_bytes`, decoded: UTF-8 (a byte-order mark dropped) or UTF-16 with its BOM."""
+    """`read_bytes`, decoded: UTF-8 (a byte-order mark dropped) or UTF-16 with its BOM."""
     raw = read_bytes(path, what, limit)
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]

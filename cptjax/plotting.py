@@ -135,7 +135,7 @@ def design(plan, front, path, free=None, bands=None):
 
 
 def plot_fit(res, runs, path, title: str = "") -> None:
-    """Data against a fit (:class:`FitResult`) for each run, with a residual panel."""
+    """Data against a fit (`FitResult`) for each run, with a residual panel."""
     from .laws import predict
     from .fitting import unique_names
 

@@ -658,7 +658,7 @@ def _last_per_step(steps, v):
 
 def _assemble(path, name, rows_steps, rows_lr, rows_loss, report, *, schedule, n_pt, size, replay,
               total_steps, lr_shift=0):
-    """Records (one per logged row, in file order) → a :class:`Run`: rows of the same step merged,
+    """Records (one per logged row, in file order) → a `Run`: rows of the same step merged,
     the dense LR rebuilt (``lr_shift``: the LR logged at step g is that of step g + shift)."""
     if not rows_steps:
         raise DataError(f"{path}: no data rows")

@@ -1,5 +1,5 @@
 """The fitter's batch driver: padding, chunks, sharding over local devices, rounds, the grid
-retry, statistics, and processes under ``jax.distributed``; :func:`fit` (one problem: the λ
+retry, statistics, and processes under ``jax.distributed``; `fit` (one problem: the λ
 profile, the basins) on top. The maths — residuals, starts, the solver, statistics — lives in
 ``_fit`` and ``_solver``; this module only decides what runs where and in which order.
 """
@@ -96,7 +96,7 @@ class _Plan(NamedTuple):
         return _rows(self.data, pick)  # resident on the one device: gathered there
 
     def grids(self, pick):
-        """The fallback start grids of the problems ``pick`` (:func:`_fit.starts`), (n, starts, p)."""
+        """The fallback start grids of the problems ``pick`` (`_fit.starts`), (n, starts, p)."""
         return _fit.starts_batch(self.kind, self.lo[pick])
 
     @property
@@ -159,7 +159,7 @@ def _stack(problems):
 
 
 def _repad(p, n):
-    """A problem padded to ``n`` points (masked); per-run extras are :func:`_pad_extras`' job."""
+    """A problem padded to ``n`` points (masked); per-run extras are `_pad_extras`' job."""
     extra = n - p.obs.size
     if not extra:
         return p
@@ -393,7 +393,7 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
     ``chunk`` is the number of problems solved together on this process (default: 32 per device
     on CPU, 4 096 per device on accelerators). Problems run in rounds of ``ROUND`` iterations; after
     each round the unfinished ones are regrouped into full chunks, so no lane idles while a slow
-    problem in its chunk converges. Returns a list of :class:`FitResult` (each with its status).
+    problem in its chunk converges. Returns a list of `FitResult` (each with its status).
     ``progress(done, total)`` is called after each chunk of work with the number of finished
     problems (this process's share).
 
@@ -446,12 +446,12 @@ def _basin_runs(prob, k, delta, max_iter, skip=0):
 
 
 def _basins(prob, res, k, delta, max_iter):
-    """Multi-basin search (see :func:`fit`): LM from each of the k best distinct
+    """Multi-basin search (see `fit`): LM from each of the k best distinct
     variable-projection starts; the best objective wins; near-ties that predict differently are
     reported. When the winner has a parameter at a bound (the shift term at one of its limits,
     E → 0 or ∞: a flat valley the solver walks out along) or statistics that are not finite,
     ``BOUND_BASINS``·k more starts are tried (on hard synthetic CPT problems a better interior
-    optimum was there), then restarts next to the winner (:func:`_inside_starts`)."""
+    optimum was there), then restarts next to the winner (`_inside_starts`)."""
     ok = [res] if res.status != "non-finite" and math.isfinite(res.objective) else []
     runs = _basin_runs(prob, k, delta, max_iter)
     best = _choose(prob, ok, runs, 1 + len(runs), delta, fallback=res)
@@ -570,10 +570,10 @@ def _polish(prob, x, delta, max_iter):
 
 
 def _coarse_to_fine(prob, coarse, k, delta, max_iter):
-    """Fit a heavy problem (see :func:`_coarse`): the whole search (variable projection, the grid
+    """Fit a heavy problem (see `_coarse`): the whole search (variable projection, the grid
     retry, ``k`` basins) on the thinned copy, then every distinct optimum of it within
     ``COARSE_KEEP`` of its best objective polished on all points; the best polished fit wins and
-    near-ties are reported as in :func:`_basins`. Each polish starts next to its optimum: a few
+    near-ties are reported as in `_basins`. Each polish starts next to its optimum: a few
     iterations on the full pairs instead of a whole search."""
     found = [_fit_local([coarse], delta, max_iter, None, None, None, stats=False)[0]]
     if k > 1:
@@ -679,8 +679,8 @@ def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = No
     """Fit one law to one loss column of one or more runs (parameters shared across runs).
 
     Args:
-        runs: a :class:`Run` or a list of them (e.g. all PT and CPT runs of one validation set),
-            or file paths, read with :func:`load_run`.
+        runs: a `Run` or a list of them (e.g. all PT and CPT runs of one validation set),
+            or file paths, read with `load_run`.
         law: a law kind (``cptjax.LAWS``: ``pt``, ``cpt``, ``cpt-shared``, ``cpt-mpl``, ``replay``,
             ``size``, ``open``, ``mpl``).
         column: the loss column to fit.
@@ -704,10 +704,10 @@ def fit(runs, law: str = "cpt", column: str = "loss", *, target: str | None = No
             long runs with a decrement at every step: ~6x faster, the same optimum on the
             MultiPowerLaw data), ``False`` never (the search on every point).
             ``res.extra["coarse_points"]`` says when it was used.
-        throw: raise :class:`cptjax.FitError` when the fit does not end with every reported
+        throw: raise `cptjax.FitError` when the fit does not end with every reported
             number finite (parameters, objective, metrics, covariance); ``False`` returns it
-            with its status instead (as :func:`fit_batch` does).
-        pad_to: pad the problem to this many points (masked; see :func:`make_problem`), so that
+            with its status instead (as `fit_batch` does).
+        pad_to: pad the problem to this many points (masked; see `make_problem`), so that
             repeated fits of a growing data set (a tuner's, a live forecast's) reuse one
             compilation per size bucket instead of compiling at every new size.
 

@@ -69,7 +69,7 @@ def load_law(spec: str, *, details: bool = False):
     ``cptjax fit`` / ``FitResult.save``, or a law's ``to_dict``), or a general/domain pair from two
     fit files ``"GENERAL.json,DOMAIN.json"``.
 
-    Returns the law (or :class:`LawPair`); with ``details=True`` a :class:`LawSource` that also
+    Returns the law (or `LawPair`); with ``details=True`` a `LawSource` that also
     carries the covariances and the fitted data's range. Raises ``InputError`` naming the file and
     key for anything malformed.
 

@@ -1,6 +1,6 @@
 """Fitting laws to loss logs, the maths: problems, the Huber objective on log residuals, starts
 (variable projection, the grid) and batched Levenberg–Marquardt steps. The batch driver and
-:func:`fit` are in ``_batch``, the fit statistics in ``_stats``, the solver in ``_solver``.
+`fit` are in ``_batch``, the fit statistics in ``_stats``, the solver in ``_solver``.
 
 Objective (LAW.md §4): Σ Huber_δ(log L̂ − log L) over every logged point of every run of one
 validation set, parameters shared across runs.  Positivity by reparameterisation (θ = log p).
@@ -219,7 +219,7 @@ def _cpt_residuals_and_jacobian(theta, feats, obs, mask, log_s1=None, log_obs=No
 
 
 def _cpt_residuals_and_jacobian_t(theta, feats, obs, mask, log_s1=None, log_obs=None):
-    """As :func:`_cpt_residuals_and_jacobian`, with the Jacobian transposed, (p, n): the layout
+    """As `_cpt_residuals_and_jacobian`, with the Jacobian transposed, (p, n): the layout
     the solver's Jᵀ W J wants (≈15% faster per iteration on CPU)."""
     lL0, lA, lal, lC1, lC2, G, lE, lbe = (theta[..., i] for i in range(8))  # G = B·β
     lbe = jnp.maximum(lbe, LOG_BETA_MIN)
@@ -272,7 +272,7 @@ def starts(kind: str, obs: np.ndarray) -> np.ndarray:
 
 
 def starts_batch(kind: str, lo: np.ndarray) -> np.ndarray:
-    """:func:`starts` of many problems at once from each one's lowest observed loss ``lo`` (n,):
+    """`starts` of many problems at once from each one's lowest observed loss ``lo`` (n,):
     (n, starts, p)."""
     cls, names, _ = _spec(kind)
     out = np.repeat(starts(kind, np.ones(1))[None], lo.size, 0)
@@ -330,7 +330,7 @@ _vp_starts_jit = jax.jit(_vp_starts, static_argnums=(0, 1, 5, 6))
 
 def initial_guesses(kind: str, opts, feats, obs, mask, grid: np.ndarray, n_vp: int = 1):
     """All starts of one problem in solver space θ: the ``n_vp`` best variable-projection starts
-    followed by the grid (natural units, e.g. from :func:`starts`)."""
+    followed by the grid (natural units, e.g. from `starts`)."""
     th = _to_theta(kind, jnp.asarray(grid))
     if n_vp:
         th = jnp.concatenate([_vp_starts(kind, opts, feats, obs, mask, n_vp), th], 0)
@@ -342,7 +342,7 @@ def _start_batch(kind, opts, grid, feats, obs, mask, delta):
     """Problems (leading axis of everything) × starts (the variable-projection start, then
     ``grid``, natural units, second axis): each problem's best start by objective (one evaluation
     each, no Jacobian), θ. Only it goes on (under vmap every lane runs as long as the slowest), in
-    :func:`_continue_batch` — the one compiled solver every round, retry and basin shares (a fresh
+    `_continue_batch` — the one compiled solver every round, retry and basin shares (a fresh
     process traces it once). Grid-only fits (the retry, given starts) are screened by the batch
     driver with a few solver iterations instead (``_batch._screen_grid``)."""
     theta0 = jax.vmap(lambda f, o, m, g: initial_guesses(kind, opts, f, o, m, g))(feats, obs, mask, grid)

@@ -71,7 +71,7 @@ class LMState(NamedTuple):
 
 
 class LMResult(NamedTuple):
-    """What :func:`levenberg_marquardt` returns (a tuple, unpacked positionally by the batch driver)."""
+    """What `levenberg_marquardt` returns (a tuple, unpacked positionally by the batch driver)."""
 
     theta: jax.Array
     objective: jax.Array
@@ -92,7 +92,7 @@ def levenberg_marquardt(rj: Callable, theta0, delta, max_iter, mu0=MU0, nu0=2.0,
     ``rj(θ)`` returns the residuals and the transposed Jacobian, evaluated once per iteration at
     the trial point (kept when the step is accepted). Nielsen's damping update; the damping (μ, ν)
     is returned and can be passed back in to continue a run.
-    Returns an :class:`LMResult` (θ, objective, RESULTS code, iterations, μ, ν)."""
+    Returns an `LMResult` (θ, objective, RESULTS code, iterations, μ, ν)."""
     dtype = theta0.dtype
     eps = jnp.finfo(dtype).eps
     ftol = jnp.sqrt(eps) * 0.1  # 1.5e-9 relative in float64

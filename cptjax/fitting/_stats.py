@@ -1,4 +1,4 @@
-"""Fit statistics: metrics, the sandwich (Laplace) covariance, warnings, and :class:`FitResult`
+"""Fit statistics: metrics, the sandwich (Laplace) covariance, warnings, and `FitResult`
 (apart from the solver, ``_solver``, and the batch driver, ``_batch``)."""
 
 from __future__ import annotations
@@ -171,13 +171,13 @@ class FitResult:
 
     def save(self, path) -> str:
         """Write the fit as strict JSON (atomically): what ``cptjax fit --out`` writes, read back by
-        :meth:`load`, :func:`cptjax.load_law`, ``cptjax predict`` and ``cptjax design``."""
+        `load`, `cptjax.load_law`, ``cptjax predict`` and ``cptjax design``."""
         atomic_write(path, dumps(self.to_dict(), indent=2))
         return os.fspath(path)
 
     @classmethod
     def load(cls, path) -> "FitResult":
-        """Read a fit file written by :meth:`save` (or ``cptjax fit --out``), checked completely:
+        """Read a fit file written by `save` (or ``cptjax fit --out``), checked completely:
         a malformed law, covariance, metric or provenance entry raises ``InputError`` naming the
         file and key."""
         text = read_text(path, what="fit file")
@@ -189,7 +189,7 @@ class FitResult:
 
     @classmethod
     def from_dict(cls, d, source: str = "fit") -> "FitResult":
-        """The inverse of :meth:`to_dict`, with every entry checked (see :meth:`load`)."""
+        """The inverse of `to_dict`, with every entry checked (see `load`)."""
         return _from_dict(cls, d, source)
 
     def summary(self) -> str:
@@ -221,7 +221,7 @@ class FitResult:
 
 def _finish(kind, opts, column, theta, x, f, st, it, stats, delta, bounds=None):
     """A FitResult from one problem's solver state θ, natural parameters ``x`` and statistics
-    (all numpy: no per-fit JAX dispatch); ``bounds``: :func:`_at_bound` of θ when the caller
+    (all numpy: no per-fit JAX dispatch); ``bounds``: `_at_bound` of θ when the caller
     computed it for a whole batch."""
     cls, names, _ = _spec(kind)
     law = cls(**{n: float(v) for n, v in zip(names, x)}, **dict(opts))

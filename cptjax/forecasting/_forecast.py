@@ -2,7 +2,7 @@
 be X".
 
 The annealing law is fitted on the log so far — by default with the realized annealing term
-(L = L0 + A·S1^−α − C·S2ᵃ, :mod:`._realized`: each LR drop's gain realized by the LR area after it;
+(L = L0 + A·S1^−α − C·S2ᵃ, `._realized`: each LR drop's gain realized by the LR area after it;
 ``anneal="eq1"``: Eq. 1's S2, the momentum per step) — and each alternative
 future schedule (the run's own, cool down now, stop now, start the cooldown at step k of a fixed
 budget) is the log's LR so far joined to that future, and its final loss is the law's prediction
@@ -156,7 +156,7 @@ def forecast(log, *, column: str | None = None, budget: int | None = None, sched
     """Forecast a (pre-)training run's final loss under alternative futures.
 
     Args:
-        log: the run so far: a :class:`Run` or a log file (any format :func:`load_run` reads).
+        log: the run so far: a `Run` or a log file (any format `load_run` reads).
         column: the loss column (default: the log's only loss column, else ``loss``).
         budget: the planned total steps (default: the length of ``schedule``, else none: no
             cooldown-start table).
@@ -165,11 +165,11 @@ def forecast(log, *, column: str | None = None, budget: int | None = None, sched
         cooldown_steps: the length of "cool down now" (default: 20% of the budget, at most the
             steps left in it; else 20% of the steps so far).
         final: the LR at the end of a cooldown, as a fraction of the LR it starts from.
-        reference: other runs of the same model (list of :class:`Run` or log files; fitted
+        reference: other runs of the same model (list of `Run` or log files; fitted
             jointly), or a fitted law (``pt`` law, or a fit file path): where C comes from when the
             log has no annealing. ``None``: the prior.
         anneal: the law's annealing term: ``"realized"`` (each LR drop's gain realized by the LR
-            area after it, :class:`RealizedLaw`; on the 29 real branches of experiments/forecast.py
+            area after it, `RealizedLaw`; on the 29 real branches of experiments/forecast.py
             it halves Eq. 1's error), ``"eq1"`` (Eq. 1's S2, momentum per step), or ``"auto"``
             (default): realized, unless the peak LR is outside ``REALIZED_LRS`` (the range its
             area constant was calibrated on, AdamW runs) or its forecast is not sane there — then
@@ -542,10 +542,10 @@ def _at_end(law, draws, lr, sd, a=None):
 def watch(path, *, column: str | None = None, every: int = 20, poll: float = 5.0,
           max_polls: int | None = None, sleep=None, **forecast_options):
     """Follow a growing training log: each time it has ``every`` new logged losses (and at the
-    first read with enough of them), refit and yield a :class:`Forecast`. The log is re-read every
+    first read with enough of them), refit and yield a `Forecast`. The log is re-read every
     ``poll`` seconds; a read that fails while the trainer is writing (a half-written last line) is
     retried at the next poll, and only ten failures in a row raise. ``max_polls`` ends the watch
-    (tests); Ctrl-C ends it in between polls. ``forecast_options`` go to :func:`forecast`.
+    (tests); Ctrl-C ends it in between polls. ``forecast_options`` go to `forecast`.
 
     Example::
 

@@ -42,19 +42,19 @@ def forecast_cpt(log, *, general: str = "general_loss", domain: str = "domain_lo
     """Forecast a CPT run's final general and domain losses and their weighted objective.
 
     Args:
-        log: the run so far, a :class:`Run` (or a log file) whose ``n_pt`` marks the CPT start
+        log: the run so far, a `Run` (or a log file) whose ``n_pt`` marks the CPT start
             and whose ``lr`` is the joined PT + CPT schedule so far (``load_run(path,
             schedule=..., n_pt=...)``).
         general: the general loss column.
         domain: the domain loss column.
         weight_general: λ1 of the objective λ1·general + (1 − λ1)·domain.
         schedule: the run's full joined schedule, when known (the "continue" alternative).
-        reference: finished CPT runs of the same model and PT (list of :class:`Run` or files,
-            fitted jointly), or a fitted :class:`LawPair` / ``"general.json,domain.json"``.
+        reference: finished CPT runs of the same model and PT (list of `Run` or files,
+            fitted jointly), or a fitted `LawPair` / ``"general.json,domain.json"``.
 
-    The other arguments are as in :func:`cptjax.forecast`.
+    The other arguments are as in `cptjax.forecast`.
 
-    Returns a :class:`cptjax.Forecast` whose alternatives and table rows carry ``loss`` (the
+    Returns a `cptjax.Forecast` whose alternatives and table rows carry ``loss`` (the
     objective), ``lo``, ``hi`` and ``general`` / ``domain`` (each ``{loss, lo, hi}``).
     """
     if isinstance(weight_general, bool) or not (isinstance(weight_general, (int, float)) and 0 <= weight_general <= 1):

@@ -125,8 +125,8 @@ def realized_annealing(lr, idx, *, c: float = C_AREA, beta: float = BETA) -> np.
 
 class RealizedLaw(PTLaw):
     """``L = L0 + A·S1^−α − C·S2ᵃ``: Eq. 1 with S2 replaced by the realized annealing area
-    (:func:`realized_annealing`, c = ``C_AREA``, β = ``BETA``). The forecaster's law; evaluate it
-    with :meth:`loss` (``cptjax.predict`` takes the area laws, whose S2 is Eq. 1's)."""
+    (`realized_annealing`, c = ``C_AREA``, β = ``BETA``). The forecaster's law; evaluate it
+    with `loss` (``cptjax.predict`` takes the area laws, whose S2 is Eq. 1's)."""
 
     kind = "pt-realized"
 
@@ -155,7 +155,7 @@ def areas_of(lr, idx) -> Areas:
 
 @dataclasses.dataclass
 class RealizedFit:
-    """A least-squares fit of :class:`RealizedLaw` (relative residuals): the law, the parameters'
+    """A least-squares fit of `RealizedLaw` (relative residuals): the law, the parameters'
     covariance (L0, A, α, C; C's row and column 0 when it was held), the residuals' rmse (loss
     units) and mean relative error."""
 

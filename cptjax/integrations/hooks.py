@@ -1,4 +1,4 @@
-"""Forecasts from inside a training loop, off the training process: :class:`ForecastHook` for any
+"""Forecasts from inside a training loop, off the training process: `ForecastHook` for any
 loop (JAX/optax, or anything that knows its step, LR and loss).
 
 The forecasts run in one worker *process*, not a thread of the training process: JAX compiling
@@ -42,9 +42,9 @@ class ForecastHook:
 
     Args:
         every: forecast every this many steps (at least 5 recorded losses are needed).
-        on_forecast: called with each :class:`cptjax.Forecast` (from the worker thread) — e.g.
+        on_forecast: called with each `cptjax.Forecast` (from the worker thread) — e.g.
             to log ``fc.alternatives`` through the trainer's logger.
-        forecast_options: for :func:`cptjax.forecast` (``budget``, ``schedule``, ``cooldown``,
+        forecast_options: for `cptjax.forecast` (``budget``, ``schedule``, ``cooldown``,
             ``reference``, …).
 
     ``hook.latest`` is the last forecast; ``hook.errors`` the forecasts that failed (the loop

@@ -1,12 +1,12 @@
-"""The forecast in a PyTorch Lightning ``Trainer``: :class:`ForecastCallback` (``pip install
+"""The forecast in a PyTorch Lightning ``Trainer``: `ForecastCallback` (``pip install
 cptjax[lightning]``).
 
 After every training batch the callback records the step, the first optimiser's LR and the
 training loss (kept as a tensor: read only when a forecast starts, so the step does not wait for
 the device); every ``every`` steps it forecasts the run's final loss in a worker process
-(:class:`cptjax.integrations.hooks.ForecastHook`), and logs each forecast through the trainer's
+(`cptjax.integrations.hooks.ForecastHook`), and logs each forecast through the trainer's
 own loggers (``logger.log_metrics``: TensorBoard, W&B, CSV, …) as scalars beside the loss
-(:func:`~cptjax.integrations.hooks.forecast_metrics`)::
+(`cptjax.integrations.hooks.forecast_metrics`)::
 
     cb = cptjax.integrations.lightning.ForecastCallback(every=500, budget=20_000)
     trainer = lightning.Trainer(max_steps=20_000, callbacks=[cb])
@@ -32,11 +32,11 @@ class ForecastCallback(Callback):
     Args:
         every: forecast every this many optimiser steps.
         prefix: of the logged metric names.
-        forecast_options: for :func:`cptjax.forecast` (``budget``, ``schedule``, ``cooldown``,
+        forecast_options: for `cptjax.forecast` (``budget``, ``schedule``, ``cooldown``,
             ``reference``, …); ``budget`` defaults to the trainer's ``max_steps`` when set.
 
     The loss is ``outputs["loss"]`` (or ``outputs`` itself when ``training_step`` returns a
-    tensor). ``cb.hook`` is the :class:`~cptjax.integrations.hooks.ForecastHook`.
+    tensor). ``cb.hook`` is the `cptjax.integrations.hooks.ForecastHook`.
     """
 
     def __init__(self, every: int = 500, prefix: str = "cptjax/", **forecast_options):

@@ -1,11 +1,11 @@
 """The law as an Optuna sampler: an Optuna study (its storage, its dashboard, workers on many
-machines sharing one RDB storage) gets :class:`cptjax.Tuner`'s proposals.
+machines sharing one RDB storage) gets `cptjax.Tuner`'s proposals.
 
 Each proposal is rebuilt from the study's storage, so any number of workers can share it: the
-sampler reads every finished trial's curves (what :func:`report_curves` stored in the trial's user
+sampler reads every finished trial's curves (what `report_curves` stored in the trial's user
 attributes), refits the law on them, and proposes the next recipe by Thompson sampling over the
-law's parameter draws (see :class:`cptjax.Tuner`). The objective declares the recipe with
-:func:`suggest_recipe` — the same distributions the sampler samples — trains it, reports both
+law's parameter draws (see `cptjax.Tuner`). The objective declares the recipe with
+`suggest_recipe` — the same distributions the sampler samples — trains it, reports both
 loss curves and returns the weighted final loss.
 
 Example::
@@ -58,17 +58,17 @@ class CPTSampler(BaseSampler):
     """An Optuna sampler that proposes CPT recipes with the replay law.
 
     Args:
-        space: a :class:`cptjax.Space` (continuous mode), or ``None`` with ``candidates``.
+        space: a `cptjax.Space` (continuous mode), or ``None`` with ``candidates``.
         pt: the PT schedule the CPT runs continue from (per-step LR array or text form).
         weight_general: λ1 of the objective λ1·L_general + (1 − λ1)·L_domain.
-        candidates: a finite list of :class:`cptjax.Recipe` (candidates mode); needs ``steps``.
+        candidates: a finite list of `cptjax.Recipe` (candidates mode); needs ``steps``.
         steps: the CPT length in candidates mode.
         init_fraction: the length of the first (space-filling) trials as a share of ``steps``;
             1 by default, so that every trial's objective value is a full run's, comparable in
             Optuna's own tables.
         seed: seeds the candidate set (the same on every worker) and, with the trial number,
             each proposal.
-        **tuner_options: passed to :class:`cptjax.Tuner` (``noise``, ``n_candidates``, ``pt_log``, …).
+        **tuner_options: passed to `cptjax.Tuner` (``noise``, ``n_candidates``, ``pt_log``, …).
     """
 
     def __init__(self, space: Space | None = None, *, pt, weight_general: float = 0.5,
@@ -82,7 +82,7 @@ class CPTSampler(BaseSampler):
 
     # -- the distributions the objective must suggest -----------------------------------------
     def distributions(self) -> dict:
-        """The parameters (name -> Optuna distribution) that :func:`suggest_recipe` declares."""
+        """The parameters (name -> Optuna distribution) that `suggest_recipe` declares."""
         t = self._tuner
         d = {"cptjax_steps": IntDistribution(1, t.steps)}
         if t.space is None:
@@ -113,7 +113,7 @@ class CPTSampler(BaseSampler):
 
     # -- the tuner, rebuilt from the storage --------------------------------------------------
     def tuner(self, study: "optuna.Study", number: int | None = None) -> Tuner:
-        """A :class:`cptjax.Tuner` told every finished trial of ``study`` that reported its curves."""
+        """A `cptjax.Tuner` told every finished trial of ``study`` that reported its curves."""
         tuner = Tuner(**self._kw)
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
         for ft in sorted(done, key=lambda x: x.number):
@@ -143,7 +143,7 @@ class CPTSampler(BaseSampler):
         return tuner
 
     def best(self, study: "optuna.Study"):
-        """The law's recommendation (:class:`cptjax.Recommendation`) from every finished trial."""
+        """The law's recommendation (`cptjax.Recommendation`) from every finished trial."""
         return self.tuner(study).best()
 
     # -- BaseSampler ----------------------------------------------------------------------------
@@ -185,7 +185,7 @@ def suggest_recipe(trial: "optuna.Trial", sampler: CPTSampler) -> tuple:
 def report_curves(trial: "optuna.Trial", steps, general, domain, *, weight_general: float = 0.5,
                   columns=("general_loss", "domain_loss")) -> float:
     """Store a trial's curves (CPT steps counted from 1, both validation losses) in its user
-    attributes, where :class:`CPTSampler` reads them on every worker; report the weighted loss at
+    attributes, where `CPTSampler` reads them on every worker; report the weighted loss at
     each step as the intermediate value (so that a pruner can act); return the weighted final loss,
     the objective value."""
     if isinstance(weight_general, bool) or not (isinstance(weight_general, (int, float, np.floating))

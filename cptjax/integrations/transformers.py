@@ -1,13 +1,13 @@
-"""The forecast in a Hugging Face ``Trainer``: :class:`ForecastCallback` (``pip install
+"""The forecast in a Hugging Face ``Trainer``: `ForecastCallback` (``pip install
 cptjax[transformers]``).
 
 Every ``every`` steps the callback forecasts the run's final loss from the losses and LRs the
 trainer logged so far — stop now, cool down now, the trainer's own schedule continued, and the
 best step to start a cooldown within ``max_steps`` — in a worker process
-(:class:`cptjax.integrations.hooks.ForecastHook`), and writes each forecast into the trainer's
+(`cptjax.integrations.hooks.ForecastHook`), and writes each forecast into the trainer's
 next log as scalars (``cptjax/stop_now``, ``cptjax/cool_down_now_lo``, ``cptjax/best_start``, …:
-:func:`~cptjax.integrations.hooks.forecast_metrics`), so that TensorBoard, W&B or any
-``report_to`` logger shows it beside the loss. Use :func:`attach`, which puts the callback
+`cptjax.integrations.hooks.forecast_metrics`), so that TensorBoard, W&B or any
+``report_to`` logger shows it beside the loss. Use `attach`, which puts the callback
 before the trainer's loggers (a callback given as ``Trainer(callbacks=[...])`` comes after them,
 and they would not see the forecast)::
 
@@ -35,12 +35,12 @@ class ForecastCallback(TrainerCallback):
         every: forecast every this many steps (the trainer must log at least every few steps:
             ``logging_steps`` well below ``every``).
         prefix: of the logged metric names.
-        forecast_options: for :func:`cptjax.forecast` (``cooldown``, ``final``,
+        forecast_options: for `cptjax.forecast` (``cooldown``, ``final``,
             ``cooldown_steps``, ``reference``, …); ``budget`` defaults to the trainer's
             ``max_steps`` and ``schedule`` to its LR scheduler's (when it is a ``LambdaLR``, as
             every ``transformers`` schedule is).
 
-    ``cb.hook`` is the :class:`~cptjax.integrations.hooks.ForecastHook` (``.latest``,
+    ``cb.hook`` is the `cptjax.integrations.hooks.ForecastHook` (``.latest``,
     ``.errors``); the worker stops at the end of training.
     """
 
@@ -73,7 +73,7 @@ class ForecastCallback(TrainerCallback):
 
 
 def attach(trainer, every: int = 500, prefix: str = "cptjax/", **forecast_options) -> ForecastCallback:
-    """Add a :class:`ForecastCallback` to ``trainer`` before its loggers; returns it."""
+    """Add a `ForecastCallback` to ``trainer`` before its loggers; returns it."""
     cb = ForecastCallback(every=every, prefix=prefix, **forecast_options)
     trainer.callback_handler.callbacks.insert(0, cb)
     return cb

@@ -353,7 +353,7 @@ def _grid_runs(g, w, pt, scheds, steps, seed0, where):
 
 
 def parse_study(d: dict, where: str = "study", model: str | None = None) -> Study:
-    """A :class:`Study` from a TOML table (see ``DEFAULT_STUDY`` for the layout)."""
+    """A `Study` from a TOML table (see ``DEFAULT_STUDY`` for the layout)."""
     _known(d, ("name", "seed", "eval_interval", "eval_batches", "model", "pt", "cpt"), where)
     for key, lo in (("seed", 0), ("eval_interval", 1), ("eval_batches", 1)):
         if key in d:

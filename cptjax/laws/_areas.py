@@ -192,12 +192,12 @@ def areas(lr, n_pt=None, lam=0.999, eta0=None, *, pt_warmup: str = "literal",
         pt_warmup: ``"literal"`` (a rising LR gives negative annealing area) or ``"peak"``: the
             decrements up to the PT peak count as zero, as if the warmup had run at the peak (S1
             stays literal).
-        method: recurrence implementation, see :func:`momentum`.
+        method: recurrence implementation, see `momentum`.
         eps: LR-weighted annealing area (CPT paper App. J, Eq. 9): S2 = Σ m_i·η_i^ε, so that
             steps at ~zero LR stop adding annealing credit. 0 (default): the plain S2.
 
     Returns:
-        :class:`Areas` ``(s1_pt, s1_cpt, s2_pt, s2_cpt)``, each of length T, in ``lr``'s dtype.
+        `Areas` ``(s1_pt, s1_cpt, s2_pt, s2_cpt)``, each of length T, in ``lr``'s dtype.
 
     Examples:
         >>> import numpy as np
@@ -338,7 +338,7 @@ def _prefix_at(x, idx):
 
 
 def areas_numpy(lr, n_pt, lam: float = 0.999, eta0=None, eps: float = 0.0, idx=None) -> Areas:
-    """:func:`areas` (``pt_warmup="literal"``) for a concrete 1-D float64 schedule, in numpy: no
+    """`areas` (``pt_warmup="literal"``) for a concrete 1-D float64 schedule, in numpy: no
     dispatch, no compilation; what building a fitting problem needs (tested against a plain loop
     to 1e-12). ``idx``: only these array indices (the split is then done on them alone)."""
     lr = np.asarray(lr, np.float64)
@@ -380,7 +380,7 @@ class PTState(NamedTuple):
 
 
 def pt_state(pt, lam=0.999, eta0=None, eps: float = 0.0) -> PTState:
-    """Summarise a PT schedule (see :func:`continue_areas`)."""
+    """Summarise a PT schedule (see `continue_areas`)."""
     a = areas(pt, None, lam, eta0)
     pt = jnp.asarray(pt)
     # m_T from the identity S2(T) − S2(T−1) = m_T (of the plain S2: m is the raw momentum).

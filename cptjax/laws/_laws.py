@@ -2,7 +2,7 @@
 
 Each law is a frozen dataclass registered as a JAX pytree: its parameters are the leaves, so laws
 jit, vmap (over thousands of parameter sets), differentiate and ``jax.tree.map`` with no special
-cases.  Area laws are called on :class:`~cptjax.Areas`; :class:`MultiPowerLaw` needs the schedule
+cases.  Area laws are called on `cptjax.Areas`; `MultiPowerLaw` needs the schedule
 itself and is called on the LR array.
 """
 
@@ -80,15 +80,15 @@ def _law(cls=None, *, meta=()):
 
 
 class _Base:
-    """What every law declares: ``kind`` (its JSON/CLI name), ``params`` (one :class:`Param` per
+    """What every law declares: ``kind`` (its JSON/CLI name), ``params`` (one `Param` per
     parameter; ``@_law`` makes them the dataclass fields, in that order), ``uses`` (extra
     conditions it takes: "replay", "size"), ``shift``
     (True when it has Eq. 3's shift term with fields B, E, beta — fitted as B·β, see
     ``cptjax.fitting``), ``meta`` (static options, e.g. the replay law's target).
 
-    Two protocols fill it in: :class:`AreaLaw` (called as ``law(areas, *, replay=None,
-    size=None)``) and :class:`ScheduleLaw` (``law(lr, idx)``; ``needs_schedule`` is True); both
-    give ``on_schedule`` (what :func:`predict` calls), and the CPT laws ``pt_state`` and
+    Two protocols fill it in: `AreaLaw` (called as ``law(areas, *, replay=None,
+    size=None)``) and `ScheduleLaw` (``law(lr, idx)``; ``needs_schedule`` is True); both
+    give ``on_schedule`` (what `predict` calls), and the CPT laws ``pt_state`` and
     ``continue_at`` (what the design calls).
     """
 
@@ -131,26 +131,26 @@ class _Base:
 
 class AreaLaw(_Base):
     """The protocol of the area laws: ``law(areas, *, replay=None, size=None)``, a pure function of
-    the four areas of :func:`~cptjax.areas` (computed with the law's own momentum decay ``lam`` and
+    the four areas of `cptjax.areas` (computed with the law's own momentum decay ``lam`` and
     S2 weight ``eps``). A concrete law fills in ``kind``, ``params`` and ``__call__``."""
 
     def pt_state(self, pt):
-        """The PT history summarised for :meth:`continue_at`: the areas' state after ``pt``."""
+        """The PT history summarised for `continue_at`: the areas' state after ``pt``."""
         return pt_state(pt, self.lam, eps=self.eps)
 
     def continue_at(self, cpt, state, at=None, **cond):
         """The loss at CPT indices ``at`` (default every CPT step) of the CPT schedule ``cpt``
-        after a PT ``state`` (:meth:`pt_state`)."""
+        after a PT ``state`` (`pt_state`)."""
         c = self(continue_areas(cpt, state, self.lam, eps=self.eps), **cond)
         return c if at is None else c[at]
 
     def pt_curve(self, pt, state, **cond):
-        """The loss at every step of the PT schedule ``pt`` (``state``: its :meth:`pt_state`)."""
+        """The loss at every step of the PT schedule ``pt`` (``state``: its `pt_state`)."""
         pt = jnp.asarray(pt)
         return self(areas(pt, pt.shape[-1], self.lam, eps=self.eps), **cond)
 
     def on_schedule(self, a, lr, idx, replay, size, eta0, warmup, n_pt):
-        """The law on a whole schedule, given its areas ``a`` (see :func:`predict`)."""
+        """The law on a whole schedule, given its areas ``a`` (see `predict`)."""
         if idx is not None:
             a = a.at(idx)
         return self(a, replay=replay, size=size)
@@ -173,7 +173,7 @@ class AreaLaw(_Base):
         return [np.concatenate(c) for c in zip(*extras)]
 
     def at_points(self, feats):
-        """The law at a fitting problem's points (see :meth:`features`)."""
+        """The law at a fitting problem's points (see `features`)."""
         s1p, s1c, s2p, s2c, rep, size = feats
         return self(Areas(s1p, s1c, s2p, s2c), **{u: {"replay": rep, "size": size}[u] for u in self.uses})
 
@@ -283,7 +283,7 @@ def replay_factors(a1, a2, replay, target: str, form: str = "swapped"):
 class ReplayCPTLaw(AreaLaw):
     r"""Eq. 8, the CPT law with replay ratio r = r_pt (share of PT data in the CPT mix),
     r_cpt = 1 − r.  ``target`` is ``"general"`` or ``"domain"`` (the two sets differ in form);
-    ``form`` is ``"swapped"`` (default, see :func:`replay_factors`) or ``"printed"``:
+    ``form`` is ``"swapped"`` (default, see `replay_factors`) or ``"printed"``:
 
     .. math:: \dots - C_2 S_2^{cpt} f_{anneal}(r) + B(1-(1+ES_1^{cpt})^{-\beta})\, f_{shift}(r)
     """
@@ -349,7 +349,7 @@ class OpenCPTLaw(AreaLaw):
 
 def _mpl_g(c, beta, gamma, log_eta, sk):
     """MPL's G(η_k^(−γ)·S_k(t)) = 1 − (c·η_k^(−γ)·S_k + 1)^(−β), from log η_k (floored, see
-    :func:`_eta_floor`): as 1 − exp(−β·log(1 + x)), x = c·exp(−γ·log η)·S — two transcendentals
+    `_eta_floor`): as 1 − exp(−β·log(1 + x)), x = c·exp(−γ·log η)·S — two transcendentals
     per term (log dominates on CPU), G's absolute error ~1e-16."""
     x = c * jnp.exp(-gamma * log_eta) * sk
     return 1 - jnp.exp(-beta * jnp.log(1 + x))
@@ -395,7 +395,7 @@ def _decrement_sums(g, s1_t, t, dec, chunk=128):
 def _pair_sums(c, beta, gamma, d, log_eta, s_kt, point, n):
     """Σ over each point's (point, decrement) pairs of d·G(η_k^(−γ)·S_k(t)), G's (c, β, γ): (m, n)
     for weights ``d`` (m, P) (e.g. one row per phase), ``point`` the pairs' point index (< n). Its
-    derivative is written out (:func:`_pair_sums_jvp`): a Jacobian in (c, β, γ) costs three
+    derivative is written out (`_pair_sums_jvp`): a Jacobian in (c, β, γ) costs three
     segment sums over the primal's own terms instead of a tangent per pair and parameter."""
     return _segsum(d * _mpl_g(c, beta, gamma, log_eta, s_kt), point, n)
 
@@ -431,9 +431,9 @@ _pair_sums.defjvp(_pair_sums_jvp, symbolic_zeros=True)
 
 
 def _schedule_decrements(lr, eta0, warmup, n_pt):
-    """A (traced) schedule's forward area S1 and its decrements as :func:`_decrement_sums` takes
+    """A (traced) schedule's forward area S1 and its decrements as `_decrement_sums` takes
     them: d_k = η_(k−1) − η_k (η_(−1) = ``eta0``, default η_0; none up to index ``warmup``), log η_k
-    floored (:func:`_eta_floor`), S1(k−1), k, and whether k is a CPT step (k ≥ ``n_pt``)."""
+    floored (`_eta_floor`), S1(k−1), k, and whether k is a CPT step (k ≥ ``n_pt``)."""
     first = lr[:1] if eta0 is None else jnp.asarray(eta0, lr.dtype)[None]
     k = jnp.arange(lr.shape[-1])
     d = jnp.where(k <= warmup, 0.0, jnp.concatenate([first, lr[:-1]]) - lr)
@@ -477,7 +477,7 @@ class MultiPowerLaw(ScheduleLaw):
     included, as in the authors' code: with their published parameters this reproduces their
     held-out errors on their data (0.111% / 0.143% / 0.168% at 25M / 100M / 400M against the
     published 0.110% / 0.142% / 0.168%; skipping the warmup's decrements shifts every prediction
-    by ~B·η_peak ≈ 0.13 and gives 3.2-5.4%). ``warmup`` (an array index, e.g. :func:`warmup_end`)
+    by ~B·η_peak ≈ 0.13 and gives 3.2-5.4%). ``warmup`` (an array index, e.g. `warmup_end`)
     skips the decrements up to it. The sum is evaluated in chunks of ``chunk`` output steps, so
     memory is O(chunk·T), never O(T²).
     """
@@ -520,7 +520,7 @@ class MultiPowerLaw(ScheduleLaw):
 
     def at_points(self, feats):
         """The law at a problem's points from its pairs (log η a feature, floored in log space as
-        :func:`_eta_floor`)."""
+        `_eta_floor`)."""
         s1_t, d, log_eta, s_kt, point = feats
         floor = np.log(ETA_FLOOR) + lax.stop_gradient(jnp.max(log_eta))
         ld = _pair_sums(self.C, self.beta, self.gamma, d[None], jnp.maximum(log_eta, floor), s_kt,
@@ -530,7 +530,7 @@ class MultiPowerLaw(ScheduleLaw):
 
 
 class History(NamedTuple):
-    """A PT history as a schedule law needs it to continue (:meth:`MPLCPTLaw.pt_state`): its last
+    """A PT history as a schedule law needs it to continue (`MPLCPTLaw.pt_state`): its last
     LR, total and running forward area, peak LR, length, and its nonzero decrements (d_k, log η_k,
     S1(k−1), k)."""
 
@@ -560,10 +560,10 @@ class MPLCPTLaw(ScheduleLaw):
     a re-warmup's negative decrements undo annealing). A decrement pays off only as training goes
     on at the lower LR (S_k(t) grows with the LR area after it): steps at LR 0 change nothing,
     so a plan cannot gain by a dead tail, and a cliff to a tiny LR pays off slowly. Every
-    decrement is summed (the MPL authors' convention, :class:`MultiPowerLaw`).
+    decrement is summed (the MPL authors' convention, `MultiPowerLaw`).
 
     Called on the schedule: ``law(lr, idx, n_pt=n_pt)``; the design continues a PT history
-    (:meth:`pt_state`, :meth:`continue_at`). Evaluating every step costs O(T·K) (K decrements):
+    (`pt_state`, `continue_at`). Evaluating every step costs O(T·K) (K decrements):
     fits use (point, decrement) pairs, the design the objective's steps only.
     """
 
@@ -598,7 +598,7 @@ class MPLCPTLaw(ScheduleLaw):
 
     @staticmethod
     def pt_state(pt) -> History:
-        """The PT schedule (concrete) summarised for :meth:`continue_at`: only its nonzero
+        """The PT schedule (concrete) summarised for `continue_at`: only its nonzero
         decrements are kept."""
         pt = np.asarray(pt, np.float64)
         d, k, s1 = _nonzero_decrements(pt)
@@ -633,7 +633,7 @@ class MPLCPTLaw(ScheduleLaw):
 
     @classmethod
     def features(cls, lr, n_pt, ix, lam, replay, size, run_index, eps=0.0):
-        """Per point S1(t) and S1_cpt(t); per (point, decrement) pair (see :func:`_pairs`) d_k,
+        """Per point S1(t) and S1_cpt(t); per (point, decrement) pair (see `_pairs`) d_k,
         log η_k, S_k(t), the point's index and whether k is a CPT step."""
         d, log_eta, s_kt, point, k = _pairs(lr, ix)
         s1 = np.cumsum(lr)
@@ -670,7 +670,7 @@ class LossPair(NamedTuple):
 
 
 def law_from_dict(d):
-    """Rebuild a law (or a :class:`LawPair` from ``{"general": ..., "domain": ...}``).
+    """Rebuild a law (or a `LawPair` from ``{"general": ..., "domain": ...}``).
 
     Every parameter must be a finite number; unknown law names, missing parameters and bad
     option values raise ``ValueError`` naming the key."""
@@ -714,7 +714,7 @@ def _eval_one(law, a, lr, idx, replay, size, eta0, warmup, n_pt):
 
 
 def check_law(law, name: str = "law") -> None:
-    """``law`` must be a cptjax law or :class:`LawPair` whose concrete parameters are finite
+    """``law`` must be a cptjax law or `LawPair` whose concrete parameters are finite
     (traced ones, under ``jit``/``grad``, are not checked): an ``InputTypeError`` or
     ``InputError`` naming the argument and the parameter, never a NaN prediction."""
     for l in (list(law) if isinstance(law, LawPair) else [law]):
@@ -732,12 +732,12 @@ def check_law(law, name: str = "law") -> None:
 
 def predict(law, lr, n_pt=None, *, idx=None, replay=None, size=None, lam=None, eta0=None,
             pt_warmup: str = "literal"):
-    """Predicted loss of ``law`` (a law or a :class:`LawPair`) for the schedule ``lr``.
+    """Predicted loss of ``law`` (a law or a `LawPair`) for the schedule ``lr``.
 
     Computes the areas once (per momentum decay λ: each law's own ``lam`` unless ``lam`` is
     given) and evaluates at array indices ``idx`` (default: every step).
     ``replay`` (replay ratio r_pt ∈ [0, 1]) and ``size`` (N, millions) are required exactly by the
-    laws that take them. Returns an array, or a :class:`LossPair` for a pair.
+    laws that take them. Returns an array, or a `LossPair` for a pair.
 
     Examples:
         >>> import cptjax

@@ -44,11 +44,11 @@ def replay_beta(target: str, form: str = "swapped", s1_max: float = 6.0) -> floa
     """Derive the Eq. 8 β that the paper does not print (Fig. 19 caption shows only the symbol).
 
     Least squares between the Eq. 8 shift term (Fig. 19 B, E, a2, varying β; shift factor of
-    ``form``, see :func:`cptjax.replay_factors`) and the Eq. 4 shift terms fitted separately per
+    ``form``, see `cptjax.replay_factors`) and the Eq. 4 shift terms fitted separately per
     replay ratio (Fig. 12, r_pt = 1/3, 1/2, 2/3, and Fig. 3 for r_pt = 0, the same data without
     replay), over S1_cpt ∈ [0, ``s1_max``] (Fig. 19 spans 30K CPT steps at 2e-4, so S1_cpt ≤ 6),
     solved by golden-section search on log β ∈ [1e-4, 3]. Only the shift term depends on β, so
-    this is the whole of what Fig. 12 says about it. See :func:`replay_shift_fit` for the
+    this is the whole of what Fig. 12 says about it. See `replay_shift_fit` for the
     variance each form leaves unexplained.
     """
     return replay_shift_fit(target, form, s1_max)["beta"]
@@ -56,7 +56,7 @@ def replay_beta(target: str, form: str = "swapped", s1_max: float = 6.0) -> floa
 
 @functools.lru_cache(maxsize=None)
 def replay_shift_fit(target: str, form: str = "swapped", s1_max: float = 6.0) -> dict:
-    """The fit behind :func:`replay_beta`: ``{"beta", "unexplained"}``, the share of the Fig. 12
+    """The fit behind `replay_beta`: ``{"beta", "unexplained"}``, the share of the Fig. 12
     shift curves' sum of squares (pooled over the four ratios) that the Eq. 8 shift term of
     ``form`` leaves unexplained at its best β: 33% / 59% (general / domain) for the printed form,
     0.18% / 0.09% for the swapped one (tests/test_presets.py)."""
@@ -164,7 +164,7 @@ def preset(name: str):
     """A published parameter set by name: ``setting-a`` (Fig. 3), ``setting-b`` (Fig. 11),
     ``replay`` (Fig. 19, derived β), ``size`` (Fig. 15), ``mpl-25m``/``mpl-100m``/``mpl-400m``.
 
-    Returns a :class:`LawPair` (CPT presets) or a :class:`MultiPowerLaw`.
+    Returns a `LawPair` (CPT presets) or a `MultiPowerLaw`.
 
     Examples:
         >>> preset("setting-a").general.B

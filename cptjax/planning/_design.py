@@ -75,7 +75,7 @@ def _check(law, pt, cpt_steps, max_lr, weight_general, replay):
 
 def pt_states(law, pt):
     """The fixed PT history summarised once per law of the pair (area laws: their areas' state,
-    each with its own λ; schedule laws, e.g. :class:`~cptjax.MPLCPTLaw`: its decrements)."""
+    each with its own λ; schedule laws, e.g. `cptjax.MPLCPTLaw`: its decrements)."""
     return tuple(l.pt_state(pt) for l in law)
 
 
@@ -86,7 +86,7 @@ def cpt_losses(l, state, cpt, cond, at=None):
 
 
 class Evaluation(NamedTuple):
-    """What :func:`evaluate` returns (a tuple: ``obj, g, d, curves = evaluate(...)`` still works)."""
+    """What `evaluate` returns (a tuple: ``obj, g, d, curves = evaluate(...)`` still works)."""
 
     objective: jax.Array
     general: jax.Array  # the general loss (mean over the last_k steps or the horizons)
@@ -95,15 +95,15 @@ class Evaluation(NamedTuple):
 
 
 def evaluate(law, pt, cpt, replay=None, last_k=1, weight_general=0.5, weight_domain=None, curves=True):
-    """Losses of a CPT schedule after the PT history: an :class:`Evaluation` (objective,
+    """Losses of a CPT schedule after the PT history: an `Evaluation` (objective,
     general, domain and the curves — a LossPair; ``None`` with ``curves=False``). The losses are the mean over the last
     ``last_k`` steps, or, when ``last_k`` is a tuple of CPT steps (horizons), the mean over those
     steps. The objective is ``weight_general·general + weight_domain·domain`` (default
     weight_domain = 1 − weight_general).
 
-    ``pt`` is the PT schedule (curves then cover PT and CPT) or its :func:`pt_states` summary
+    ``pt`` is the PT schedule (curves then cover PT and CPT) or its `pt_states` summary
     (curves cover the CPT steps only; this is what the optimiser uses). Each law uses its own λ.
-    Schedule laws (:class:`~cptjax.MPLCPTLaw`) cost O(steps × decrements) per curve: pass
+    Schedule laws (`cptjax.MPLCPTLaw`) cost O(steps × decrements) per curve: pass
     ``curves=False`` when only the objective is needed."""
     # concrete numbers only (under jit/grad these are tracers, checked by the callers); the
     # weights of an out-of-domain objective (Eq. 6) may be negative, not NaN
@@ -376,7 +376,7 @@ def design(law, pt, cpt_steps: int, *, max_lr: float, weight_general: float = 0.
     """Optimise the CPT schedule (and replay ratio if ``replay='free'``) with optax Adam.
 
     Args:
-        law: a :class:`LawPair` (general, domain).
+        law: a `LawPair` (general, domain).
         pt: the PT schedule (history), not optimised.
         cpt_steps: CPT budget in steps.
         max_lr: upper bound on the CPT LR.
@@ -391,8 +391,8 @@ def design(law, pt, cpt_steps: int, *, max_lr: float, weight_general: float = 0.
             ``"free"``: free-form knots (non-increasing when ``monotone``), what the law alone
             would choose — report it beside the default, never train it blindly.
         monotone: (free shape) non-increasing after the re-warmup. final: fix the final LR.
-        draws: robust design: a :class:`LawPair` whose parameters carry a leading axis of draws
-            (:func:`law_draws`); the plan minimises the mean objective over them (the reported
+        draws: robust design: a `LawPair` whose parameters carry a leading axis of draws
+            (`law_draws`); the plan minimises the mean objective over them (the reported
             objective and the baselines stay those of ``law``).
         knots: number of knots (interpolated to every step).
         last_k: average the losses over the last k steps, or a tuple of CPT steps (several
@@ -402,7 +402,7 @@ def design(law, pt, cpt_steps: int, *, max_lr: float, weight_general: float = 0.
             with weight ``share``: objective = (1 − share)·(λ1·L_g + λ2·L_d) + share·L_ood.
         data_range: the number of joined steps the law was fitted on; a longer PT history is an
             extrapolation and is refused.
-    Returns a :class:`Plan` that is never worse than its best baseline.
+    Returns a `Plan` that is never worse than its best baseline.
 
     Examples:
         >>> import cptjax
@@ -437,7 +437,7 @@ def diagnostics(law, pt, plan, last_k=1, wg=None, wd=None) -> dict:
 
 
 def law_draws(law, covs, n: int = 256, seed: int = 0):
-    """``n`` parameter draws of a :class:`LawPair` from each law's covariance (natural parameters,
+    """``n`` parameter draws of a `LawPair` from each law's covariance (natural parameters,
     e.g. the Laplace/sandwich ``cov`` of a fit): a LawPair whose leaves have a leading axis ``n``.
     Positive parameters are drawn in log space (covariance mapped by the delta method, as the
     fitter parameterises them), so every draw is a valid law and the draws centre on the fit
@@ -463,7 +463,7 @@ def law_draws(law, covs, n: int = 256, seed: int = 0):
 
 def param_draws(law, cov, n: int, rng) -> np.ndarray:
     """``n`` draws (n, parameters) of one law's parameters from its covariance (``None``: the
-    law repeated), positive parameters in log space (see :func:`law_draws`)."""
+    law repeated), positive parameters in log space (see `law_draws`)."""
     names = law.param_names()
     x0 = np.array([float(getattr(law, k)) for k in names])
     if cov is None:
@@ -513,7 +513,7 @@ def compare(law, pt, schedules: dict, *, weight_general=0.5, replays=None, last_
             variants=((0.999, 0.0), (0.995, 0.0), (0.99, 0.0), (0.98, 0.0), (0.999, 0.1), (0.999, 0.2)),
             reference=None) -> dict:
     """How sure is a plan? Objectives of several CPT ``schedules`` ({name: array}) under parameter
-    ``draws`` (:func:`law_draws`) and under law variants (each law's momentum decay λ replaced by
+    ``draws`` (`law_draws`) and under law variants (each law's momentum decay λ replaced by
     each value of ``variants``). With ``reference`` = (plan name, baseline name): the plan's gain
     over the baseline (baseline − plan objective; > 0 = the plan is better) — mean, 95% interval
     and the probability it is positive over the draws — and, per variant, each schedule's regret
@@ -572,7 +572,7 @@ def _weights(weight_general, ood):
 
 def _check_options(pt, cpt_steps, max_lr, warmup, final, last_k, ood, shape, knots, iterations,
                    learning_rate, data_range):
-    """Check :func:`pareto`'s options (naming each); returns ``last_k`` as an int or a tuple."""
+    """Check `pareto`'s options (naming each); returns ``last_k`` as an int or a tuple."""
     if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or not 1 <= iterations <= MAX_ITERATIONS:
         raise InputError(f"`iterations` must be an integer in [1, {MAX_ITERATIONS:,}], got {iterations!r}")
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
@@ -603,7 +603,7 @@ def _check_options(pt, cpt_steps, max_lr, warmup, final, last_k, ood, shape, kno
 
 
 def _plan(law, pt, p, cfg, table, w, pair, replay, max_lr, shape, done):
-    """One weight's :class:`Plan`: the optimised schedule, or the best baseline when it is better."""
+    """One weight's `Plan`: the optimised schedule, or the best baseline when it is better."""
     sched = np.asarray(_build_schedule(p, cfg, float(pt[-1])))
     r = float(jax.nn.sigmoid(p["rho"])) if cfg.free_replay else (None if replay is None else float(replay))
     wg, wd = pair
@@ -629,7 +629,7 @@ def pareto(law, pt, cpt_steps, weights, *, max_lr, replay=None, warmup=0, shape=
            monotone=True, final=None, draws=None, knots=64, last_k=1, ood=None, iterations=3000, learning_rate=0.05,
            tol=1e-9, data_range=None, progress=None) -> list:
     """Plans for several λ1 at once: one vmapped optimisation over the weights, one baseline grid
-    evaluated once and selected per weight. Returns a list of :class:`Plan` (one per weight)."""
+    evaluated once and selected per weight. Returns a list of `Plan` (one per weight)."""
     weights = list(weights) if isinstance(weights, (list, tuple, np.ndarray)) else None
     if not weights:
         raise InputError("`weights` must be a non-empty list of λ1 values in [0, 1]")

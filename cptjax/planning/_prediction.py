@@ -1,5 +1,5 @@
 """What ``cptjax predict`` reports, as library calls: a law's curves for a joined PT+CPT schedule
-(:func:`prediction_report`) and a law's errors on a held-out run (:func:`run_errors`)."""
+(`prediction_report`) and a law's errors on a held-out run (`run_errors`)."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ class PredictionReport:
 def prediction_report(law, pt, cpt=None, *, at=None, replay=None, size=None, lam=None,
                       every_step: bool = True, name: str = "law", texts=(None, None)) -> PredictionReport:
     """A law's (or pair's) predicted curves for the PT schedule ``pt`` joined to ``cpt`` (arrays or
-    text form), the table at 1-based joined steps ``at`` (default :func:`default_steps`).
+    text form), the table at 1-based joined steps ``at`` (default `default_steps`).
     Schedule laws (``mpl``, ``cpt-mpl``) cost O(steps × decrements) per curve: with
     ``every_step=False`` and more than 4 000 steps they are evaluated at ~2 000 steps and ``at``.
     A non-finite prediction raises ``InputError`` naming the step."""
@@ -104,7 +104,7 @@ def prediction_report(law, pt, cpt=None, *, at=None, replay=None, size=None, lam
 
 
 def run_errors(law, run, column, *, lam=None, out=None) -> dict:
-    """A law's (or pair's) errors on a held-out run's logged ``column`` (:func:`metrics` per law);
+    """A law's (or pair's) errors on a held-out run's logged ``column`` (`metrics` per law);
     ``out``: also write step, observed and predicted losses as CSV."""
     ix, y = run.points(column)
     laws = law if isinstance(law, LawPair) else (law,)

@@ -35,7 +35,7 @@ DESIGN_FILES = ("plan.csv", "plan.npy", "plan.json", "free_plan.csv", "free_plan
 
 @dataclasses.dataclass
 class DesignReport:
-    """A designed plan with its comparison, uncertainty and warnings (see :func:`design_report`)."""
+    """A designed plan with its comparison, uncertainty and warnings (see `design_report`)."""
 
     plan: Plan
     free: Plan
@@ -121,7 +121,7 @@ def _say(progress, msg):
 
 def _uncertainty(pair, pt, plan, free, cpt_steps, max_lr, warmup, replay, weight_general, draws, progress):
     """The plan against the best baseline, a plain cosine and the free-form plan under parameter
-    draws and law variants (:func:`compare`), and the plan's 90% bands (with draws)."""
+    draws and law variants (`compare`), and the plan's 90% bands (with draws)."""
     best = min(plan.baselines.values(), key=lambda b: b["objective"])
     cos = _schedules.cosine(cpt_steps, max_lr, warmup=warmup, final=0.0)
     cos = _schedules.rewarm(cos[warmup:], min(float(pt[-1]), max_lr), warmup)
@@ -152,7 +152,7 @@ def design_report(law, pt, cpt_steps: int, *, max_lr: float = 2e-4, weight_gener
     Args:
         law: a preset name, fit files ``"GENERAL.json,DOMAIN.json"`` (their covariances give the
             plan's uncertainty and their data range the extrapolation checks), a
-            :class:`LawSource`, or a :class:`LawPair` (with ``covs`` = (cov_general, cov_domain)).
+            `LawSource`, or a `LawPair` (with ``covs`` = (cov_general, cov_domain)).
         pt: the PT schedule (an array, or text form as ``schedules.parse`` reads).
         robust: minimise the mean objective over this many parameter draws (needs covariances).
         pt_text: how to name the PT schedule in the report (default: its text form, if given).
@@ -160,9 +160,9 @@ def design_report(law, pt, cpt_steps: int, *, max_lr: float = 2e-4, weight_gener
             during the optimisation.
 
     ``cpt_steps``, ``max_lr``, ``weight_general``, ``replay``, ``warmup``, ``shape``, ``knots`` and
-    ``iterations`` are as in :func:`cptjax.design`.
+    ``iterations`` are as in `cptjax.design`.
 
-    Returns a :class:`DesignReport`; ``report.to_dict()`` equals the command's ``report.json``
+    Returns a `DesignReport`; ``report.to_dict()`` equals the command's ``report.json``
     (apart from ``files``).
 
     Examples:

@@ -217,17 +217,17 @@ class Tuner:
     """Ask-and-tell tuning of a CPT recipe with the replay law.
 
     Args:
-        space: a :class:`Space` (continuous mode: ``n_candidates`` recipes drawn from it plus its
+        space: a `Space` (continuous mode: ``n_candidates`` recipes drawn from it plus its
             corners are the candidates), or ``None`` with ``candidates``.
         pt: the PT schedule (per-step LR array or text form) the CPT runs continue from.
         weight_general: λ1 of the objective λ1·L_general + (1 − λ1)·L_domain at the end of CPT.
-        candidates: a finite list of :class:`Recipe` to choose among (candidates mode); needs
+        candidates: a finite list of `Recipe` to choose among (candidates mode); needs
             ``steps``.
         steps: the CPT length (candidates mode; else the space's).
         init_fraction: the length of the first (space-filling) trials as a share of ``steps``.
         noise: the seed noise of the objective; the stop rule's threshold.
         columns: the general and domain loss columns of the trials' logs.
-        pt_log: the PT run's own log with both losses (a :class:`Run` or a log file), if you have
+        pt_log: the PT run's own log with both losses (a `Run` or a log file), if you have
             it: fitted once with every trial, it pins the PT part of the law (L0, A, α, C) that
             CPT-only logs identify poorly.
         lam: fix the areas' momentum decay λ (e.g. the paper's 0.999), or ``"profile"`` (the
@@ -341,7 +341,7 @@ class Tuner:
         return Trial(n, self.candidates[pick], self.steps, self.steps)
 
     def tell(self, trial: Trial, run, *, cpt_steps_only: bool | None = None) -> None:
-        """Record a trial's log: a :class:`Run` or a log file (any format ``load_run`` reads) with
+        """Record a trial's log: a `Run` or a log file (any format ``load_run`` reads) with
         the general and domain loss columns; ``None`` for a trial that failed or diverged (its
         recipe is neither asked again nor recommended). The schedule is the one the trial asked for (the
         PT's joined to the recipe's). The log's steps count from the start of CPT, or from the
