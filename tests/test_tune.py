@@ -250,3 +250,49 @@ def test_a_failed_trial_is_neither_asked_again_nor_recommended():
     assert all(tuner.ask().recipe != best for _ in range(len(CANDS)))
     rows = tuner.history()
     assert [r["failed"] for r in rows] == [False, False, False, True]
+
+
+def test_a_measured_recipe_keeps_its_place_against_a_contradicted_prediction():
+    """Curves from the law, except that one recipe (X, the runner-up by the law) really ends 0.05
+    lower in both losses than the law says — 0.025 below the law's best: a misfit the law cannot
+    represent (an optimum it does not know). Once X is measured at full length, the recommendation
+    is X (its estimate moves to its measurements: the law's misfit on the trials, τ, is above the
+    seed noise), not the law's favourite, also measured; and its estimate is the hierarchical one, law + w·(measured − law) with
+    w = τ²/(τ² + σ²/n), recomputed here from the tuner's own τ²."""
+    rng = np.random.default_rng(3)
+    tuner = cptjax.Tuner(pt=PT, candidates=CANDS, steps=STEPS, weight_general=0.5, noise=0.003, seed=2)
+    truth = {c: true_objective(c, 0.5) for c in CANDS}
+    x = sorted(CANDS, key=truth.get)[1]  # the runner-up: 0.025 below the best once measured
+
+    def run(rec, k):
+        r = curves(rec, k, rng, 0.001)
+        if rec == x:  # the bonus grows along the CPT phase to 0.05 at its end
+            f = 0.05 * (np.asarray(r.steps) / STEPS) ** 2
+            r = cptjax.Run("log", r.lr, r.n_pt, r.steps, {k_: v - f for k_, v in r.losses.items()})
+        return r
+
+    for _ in range(6):
+        t = tuner.ask()
+        tuner.tell(t, run(t.recipe, t.steps))
+    tuner.tell(cptjax.Trial(100, x, STEPS, STEPS), run(x, STEPS))  # X measured at full length
+    rec = tuner.best()
+    assert rec.recipe == x, (rec.recipe, x)
+    i = tuner.candidates.index(x)
+    obs = [tuner._observed(t) for t in tuner.told if t.trial.recipe == x and t.trial.steps == STEPS]
+    tau2, s2 = tuner._tau2, 0.003 ** 2
+    assert tau2 > s2  # the law's misfit is seen
+    w = tau2 / (tau2 + s2 / len(obs))
+    assert rec.objective == pytest.approx(tuner._law_mean[i] + w * (np.mean(obs) - tuner._law_mean[i]), abs=1e-12)
+    assert abs(rec.objective - (truth[x] - 0.05)) < 0.01
+
+
+def test_should_stop_waits_for_a_measured_recommendation():
+    """should_stop is False while the recommendation has no full-length run (the first trials
+    are short), whatever the law predicts."""
+    rng = np.random.default_rng(0)
+    tuner = cptjax.Tuner(pt=PT, candidates=CANDS, steps=STEPS, weight_general=0.5, seed=0)
+    for _ in range(5):
+        t = tuner.ask()
+        assert t.steps < STEPS
+        tuner.tell(t, curves(t.recipe, t.steps, rng))
+        assert not tuner.should_stop()

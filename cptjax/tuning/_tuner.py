@@ -302,6 +302,7 @@ class Tuner:
         self._probed = set()  # recipes asked short
         self.pt_run = None if pt_log is None else self._pt_run(pt_log)
         self.law, self._pred = None, None  # the fitted pair; predictions (draws x candidates)
+        self._est, self._measured_idx, self._tau2 = None, [], 0.0  # see _measured
 
     @property
     def n_trials(self) -> int:
@@ -511,19 +512,53 @@ class Tuner:
         # posterior mean corrects every candidate's prediction and whose posterior samples add the
         # law's own misfit to the parameter draws (so the acquisition explores where the law has
         # been wrong, not only where its parameters are uncertain).
-        mu, samples = self._residual_gp(states)
+        mu, samples, gp_var = self._residual_gp(states)
+        self._law_mean = np.asarray(mean)[:, 0].copy()
         obj = obj + samples
         mean = np.asarray(mean).copy()
         mean[:, 0] += mu
-        self._pred, self._mean = obj, mean
+        self._mean = mean
+        self._pred = self._measured(states, obj, gp_var)
         return self._pred
+
+    def _measured(self, states, obj, gp_var):
+        """Where the runs have measured a recipe at full length, its estimate moves from the model
+        to the measurements as far as the model's misfit exceeds the seed noise (a hierarchical
+        estimate: true objective ~ N(law, τ²), each run ~ N(true, σ²)); elsewhere the model's
+        spread is at least the misfit τ the law showed on the trials. Returns the draws
+        (draws × candidates) with both applied; sets ``_est`` (the estimates), ``_tau2``."""
+        sigma2 = max(self.noise, 1e-6) ** 2
+        done = [t for t in self.told if t.trial.recipe not in {f.recipe for f in self.failed}]
+        res = np.array([self._observed(t) - self._predicted_at_last(self.law, states, t) for t in done])
+        # method of moments: the residuals' mean square less the seed noise's share
+        self._tau2 = tau2 = max(float(np.mean(res ** 2)) - sigma2, 0.0) if res.size else 0.0
+        est = self._mean[:, 0].copy()
+        var = np.zeros(len(self.candidates))
+        runs = {}
+        for t in done:
+            if t.trial.recipe in self._index and self._reached(t) >= self.steps:
+                runs.setdefault(self._index[t.trial.recipe], []).append(self._observed(t))
+        for i, ys in runs.items():
+            prec = (1.0 / tau2 if tau2 > 0 else math.inf) + len(ys) / sigma2
+            w = (len(ys) / sigma2) / prec if math.isfinite(prec) else 0.0
+            est[i] = (1 - w) * self._law_mean[i] + w * float(np.mean(ys))
+            var[i] = 1.0 / prec if math.isfinite(prec) else 0.0
+        self._est, self._measured_idx = est, sorted(runs)
+        rng = np.random.default_rng(self.seed + 104729 * len(self.told))
+        out = obj.copy()
+        extra = np.sqrt(np.maximum(tau2 - gp_var, 0.0))  # the misfit floor, not measured recipes
+        extra[self._measured_idx] = 0.0
+        out = out + rng.standard_normal(out.shape) * extra[None, :]
+        for i in self._measured_idx:
+            out[:, i] = est[i] + math.sqrt(var[i]) * rng.standard_normal(out.shape[0])
+        return out
 
     def _residual_gp(self, states):
         """The residual GP's posterior mean over the candidates and ``n_draws`` joint samples
         (every told trial counts, a candidate or not: e.g. grid runs told to a continuous tuner)."""
         told, m = self.told, len(self.candidates)
         if not told:
-            return np.zeros(m), np.zeros((self.n_draws, m))
+            return np.zeros(m), np.zeros((self.n_draws, m)), np.zeros(m)
         full = np.array([self._reached(t) >= self.steps for t in told])
         pred = np.array([self._predicted_at_last(self.law, states, t) for t in told])
         res = np.array([self._observed(t) for t in told]) - pred
@@ -534,27 +569,24 @@ class Tuner:
         rng = np.random.default_rng(self.seed + 7919 * len(self.told))
         w, v = np.linalg.eigh(cov)
         samples = rng.standard_normal((self.n_draws, m)) @ (v * np.sqrt(np.maximum(w, 0.0))).T
-        return mu, mu[None, :] + samples
+        return mu, mu[None, :] + samples, np.maximum(np.diag(cov), 0.0)
 
     # -- results ------------------------------------------------------------------------------
     def _recommended(self) -> int:
         """The recommendation's index: among the candidates measured at full length, the lowest
-        predicted objective (law + residual GP, which averages their seed noise); before any
-        full-length trial, the law's lowest. A recipe the law prefers but no run has checked is
+        estimate (between the law's prediction and the measurements, by the law's misfit against
+        the seed noise: see ``_measured``); before any full-length trial, the law's lowest. A recipe the law prefers but no run has checked is
         the next trial (``verify``), not the recommendation: where the law is biased, the
         recommendation stays a measured recipe."""
-        bad = {f.recipe for f in self.failed}
-        full = sorted({self._index[t.trial.recipe] for t in self.told if t.trial.recipe in self._index
-                       and self._reached(t) >= self.steps and t.trial.recipe not in bad})
-        m = self._mean[:, 0]
+        full = self._measured_idx
         if full:
-            return int(full[int(np.argmin(m[full]))])
+            return int(full[int(np.argmin(self._est[full]))])
         return self._recommended_by_law()
 
     def _recommended_by_law(self) -> int:
         """The law's (+ GP's) lowest predicted objective among the recipes that did not fail."""
         bad = {f.recipe for f in self.failed}
-        return int(np.argmin(np.where([c in bad for c in self.candidates], np.inf, self._mean[:, 0])))
+        return int(np.argmin(np.where([c in bad for c in self.candidates], np.inf, self._est)))
 
     def best(self) -> Recommendation:
         """The recommended recipe (see ``_recommended``): its predicted objective, the 90%
@@ -575,9 +607,9 @@ class Tuner:
         ok = col[np.isfinite(col)]
         # the draws' spread, centred on the recommendation's own prediction (the draws' median
         # sits off it where the law is nonlinear in its parameters, or the GP's mean moved it)
-        lo, hi = (np.quantile(ok, [0.05, 0.95]) - np.median(ok) + float(self._mean[i, 0])
+        lo, hi = (np.quantile(ok, [0.05, 0.95]) - np.median(ok) + float(self._est[i])
                   if ok.size else (np.nan, np.nan))
-        return Recommendation(self.candidates[i], float(self._mean[i, 0]), (float(lo), float(hi)),
+        return Recommendation(self.candidates[i], float(self._est[i]), (float(lo), float(hi)),
                               p_best, float(self._mean[i, 1]), float(self._mean[i, 2]), len(self.told))
 
     def expected_gain(self) -> float:
@@ -592,8 +624,14 @@ class Tuner:
         return float(gain.mean(axis=0).max())
 
     def should_stop(self) -> bool:
-        """No candidate is expected to gain more than the seed noise over the recommendation."""
-        return self.asked >= len(self._init) and self.expected_gain() <= self.noise
+        """The recommendation was measured at full length, the law describes the trials to within
+        the seed noise (its misfit τ ≤ σ: where it does not, its claim that nothing else is better
+        is not evidence), and no candidate is expected to gain more than the seed noise over the
+        recommendation (with τ in every unmeasured candidate's spread)."""
+        if self.asked < len(self._init) or self._predictions() is None:
+            return False
+        return (self._recommended() in self._measured_idx and self._tau2 <= max(self.noise, 1e-6) ** 2
+                and self.expected_gain() <= self.noise)
 
     def _observed(self, t: _Told) -> float:
         g, d = (t.run.losses[c] for c in self.columns)

@@ -56,6 +56,7 @@ class Spec:
     model: dict
     eval_interval: int = 25
     domain: str = "CPython's source"
+    more: tuple = ()  # other tables' folders whose runs this table also holds (same model and PT)
 
     @property
     def families(self) -> tuple:
@@ -98,7 +99,11 @@ HELDOUT = Spec("heldout", HERE / "tune_heldout", "cos", "cosine(steps=1500,peak=
                {"cosine": {"final": 0.0}, "wsd": {"decay": 0.3, "final": 0.0}}, (0, 1),
                {"preset": "cpu", "d_model": 48, "n_layer": 3, "n_head": 4, "seq_len": 96},
                eval_interval=20, domain="C headers (/usr/include/*.h)")
-SPECS = {s.name: s for s in (MAIN, HELDOUT)}
+# The held-out table with its peak range carried past the optimum (issue 33): two more peaks, WSD
+# only, 2 seeds (tune_wide/grid.toml); its other runs are the held-out table's.
+WIDE = dataclasses.replace(HELDOUT, name="wide", folder=HERE / "tune_wide", peaks=HELDOUT.peaks + (1e-2, 2.5e-2),
+                           more=(HERE / "tune_heldout",))
+SPECS = {s.name: s for s in (MAIN, HELDOUT, WIDE)}
 # The main table's constants, by their old names.
 DIR, RUNS, PT, PT_PEAK, STEPS = MAIN.folder, MAIN.folder / "runs", MAIN.pt, MAIN.pt_peak, MAIN.steps
 PEAKS, REPLAYS, FAMILIES, SEEDS, MODEL = MAIN.peaks, MAIN.replays, MAIN.families, MAIN.seeds, MAIN.model
@@ -173,7 +178,10 @@ class Table:
         folder, grid_ = spec.folder / "runs", spec.grid()
         self.curves, self.extra = {}, {}
         self.pt_log = None
-        for p in sorted(pathlib.Path(folder).glob("*.csv.gz")):
+        files = sorted(pathlib.Path(folder).glob("*.csv.gz"))
+        for more in spec.more:
+            files += [p for p in sorted((more / "runs").glob("*.csv.gz")) if not p.name.startswith("pt-")]
+        for p in files:
             run = cptjax.load_run(p)
             if p.name.startswith("pt-"):
                 self.pt_log = run
@@ -256,8 +264,12 @@ def optuna_search(table, lam1, budget, rng, pruner=False):
     out, spent = [], 0
     while spent < budget:
         t = study.ask()
-        rec = spec.recipe(t.suggest_categorical("family", fams), t.suggest_categorical("peak", peaks),
-                          t.suggest_categorical("replay", reps))
+        fam = t.suggest_categorical("family", fams)
+        # a family with fewer peaks on the table (the wide table's WSD-only high peaks) gets its own
+        # peak parameter: the space is the table's
+        own = sorted({r.peak for r in table.recipes if r.family == fam})
+        peak = t.suggest_categorical("peak" if len(own) == len(peaks) else f"peak_{fam}", own)
+        rec = spec.recipe(fam, peak, t.suggest_categorical("replay", reps))
         run = table.trial(rec, spec.steps, rng)
         obj = lam1 * run.losses["general_loss"] + (1 - lam1) * run.losses["domain_loss"]
         state, used = None, spec.steps
@@ -274,7 +286,7 @@ def optuna_search(table, lam1, budget, rng, pruner=False):
         done = [x for x in study.trials if x.state == optuna.trial.TrialState.COMPLETE]
         if done:
             p = study.best_trial.params
-            out.append((spent, spec.recipe(p["family"], p["peak"], p["replay"])))
+            out.append((spent, spec.recipe(p["family"], p.get("peak", p.get(f"peak_{p['family']}")), p["replay"])))
     return out
 
 
@@ -282,12 +294,15 @@ def cptjax_search(table, lam1, budget, rng, noise):
     tuner = cptjax.Tuner(candidates=table.recipes, steps=table.spec.steps, pt=table.spec.pt_schedule(), weight_general=lam1,
                          noise=noise, pt_log=table.pt_log, seed=int(rng.integers(2**31)))
     out, spent, trials = [], 0, []
+    tuner.stopped_at = None  # (CPT steps spent, recommendation) when should_stop() first said stop
     while spent < budget:
         t = tuner.ask()
         tuner.tell(t, table.trial(t.recipe, t.steps, rng))
         spent += t.steps
         trials.append(t)
         out.append((spent, tuner.best().recipe))
+        if tuner.stopped_at is None and tuner.should_stop():
+            tuner.stopped_at = (spent, out[-1][1])
     return out, tuner
 
 
@@ -324,10 +339,23 @@ def regret_curve(table, lam1, trace, grid_steps):
     return out
 
 
-def bench_stage(quick=False, repeats=None, spec=MAIN):
+def _with_stop(result, stops):
+    """cptjax_search's trace; where its tuner first said stop, appended to ``stops``."""
+    out, tuner = result
+    stops.append(tuner.stopped_at or (None, None))
+    return out
+
+
+def _median_at(curves, grid_steps, b):
+    """The median regret over repeats once ``b`` CPT steps are spent (NaN before any)."""
+    j = int(np.searchsorted(grid_steps, b, side="right")) - 1
+    return float(np.nanmedian(curves[:, j])) if j >= 0 and np.isfinite(curves[:, j]).any() else None
+
+
+def bench_stage(quick=False, repeats=None, spec=MAIN, only=None, out=None, budget_runs=None):
     table = Table(spec)
     steps = spec.steps
-    budget = 12 * steps if quick else 20 * steps
+    budget = (budget_runs or (12 if quick else 20)) * steps
     grid_steps = np.arange(steps // 2, budget + 1, steps // 2)
     n_cheap = repeats or (5 if quick else 50)
     n_tuner = repeats or (2 if quick else 10)
@@ -347,9 +375,11 @@ def bench_stage(quick=False, repeats=None, spec=MAIN):
         strategies = {"random": (n_cheap, lambda rng: random_search(table, lam1, budget, rng)),
                       "optuna-tpe": (n_cheap, lambda rng: optuna_search(table, lam1, budget, rng)),
                       "optuna-tpe-hyperband": (n_cheap, lambda rng: optuna_search(table, lam1, budget, rng, True)),
-                      "cptjax": (n_tuner, lambda rng: cptjax_search(table, lam1, budget, rng, noise)[0])}
+                      "cptjax": (n_tuner, lambda rng: _with_stop(cptjax_search(table, lam1, budget, rng, noise), stops))}
+        if only:
+            strategies = {k: v for k, v in strategies.items() if k in only}
         for name, (n, run) in strategies.items():
-            curves = []
+            curves, stops = [], []
             for rep in range(n):
                 curves.append(regret_curve(table, lam1, run(np.random.default_rng([rep, int(lam1 * 10)])), grid_steps))
                 print(f"[tune bench] lambda1={lam1} {name} repeat {rep + 1}/{n}  "
@@ -360,14 +390,22 @@ def bench_stage(quick=False, repeats=None, spec=MAIN):
             entry["strategies"][name] = {
                 "repeats": n, "median": med.tolist(), "q25": np.nanquantile(c, 0.25, axis=0).tolist(),
                 "q75": np.nanquantile(c, 0.75, axis=0).tolist(), "steps_to_noise": reach,
-                "final_median": float(med[-1])}
+                "final_median": float(med[-1]),
+                "regret_at_runs": {str(k): _median_at(c, grid_steps, k * steps) for k in (2, 5, 12)}}
+            if name == "cptjax":
+                regrets = [table.objective(r, lam1) - best for _, r in stops if r is not None]
+                entry["strategies"][name]["stop"] = {
+                    "stopped": len(regrets), "repeats": n,
+                    "within_noise": sum(x <= noise for x in regrets),
+                    "median_steps": float(np.median([s_ for s_, r in stops if r is not None])) if regrets else None,
+                    "regrets": regrets}
         entry["offgrid"] = offgrid_result(table, lam1)
         res["weights"][str(lam1)] = entry
-    plot(res, quick, spec)
+    plot(res, quick, spec, out)
     return res
 
 
-def plot(res, quick, spec=MAIN):
+def plot(res, quick, spec=MAIN, out=None):
     from experiments._common import ROOT, plt, save
 
     ws = list(res["weights"])
@@ -386,7 +424,7 @@ def plot(res, quick, spec=MAIN):
         ax.set_ylabel("regret (nats/byte)")
         ax.set_title(f"lambda1 = {w}")
     axes[0][0].legend(fontsize=7)
-    name = "tune" + ("" if spec is MAIN else f"_{spec.name}") + ("_quick" if quick else "")
+    name = out or "tune" + ("" if spec is MAIN else f"_{spec.name}") + ("_quick" if quick else "")
     save(str(ROOT / "experiments" / "results"), name, res, fig)
 
 
@@ -441,7 +479,12 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--table", choices=sorted(SPECS), default="main",
-                    help="main: the project's table; heldout: the table built after the tuner was frozen")
+                    help="main: the project's table; heldout: the table built after the tuner was frozen; "
+                         "wide: the held-out table with two more peaks, past its optimum")
+    ap.add_argument("--only", nargs="+", help="bench: these strategies only (random, optuna-tpe, "
+                                              "optuna-tpe-hyperband, cptjax)")
+    ap.add_argument("--budget-runs", type=int, default=None, help="bench: the budget in full runs' CPT steps (default 20)")
+    ap.add_argument("--out", help="bench: write the results under this name (default tune[_TABLE])")
     args = ap.parse_args(argv)
     spec = SPECS[args.table]
     if args.stage == "grid":
@@ -452,7 +495,7 @@ def main(argv=None):
         return offgrid_stage()
     if args.stage == "pack-offgrid":
         return pack_stage(args.src, OFFGRID / "runs", skip_pt=True)
-    return bench_stage(args.quick, args.repeats, spec)
+    return bench_stage(args.quick, args.repeats, spec, args.only, args.out, args.budget_runs)
 
 
 if __name__ == "__main__":
