@@ -176,3 +176,22 @@ def test_heldout_tuning_table_matches_its_stored_runs():
     for rec in (r for r in table.recipes if r.replay == 0):
         _, g, d = table.curves[rec][0]
         assert g[-1] > pt_g + 0.05 and d[-1] < pt_d - 0.1
+
+
+def test_wide_tuning_table_has_an_interior_optimum():
+    """The wide table (the held-out table with two more WSD peaks, 1e-2 and 2.5e-2, 2 seeds):
+    its PT run is the held-out table's, bit for bit (the lab is deterministic), and for every λ1
+    the best recipe's peak is interior — the two higher peaks are worse by more than the seed noise."""
+    import gzip
+
+    from experiments.lab import tune as T
+
+    table = T.Table(T.WIDE)
+    assert len(table.recipes) == 48 and all(len(c) == 2 for c in table.curves.values())
+    pt = lambda folder: gzip.decompress((folder / "runs" / "pt-cos.csv.gz").read_bytes())  # noqa: E731
+    assert pt(T.WIDE.folder) == pt(T.HELDOUT.folder)
+    for lam1 in T.WEIGHTS:
+        by_peak = {p: min(table.objective(r, lam1) for r in table.recipes if r.peak == p) for p in T.WIDE.peaks}
+        best = min(by_peak, key=by_peak.get)
+        assert T.WIDE.peaks[0] < best < T.WIDE.peaks[-1]
+        assert min(by_peak[1e-2], by_peak[2.5e-2]) - by_peak[best] > table.noise(lam1)
