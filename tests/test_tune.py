@@ -260,7 +260,9 @@ def test_a_measured_recipe_keeps_its_place_against_a_contradicted_prediction():
     seed noise), not the law's favourite, also measured; and its estimate is the hierarchical one, law + w·(measured − law) with
     w = τ²/(τ² + σ²/n), recomputed here from the tuner's own τ²."""
     rng = np.random.default_rng(3)
-    tuner = cptjax.Tuner(pt=PT, candidates=CANDS, steps=STEPS, weight_general=0.5, noise=0.003, seed=2)
+    # one law form (λ): the estimate, not the choice of form, is under test
+    tuner = cptjax.Tuner(pt=PT, candidates=CANDS, steps=STEPS, weight_general=0.5, noise=0.003, seed=2,
+                         lam=0.999, n_draws=32)
     truth = {c: true_objective(c, 0.5) for c in CANDS}
     x = sorted(CANDS, key=truth.get)[1]  # the runner-up: 0.025 below the best once measured
 
@@ -290,7 +292,7 @@ def test_should_stop_waits_for_a_measured_recommendation():
     """should_stop is False while the recommendation has no full-length run (the first trials
     are short), whatever the law predicts."""
     rng = np.random.default_rng(0)
-    tuner = cptjax.Tuner(pt=PT, candidates=CANDS, steps=STEPS, weight_general=0.5, seed=0)
+    tuner = cptjax.Tuner(pt=PT, candidates=CANDS, steps=STEPS, weight_general=0.5, seed=0, lam=0.999, n_draws=32)
     for _ in range(5):
         t = tuner.ask()
         assert t.steps < STEPS
