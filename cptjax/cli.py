@@ -489,12 +489,13 @@ def _add_predict(sub) -> None:
 
 def _add_fit(sub) -> None:
     fi = sub.add_parser(
-        "fit", help="fit a law to loss logs (CSV, W&B CSV export, JSON)",
+        "fit", help="fit a law to loss logs (CSV, W&B, JSON Lines, Hugging Face, Lightning, Megatron, TensorBoard)",
         description="Fit one law to one loss column of one or more runs, parameters shared "
                     "across runs (fit all PT and CPT runs of one validation set together). "
                     "Objective: sum of Huber(delta) on log residuals; multi-start "
                     "Levenberg-Marquardt; standard errors from the Laplace/sandwich covariance.")
-    fi.add_argument("runs", nargs="+", metavar="RUN", help="run files: .csv, .csv.gz or .json")
+    fi.add_argument("runs", nargs="+", metavar="RUN", help="run logs: CSV (.csv, .csv.gz; plain, W&B export, Lightning metrics.csv), JSON Lines, "
+                         "Hugging Face trainer_state.json, a Megatron-LM stdout log, TensorBoard events, cptjax .json")
     from cptjax import LAWS
 
     fi.add_argument("--law", default="cpt", choices=sorted(LAWS),

@@ -1,6 +1,6 @@
 """Learning-rate schedules as plain per-step arrays.
 
-Convention (LAW.md §1): a schedule of ``steps`` = T optimizer steps is a float64 array ``lr`` with
+Convention (docs/guide/laws.md): a schedule of ``steps`` = T optimizer steps is a float64 array ``lr`` with
 ``lr[i - 1]`` = η_i, the LR used at step i = 1..T.  Every constructor takes an optional linear
 warmup of W steps, η_i = peak·i/W for i = 1..W, and its main shape runs over steps W+1..T with the
 progress variable u = (i − W)/(T − W) ∈ (0, 1] (so it reaches ``final`` exactly at step T).

@@ -397,7 +397,7 @@ def fit_batch(problems, *, delta: float = 1e-3, max_iter: int = 200, chunk: int 
     ``progress(done, total)`` is called after each chunk of work with the number of finished
     problems (this process's share).
 
-    Example (two hosts; run the same script on each)::
+    Example (two hosts; run the same script on each):
 
         jax.distributed.initialize()  # or (coordinator_address, num_processes, process_id)
         results = cptjax.fit_batch(problems)  # each process fits half, all get every result

@@ -2,7 +2,7 @@
 (variable projection, the grid) and batched Levenberg–Marquardt steps. The batch driver and
 `fit` are in ``_batch``, the fit statistics in ``_stats``, the solver in ``_solver``.
 
-Objective (LAW.md §4): Σ Huber_δ(log L̂ − log L) over every logged point of every run of one
+Objective (docs/guide/laws.md): Σ Huber_δ(log L̂ − log L) over every logged point of every run of one
 validation set, parameters shared across runs.  Positivity by reparameterisation (θ = log p).
 """
 

@@ -547,7 +547,7 @@ def watch(path, *, column: str | None = None, every: int = 20, poll: float = 5.0
     retried at the next poll, and only ten failures in a row raise. ``max_polls`` ends the watch
     (tests); Ctrl-C ends it in between polls. ``forecast_options`` go to `forecast`.
 
-    Example::
+    Example:
 
         for fc in cptjax.watch("run/metrics.csv", every=50, budget=20000):
             print(fc.step, fc.table and fc.best_start)

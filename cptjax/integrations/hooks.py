@@ -7,7 +7,7 @@ persistent compilation cache on) crashed with a segmentation fault. The worker i
 (``python -c``, not ``multiprocessing``), so a training script needs no ``__main__`` guard; it runs
 at the lowest CPU priority with one XLA thread, so that it takes what the training leaves.
 
-Example (an optax loop)::
+Example (an optax loop):
 
     hook = cptjax.integrations.hooks.ForecastHook(every=500, budget=20000, on_forecast=print_line)
     for step in range(1, 20001):

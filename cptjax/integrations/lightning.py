@@ -6,7 +6,7 @@ training loss (kept as a tensor: read only when a forecast starts, so the step d
 the device); every ``every`` steps it forecasts the run's final loss in a worker process
 (`cptjax.integrations.hooks.ForecastHook`), and logs each forecast through the trainer's
 own loggers (``logger.log_metrics``: TensorBoard, W&B, CSV, …) as scalars beside the loss
-(`cptjax.integrations.hooks.forecast_metrics`)::
+(`cptjax.integrations.hooks.forecast_metrics`):
 
     cb = cptjax.integrations.lightning.ForecastCallback(every=500, budget=20_000)
     trainer = lightning.Trainer(max_steps=20_000, callbacks=[cb])

@@ -8,7 +8,7 @@ law's parameter draws (see `cptjax.Tuner`). The objective declares the recipe wi
 `suggest_recipe` — the same distributions the sampler samples — trains it, reports both
 loss curves and returns the weighted final loss.
 
-Example::
+Example:
 
     import optuna, cptjax
     from cptjax.integrations.optuna import CPTSampler, suggest_recipe, report_curves

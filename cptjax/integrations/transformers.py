@@ -9,7 +9,7 @@ next log as scalars (``cptjax/stop_now``, ``cptjax/cool_down_now_lo``, ``cptjax/
 `cptjax.integrations.hooks.forecast_metrics`), so that TensorBoard, W&B or any
 ``report_to`` logger shows it beside the loss. Use `attach`, which puts the callback
 before the trainer's loggers (a callback given as ``Trainer(callbacks=[...])`` comes after them,
-and they would not see the forecast)::
+and they would not see the forecast):
 
     trainer = Trainer(model=model, args=args, train_dataset=data)
     cb = cptjax.integrations.transformers.attach(trainer, every=500, cooldown="1-sqrt")

@@ -28,7 +28,7 @@ def _cond(law, replay):
 
 
 def critical_point(law, pt, cpt, replay=None) -> dict:
-    """Critical point of the general loss for a CPT schedule (LAW.md §3, paper §4.4).
+    """Critical point of the general loss for a CPT schedule (docs/guide/laws.md, paper §4.4).
 
     Operationalised from Eq. 4 (paper-notes §4.3, DERIVED): as S1_cpt → ∞ under the plan's
     annealing, L_general → L0 + B − C1·S2_pt − C2·S2_cpt (the D_pt loss on the hidden curve

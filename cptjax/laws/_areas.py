@@ -1,4 +1,4 @@
-"""Forward and annealing areas S1, S2 of a (joined PT+CPT) schedule — LAW.md §2.
+"""Forward and annealing areas S1, S2 of a (joined PT+CPT) schedule — docs/guide/laws.md.
 
 The one place the momentum recurrence lives.
 """
@@ -175,9 +175,10 @@ def _momentum_k(d, kappa, method):
 
 def areas(lr, n_pt=None, lam=0.999, eta0=None, *, pt_warmup: str = "literal",
           method: str = "auto", eps: float = 0.0) -> Areas:
-    r"""Forward and annealing areas of a joined PT+CPT schedule (LAW.md §2).
+    r"""Forward and annealing areas of a joined PT+CPT schedule (docs/guide/laws.md).
 
-    .. math::
+    In symbols (LaTeX):
+
         S_1(t) = \sum_{i\le t}\eta_i,\quad m_i = \lambda m_{i-1} + (\eta_{i-1}-\eta_i),\quad
         S_2(t) = \sum_{i\le t} m_i,
 

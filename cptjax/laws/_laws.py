@@ -1,4 +1,4 @@
-"""Law families as small parameter pytrees with a pure ``__call__`` (LAW.md §3).
+"""Law families as small parameter pytrees with a pure ``__call__`` (docs/guide/laws.md).
 
 Each law is a frozen dataclass registered as a JAX pytree: its parameters are the leaves, so laws
 jit, vmap (over thousands of parameter sets), differentiate and ``jax.tree.map`` with no special
@@ -50,7 +50,7 @@ class Param(NamedTuple):
     wide: tuple = ()
 
 
-LAM = 0.999  # the CPT paper's momentum decay λ (LAW.md §1)
+LAM = 0.999  # the CPT paper's momentum decay λ (docs/guide/laws.md)
 
 
 def _law(cls=None, *, meta=()):
@@ -212,7 +212,7 @@ _SHIFT_PARAMS = (Param("B", positive=False, linear=True, start=(-0.5, 0.5)),
 
 @_law
 class PTLaw(AreaLaw):
-    r"""Eq. 1, the annealing law: :math:`L = L_0 + A S_1^{-\alpha} - C S_2` on the joined areas."""
+    r"""Eq. 1, the annealing law: ``L = L_0 + A S_1^{-\alpha} - C S_2`` on the joined areas."""
 
     kind: ClassVar[str] = "pt"
     params: ClassVar = (Param("L0", linear=True, start=(0.75, 0.95)), _A, _ALPHA,
@@ -226,7 +226,9 @@ class PTLaw(AreaLaw):
 class CPTLaw(AreaLaw):
     r"""Eq. 4, the CPT law:
 
-    .. math:: L = L_0 + A(S_1^{pt}+S_1^{cpt})^{-\alpha} - C_1 S_2^{pt} - C_2 S_2^{cpt}
+    In symbols (LaTeX):
+
+        L = L_0 + A(S_1^{pt}+S_1^{cpt})^{-\alpha} - C_1 S_2^{pt} - C_2 S_2^{cpt}
               + B(1-(1+E S_1^{cpt})^{-\beta})
 
     B > 0 on the general (PT) set, B < 0 on the domain (CPT) set.
@@ -247,7 +249,9 @@ class SharedCPTLaw(AreaLaw):
     r"""Eq. 4 with one annealing coefficient for both phases (C1 = C2 = C), so that a CPT
     re-warmup (negative S2_cpt) undoes the PT anneal at the rate it was earned:
 
-    .. math:: L = L_0 + A(S_1^{pt}+S_1^{cpt})^{-\alpha} - C (S_2^{pt} + S_2^{cpt})
+    In symbols (LaTeX):
+
+        L = L_0 + A(S_1^{pt}+S_1^{cpt})^{-\alpha} - C (S_2^{pt} + S_2^{cpt})
               + B(1-(1+E S_1^{cpt})^{-\beta})
 
     On the lab's runs it predicts held-out CPT phases better than Eq. 4 (experiments/lab).
@@ -268,7 +272,7 @@ def replay_factors(a1, a2, replay, target: str, form: str = "swapped"):
 
     Annealing: general e^(a1·r_pt), domain e^(a1·r_cpt). Shift, ``form="printed"`` (the paper's
     Eq. 8 as printed): general 1 − e^(−a2·r_cpt), domain e^(a2·r_cpt) − 1; ``form="swapped"`` (the
-    default; the two shift factors exchanged, which the evidence of Fig. 12 supports — LAW.md
+    default; the two shift factors exchanged, which the evidence of Fig. 12 supports — docs/guide/laws.md
     Eq. 8 and ``experiments/replay_form``): general e^(a2·r_cpt) − 1, domain 1 − e^(−a2·r_cpt).
     """
     r_pt = jnp.asarray(replay)
@@ -285,7 +289,9 @@ class ReplayCPTLaw(AreaLaw):
     r_cpt = 1 − r.  ``target`` is ``"general"`` or ``"domain"`` (the two sets differ in form);
     ``form`` is ``"swapped"`` (default, see `replay_factors`) or ``"printed"``:
 
-    .. math:: \dots - C_2 S_2^{cpt} f_{anneal}(r) + B(1-(1+ES_1^{cpt})^{-\beta})\, f_{shift}(r)
+    In symbols (LaTeX):
+
+        \dots - C_2 S_2^{cpt} f_{anneal}(r) + B(1-(1+ES_1^{cpt})^{-\beta})\, f_{shift}(r)
     """
 
     target: str = "general"
@@ -310,7 +316,7 @@ class ReplayCPTLaw(AreaLaw):
 @_law
 class SizeCPTLaw(AreaLaw):
     r"""Eq. 7, with model size N (millions of non-embedding parameters, inferred):
-    :math:`\dots - C_1 S_2^{pt} N^{\gamma_1} - C_2 S_2^{cpt} N^{\gamma_2} + \dots + F N^{-\gamma_3}`."""
+    ``\dots - C_1 S_2^{pt} N^{\gamma_1} - C_2 S_2^{cpt} N^{\gamma_2} + \dots + F N^{-\gamma_3}``."""
 
     kind: ClassVar[str] = "size"
     params: ClassVar = CPTLaw.params + (
@@ -333,7 +339,9 @@ class OpenCPTLaw(AreaLaw):
     final LR is taken as 0 (compute the CPT areas with ``eta0=0``: CPT re-warms from 0) and S2_pt
     is absorbed into L0:
 
-    .. math:: L = L_0 + A(S_1^{cpt}+\hat S_1^{pt})^{-\alpha} - C S_2^{cpt} + B(1-(1+ES_1^{cpt})^{-\beta})
+    In symbols (LaTeX):
+
+        L = L_0 + A(S_1^{cpt}+\hat S_1^{pt})^{-\alpha} - C S_2^{cpt} + B(1-(1+ES_1^{cpt})^{-\beta})
     """
 
     kind: ClassVar[str] = "open"
@@ -469,7 +477,9 @@ def _log(x):
 class MultiPowerLaw(ScheduleLaw):
     r"""The Multi-Power Law (Luo et al. 2025), for comparison:
 
-    .. math:: L(t) = L_0 + A S_1(t)^{-\alpha} - B\sum_{k\le t}(\eta_{k-1}-\eta_k)\,
+    In symbols (LaTeX):
+
+        L(t) = L_0 + A S_1(t)^{-\alpha} - B\sum_{k\le t}(\eta_{k-1}-\eta_k)\,
               G(\eta_k^{-\gamma} S_k(t)),\quad S_k(t)=\sum_{\tau=k}^{t}\eta_\tau,\quad
               G(x) = 1-(Cx+1)^{-\beta}
 
@@ -550,10 +560,14 @@ class MPLCPTLaw(ScheduleLaw):
     r"""Eq. 4 with the Multi-Power Law's annealing term in place of the annealing areas S2 (an
     annealing law that gives zero-LR steps no credit):
 
-    .. math:: L(t) = L_0 + A S_1(t)^{-\alpha} - C_1 LD_{pt}(t) - C_2 LD_{cpt}(t)
+    In symbols (LaTeX):
+
+        L(t) = L_0 + A S_1(t)^{-\alpha} - C_1 LD_{pt}(t) - C_2 LD_{cpt}(t)
               + B(1-(1+E S_1^{cpt}(t))^{-\beta}),
 
-    .. math:: LD(t) = \sum_{k\le t}(\eta_{k-1}-\eta_k)\,G(\eta_k^{-\gamma}S_k(t)),\quad
+    In symbols (LaTeX):
+
+        LD(t) = \sum_{k\le t}(\eta_{k-1}-\eta_k)\,G(\eta_k^{-\gamma}S_k(t)),\quad
               S_k(t)=\sum_{\tau=k}^{t}\eta_\tau,\quad G(x) = 1-(\kappa x+1)^{-\rho},
 
     LD_pt summing the PT's decrements, LD_cpt the CPT's (the first, η_pt_last − η_1, included:

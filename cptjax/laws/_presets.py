@@ -1,4 +1,4 @@
-"""Published parameter sets (LAW.md §5), each with its source and caveats.
+"""Published parameter sets (docs/guide/laws.md), each with its source and caveats.
 
 Caveat common to every CPT preset: the paper's text lost the minus signs inside figure equations;
 the signs here follow the inference rule of ``paper-notes.md`` §0 (a coefficient printed without
@@ -113,7 +113,7 @@ PRESETS = {
                "in the paper: derived by least squares of the Eq. 8 shift term against the per-ratio "
                "Eq. 4 fits of Fig. 12 (see cptjax.replay_beta). Shift factors swapped between the two "
                "equations (form='swapped'): the printed ones leave 33%/59% of Fig. 12's shift curves "
-               "unexplained, the swapped ones 0.18%/0.09% (LAW.md Eq. 8). Domain annealing factor "
+               "unexplained, the swapped ones 0.18%/0.09% (docs/guide/laws.md Eq. 8). Domain annealing factor "
                "e^(a1*r_cpt) (body text), not the caption's e^(0.037*r_pt)."),
     "replay-printed": (lambda: LawPair(_replay("general", "printed"), _replay("domain", "printed")),
                        "Eq. 8 exactly as printed (shift factors not swapped), beta derived the same "
@@ -130,7 +130,7 @@ PRESETS = {
     "mpl-100m": (lambda: _mpl((2.6514477024161742, 0.6011515230827974, 0.4529581100522778,
                                437.94642760340304, 2.132456121480403, 0.5978519925072291,
                                0.6552364418199805)),
-                 "Multi-Power Law, 100M model: upstream logs/100.log (LAW.md §3 values)."),
+                 "Multi-Power Law, 100M model: upstream logs/100.log (docs/guide/laws.md values)."),
     "mpl-400m": (lambda: _mpl((2.374744659170942, 0.6542121550244083, 0.42878731201783993,
                                523.4246437117536, 2.0246273548931515, 0.5935049336845727,
                                0.6347245666876161)),

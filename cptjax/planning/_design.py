@@ -1,6 +1,6 @@
 """Designing the CPT schedule and replay ratio by gradient (optax), with grid baselines.
 
-Objective (LAW.md Eq. 5): λ1·L_general + λ2·L_domain at the last CPT step (or averaged over the
+Objective (docs/guide/laws.md Eq. 5): λ1·L_general + λ2·L_domain at the last CPT step (or averaged over the
 last k steps), λ2 = 1 − λ1.  The PT history is an input, not optimised.
 
 Trainable schedule (reparameterised, STYLE §6): K knots interpolated linearly to every CPT step.

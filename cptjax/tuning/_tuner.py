@@ -245,7 +245,7 @@ class Tuner:
             if it is picked again. ``0`` runs every pick at full length.
         seed: seeds the candidate draws, Thompson sampling and the parameter draws.
 
-    Example::
+    Example:
 
         tuner = cptjax.Tuner(cptjax.Space(steps=2000, peak=(1e-4, 3e-3), replay=(0, 0.5)), pt=pt_lr)
         while not tuner.should_stop() and tuner.n_trials < 12:
