@@ -512,31 +512,31 @@ class Tuner:
         # posterior mean corrects every candidate's prediction and whose posterior samples add the
         # law's own misfit to the parameter draws (so the acquisition explores where the law has
         # been wrong, not only where its parameters are uncertain).
-        mu, samples, gp_var = self._residual_gp(states)
+        res = np.array([self._observed(t) - self._predicted_at_last(self.law, states, t) for t in self.told])
+        mu, samples, gp_var = self._residual_gp(res)
         self._law_mean = np.asarray(mean)[:, 0].copy()
         obj = obj + samples
         mean = np.asarray(mean).copy()
         mean[:, 0] += mu
         self._mean = mean
-        self._pred = self._measured(states, obj, gp_var)
+        self._pred = self._measured(res, obj, gp_var)
         return self._pred
 
-    def _measured(self, states, obj, gp_var):
+    def _measured(self, res, obj, gp_var):
         """Where the runs have measured a recipe at full length, its estimate moves from the model
         to the measurements as far as the model's misfit exceeds the seed noise (a hierarchical
         estimate: true objective ~ N(law, τ²), each run ~ N(true, σ²)); elsewhere the model's
         spread is at least the misfit τ the law showed on the trials. Returns the draws
-        (draws × candidates) with both applied; sets ``_est`` (the estimates), ``_tau2``."""
+        (draws × candidates) with both applied; sets ``_est`` (the estimates), ``_tau2``. ``res``:
+        the law's residuals at every told trial's last logged step."""
         sigma2 = max(self.noise, 1e-6) ** 2
-        done = [t for t in self.told if t.trial.recipe not in {f.recipe for f in self.failed}]
-        res = np.array([self._observed(t) - self._predicted_at_last(self.law, states, t) for t in done])
         # method of moments: the residuals' mean square less the seed noise's share
         self._tau2 = tau2 = max(float(np.mean(res ** 2)) - sigma2, 0.0) if res.size else 0.0
         est = self._mean[:, 0].copy()
         var = np.zeros(len(self.candidates))
-        runs = {}
-        for t in done:
-            if t.trial.recipe in self._index and self._reached(t) >= self.steps:
+        runs, bad = {}, {f.recipe for f in self.failed}
+        for t in self.told:  # a recipe that failed in any trial is not a measured candidate
+            if t.trial.recipe in self._index and t.trial.recipe not in bad and self._reached(t) >= self.steps:
                 runs.setdefault(self._index[t.trial.recipe], []).append(self._observed(t))
         for i, ys in runs.items():
             prec = (1.0 / tau2 if tau2 > 0 else math.inf) + len(ys) / sigma2
@@ -553,15 +553,14 @@ class Tuner:
             out[:, i] = est[i] + math.sqrt(var[i]) * rng.standard_normal(out.shape[0])
         return out
 
-    def _residual_gp(self, states):
-        """The residual GP's posterior mean over the candidates and ``n_draws`` joint samples
-        (every told trial counts, a candidate or not: e.g. grid runs told to a continuous tuner)."""
+    def _residual_gp(self, res):
+        """The residual GP on the law's residuals ``res`` at the told trials (every told trial
+        counts, a candidate or not: e.g. grid runs told to a continuous tuner): its posterior mean
+        over the candidates, ``n_draws`` joint samples and its posterior variance."""
         told, m = self.told, len(self.candidates)
         if not told:
             return np.zeros(m), np.zeros((self.n_draws, m)), np.zeros(m)
         full = np.array([self._reached(t) >= self.steps for t in told])
-        pred = np.array([self._predicted_at_last(self.law, states, t) for t in told])
-        res = np.array([self._observed(t) for t in told]) - pred
         # a short trial's residual stands for the final one less surely
         nv = np.where(full, 1.0, 4.0) * max(self.noise, 1e-6) ** 2
         z = _features([t.trial.recipe for t in told], self.candidates)
@@ -575,16 +574,17 @@ class Tuner:
     def _recommended(self) -> int:
         """The recommendation's index: among the candidates measured at full length, the lowest
         estimate (between the law's prediction and the measurements, by the law's misfit against
-        the seed noise: see ``_measured``); before any full-length trial, the law's lowest. A recipe the law prefers but no run has checked is
-        the next trial (``verify``), not the recommendation: where the law is biased, the
-        recommendation stays a measured recipe."""
+        the seed noise: see ``_measured``); before any full-length trial, the lowest estimate. A
+        recipe the law prefers but no run has checked is the next trial (``verify``), not the
+        recommendation: where the law is biased, the recommendation stays a measured recipe."""
         full = self._measured_idx
         if full:
             return int(full[int(np.argmin(self._est[full]))])
         return self._recommended_by_law()
 
     def _recommended_by_law(self) -> int:
-        """The law's (+ GP's) lowest predicted objective among the recipes that did not fail."""
+        """The lowest estimate (law + GP; measured recipes: see ``_measured``) among the recipes
+        that did not fail."""
         bad = {f.recipe for f in self.failed}
         return int(np.argmin(np.where([c in bad for c in self.candidates], np.inf, self._est)))
 

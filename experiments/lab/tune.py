@@ -293,17 +293,16 @@ def optuna_search(table, lam1, budget, rng, pruner=False):
 def cptjax_search(table, lam1, budget, rng, noise):
     tuner = cptjax.Tuner(candidates=table.recipes, steps=table.spec.steps, pt=table.spec.pt_schedule(), weight_general=lam1,
                          noise=noise, pt_log=table.pt_log, seed=int(rng.integers(2**31)))
-    out, spent, trials = [], 0, []
-    tuner.stopped_at = None  # (CPT steps spent, recommendation) when should_stop() first said stop
+    out, spent = [], 0
+    stopped = (None, None)  # (CPT steps spent, recommendation) where should_stop() first said stop
     while spent < budget:
         t = tuner.ask()
         tuner.tell(t, table.trial(t.recipe, t.steps, rng))
         spent += t.steps
-        trials.append(t)
         out.append((spent, tuner.best().recipe))
-        if tuner.stopped_at is None and tuner.should_stop():
-            tuner.stopped_at = (spent, out[-1][1])
-    return out, tuner
+        if stopped[0] is None and tuner.should_stop():
+            stopped = out[-1]
+    return out, tuner, stopped
 
 
 def offgrid_result(table, lam1):
@@ -341,8 +340,8 @@ def regret_curve(table, lam1, trace, grid_steps):
 
 def _with_stop(result, stops):
     """cptjax_search's trace; where its tuner first said stop, appended to ``stops``."""
-    out, tuner = result
-    stops.append(tuner.stopped_at or (None, None))
+    out, _, stopped = result
+    stops.append(stopped)
     return out
 
 
@@ -450,7 +449,7 @@ def offgrid_stage(budget_runs=10):
     rel = lambda p: os.path.relpath(p, HERE.parents[1])
     for lam1 in WEIGHTS:
         rng = np.random.default_rng([0, int(lam1 * 10)])
-        _, grid_tuner = cptjax_search(table, lam1, budget_runs * STEPS, rng, table.noise(lam1))
+        _, grid_tuner, _ = cptjax_search(table, lam1, budget_runs * STEPS, rng, table.noise(lam1))
         tuner = cptjax.Tuner(space, pt=pt_schedule(), weight_general=lam1, pt_log=table.pt_log,
                              n_candidates=512, seed=0)
         for t in grid_tuner.told:  # the same trials (on-grid recipes are data for any tuner)
